@@ -1,0 +1,48 @@
+"""Daemon settings: command-line flags over environment over defaults."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+DEFAULT_RELAY = "ws://127.0.0.1:7777"
+DEFAULT_MINT = "http://127.0.0.1:3338"
+
+
+def default_relays() -> list[str]:
+    raw = os.environ.get("PYLON_RELAYS", "")
+    return [u for u in raw.split(",") if u] or [DEFAULT_RELAY]
+
+
+class NodeConfig(msgspec.Struct, kw_only=True):
+    name: str = "node"
+    relays: list[str] = msgspec.field(default_factory=default_relays)
+    executor: str = "deterministic"  # deterministic | ollama
+    ollama_host: str = "http://127.0.0.1:11434"
+    model: str = "qwen2.5-coder:1.5b"
+    max_concurrency: int = 4
+    queue_size: int = 256
+    heartbeat_s: float = 10.0
+    price_msats: int = 0
+    accept_untargeted: bool = True
+    exec_timeout_s: float = 60.0
+    mint_url: str | None = None
+    payment_required: bool = False  # ask for payment up front (NUT-11 lock with a refund path)
+    allow_buyers: list[str] = []  # empty = serve anyone
+    rate_per_s: float = 0.0  # per-buyer token bucket; 0 = unlimited
+    rate_burst: int = 200
+
+
+class BuyerConfig(msgspec.Struct, kw_only=True):
+    name: str = "buyer"
+    relays: list[str] = msgspec.field(default_factory=default_relays)
+    pickup_timeout_s: float = 10.0
+    result_timeout_s: float = 60.0
+    max_attempts: int = 3
+    bid_msats: int = 0
+    max_outstanding: int = 100_000
+    allow_nodes: list[str] = []  # empty = use any node
+    heartbeat_s: float = 10.0  # the interval nodes are expected to use; online = 3 intervals
+    mint_url: str | None = None
+    pay_policy: str = "auto"  # auto | manual

@@ -1,0 +1,171 @@
+"""The repo-map coordinator: split a repo into per-file jobs, dispatch, collect, reduce.
+
+It is kept general (the Recursive-Language-Model shape: one coordinator, many small
+subcalls): `split` makes the subtasks from a snapshot, `dispatch` hands each to the buyer's
+scheduler, `collect` waits for the run's tracker, `reduce` builds the artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from pylon.daemon.rpc_server import CallContext, RpcFailure
+from pylon.home import buyer_dir, pylon_home
+from pylon.logs import get_logger
+from pylon.nostr import nip90
+from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
+from pylon.schemas import rpc
+from pylon.schemas.events import FileResult, RunRoot
+from pylon.schemas.repomap import Snapshot
+from pylon.schemas.telemetry import JobState
+
+if TYPE_CHECKING:
+    from pylon.daemon.buyer import BuyerDaemon
+
+log = get_logger("pylon.coordinator")
+
+PROGRESS_INTERVAL_S = 0.25
+RUN_TIMEOUT_S = 3600.0
+_result_decoder = msgspec.json.Decoder(FileResult)
+
+
+def maps_dir() -> Path:
+    d = pylon_home() / "maps"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+class MapCoordinator:
+    def __init__(self, buyer: BuyerDaemon) -> None:
+        self.buyer = buyer
+        self.run_info: dict[str, rpc.RunInfo] = {}
+
+    async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
+        match req:
+            case rpc.MapReq(repo=repo, out_dir=out_dir):
+                return await self.map(repo, Path(out_dir) if out_dir else None, ctx)
+            case rpc.RunsReq():
+                return {"runs": await self.runs()}
+        raise RpcFailure("unknown_method", type(req).__name__)
+
+    async def runs(self) -> list[rpc.RunInfo]:
+        assert self.buyer.db is not None
+        rows = await self.buyer.db.fetch(
+            "SELECT r.run_id, r.repo, r.files, r.started, r.finished, r.out_dir, "
+            "sum(j.state = 'completed'), sum(j.state = 'failed') FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id "
+            "GROUP BY r.run_id ORDER BY r.started")
+        out = []
+        for run_id, repo, files, started, finished, out_dir, done, failed in rows:
+            out.append(rpc.RunInfo(run_id=run_id, repo=repo, files=files, completed=int(done or 0),
+                                   failed=int(failed or 0), started=started, finished=finished, out_dir=out_dir))
+        return out
+
+    # --- split ------------------------------------------------------------------------------
+
+    async def snapshot(self, repo: str) -> Snapshot:
+        clone_dir = buyer_dir() / "clones" / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
+        try:
+            return await anyio.to_thread.run_sync(lambda: snapshot_repo(repo, clone_dir))
+        except SnapshotError as exc:
+            raise RpcFailure("bad_input", str(exc)) from exc
+
+    # --- the run ----------------------------------------------------------------------------
+
+    async def map(self, repo: str, out_dir: Path | None, ctx: CallContext | None) -> rpc.MapSummary:
+        from pylon.daemon.buyer import RunTracker, SubmitError
+
+        t0 = time.perf_counter()
+        buyer = self.buyer
+        snap = await self.snapshot(repo)
+        if not snap.files:
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
+            raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
+        if buyer.registry.pick() is None and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None:
+            raise RpcFailure("provider_offline", "no provider node is online; start one with: pylon node up")
+        root_ev = nip90.build_run_root(buyer.keys, RunRoot(repo=repo, snapshot_sha256=snap.snapshot_sha256,
+                                                           files=len(snap.files), skipped=snap.skipped,
+                                                           commit=snap.commit))
+        await buyer.pool.publish(root_ev, wait_ok=10)
+        run_id = root_ev.id
+        out = out_dir or (maps_dir() / run_id[:16])
+        tracker = RunTracker(run_id, len(snap.files))
+        buyer.runs[run_id] = tracker
+        assert buyer.db is not None
+        buyer.db.write("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                       (run_id, repo, snap.root, len(snap.files), time.time(), None, str(out), snap.snapshot_sha256,
+                        "running"))
+        log.info("map_started", run_id=run_id, repo=repo, files=len(snap.files), skipped=snap.skipped)
+
+        async def progress() -> None:
+            while not tracker.done.is_set():
+                if ctx is not None:
+                    await ctx.progress(rpc.MapProgress(run_id=run_id, files=tracker.total,
+                                                       completed=tracker.completed, failed=tracker.failed))
+                with anyio.move_on_after(PROGRESS_INTERVAL_S):
+                    await tracker.done.wait()
+
+        local_failures: dict[str, str] = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(progress)
+            for f in snap.files:
+                try:
+                    text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
+                    await buyer.submit(f.path, text, language=f.language, run_id=run_id)
+                except (SnapshotError, SubmitError) as exc:
+                    code = exc.code.value if isinstance(exc, SubmitError) else "bad_input"
+                    local_failures[f.path] = code
+                    tracker.finish(False)
+                    log.warning("map_file_not_sent", path=f.path, error=str(exc))
+            with anyio.move_on_after(RUN_TIMEOUT_S):
+                await tracker.done.wait()
+            tg.cancel_scope.cancel()
+
+        results, failed = await self.collect(run_id)
+        failed.update(local_failures)
+        narrative = await self.narrative(results) if self.buyer.narrator is not None else None
+        artifacts = await anyio.to_thread.run_sync(
+            lambda: build_artifacts(out, run_id=run_id, snapshot=snap, results=results, failed=failed,
+                                    narrative=narrative))
+        buyer.runs.pop(run_id, None)
+        buyer.db.write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id))
+        await buyer.db.flush()
+        providers = len({prov for _, prov, _ in results.values()})
+        summary = rpc.MapSummary(run_id=run_id, files=len(snap.files), completed=len(results), failed=len(failed),
+                                 providers=providers, wall_s=round(time.perf_counter() - t0, 3), artifacts=artifacts,
+                                 skipped=snap.skipped)
+        log.info("map_finished", run_id=run_id, completed=summary.completed, failed=summary.failed,
+                 providers=providers, wall_s=summary.wall_s)
+        return summary
+
+    async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
+        assert self.buyer.db is not None
+        rows = await self.buyer.db.fetch(
+            "SELECT j.path, j.state, j.error, r.content, r.provider, r.result_id FROM jobs j "
+            "LEFT JOIN results r ON r.job_id = j.job_id WHERE j.run_id = ?", (run_id,))
+        results: dict[str, tuple[FileResult, str, str]] = {}
+        failed: dict[str, str] = {}
+        for path, state, error, content, provider, result_id in rows:
+            if state == JobState.COMPLETED.value and content is not None:
+                results[path] = (_result_decoder.decode(content), provider, result_id)
+            else:
+                failed[path] = error or state
+        return results, failed
+
+    async def narrative(self, results: dict[str, tuple[FileResult, str, str]]) -> str | None:
+        """The LLM reduce step, when a node with a model is in the swarm (see narrator)."""
+        try:
+            return await self.buyer.narrator(results)
+        except Exception as exc:  # the facts stand on their own; the narrative is a bonus
+            log.warning("narrative_failed", error=str(exc))
+            return None
+
+
+def attach_coordinator(buyer: BuyerDaemon) -> None:
+    buyer.coordinator = MapCoordinator(buyer)

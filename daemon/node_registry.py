@@ -1,0 +1,134 @@
+"""The buyer's view of the swarm, built from announces (31990) and heartbeats (11998)."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from pylon.nostr.event import InvalidEvent, NostrEvent
+from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
+from pylon.nostr.nip89 import parse_announce
+from pylon.schemas import rpc
+from pylon.schemas.events import Announce, Heartbeat, NodeState, NutzapInfo
+
+
+@dataclass
+class NodeEntry:
+    pubkey: str
+    announce: Announce | None = None
+    heartbeat: Heartbeat | None = None
+    last_heartbeat: float | None = None  # local receive time
+    announced_at: int = 0
+    heartbeat_at: int = 0
+    assigned_now: int = 0  # this buyer's jobs outstanding on the node
+    banned: bool = False
+    nutzap: NutzapInfo | None = None
+    completed_for_us: int = 0
+    failed_for_us: int = 0
+    first_seen: float = field(default_factory=time.time)
+
+    @property
+    def name(self) -> str:
+        if self.announce:
+            return self.announce.name
+        if self.heartbeat and self.heartbeat.name:
+            return self.heartbeat.name
+        return self.pubkey[:8]
+
+    def interval(self, default: float) -> float:
+        return self.heartbeat.interval_s if self.heartbeat else default
+
+    def online(self, now: float, default_interval: float) -> bool:
+        if self.last_heartbeat is None:
+            return False
+        return now - self.last_heartbeat <= ONLINE_INTERVALS * self.interval(default_interval)
+
+    def capacity(self) -> int:
+        return max(1, self.announce.max_concurrency if self.announce else 1)
+
+
+class NodeRegistry:
+    def __init__(self, heartbeat_s: float, allow: list[str] | None = None) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.allow = set(allow or [])
+        self.nodes: dict[str, NodeEntry] = {}
+        self.changed = False
+
+    def entry(self, pubkey: str) -> NodeEntry:
+        e = self.nodes.get(pubkey)
+        if e is None:
+            e = self.nodes[pubkey] = NodeEntry(pubkey=pubkey)
+        return e
+
+    def on_announce(self, ev: NostrEvent) -> None:
+        ann = parse_announce(ev)  # raises InvalidEvent
+        e = self.entry(ev.pubkey)
+        if ev.created_at >= e.announced_at:
+            e.announce, e.announced_at = ann, ev.created_at
+            self.changed = True
+
+    def on_heartbeat(self, ev: NostrEvent) -> None:
+        hb = parse_heartbeat(ev)
+        e = self.entry(ev.pubkey)
+        if ev.created_at < e.heartbeat_at:
+            raise InvalidEvent("stale_heartbeat")
+        e.heartbeat, e.heartbeat_at = hb, ev.created_at
+        # A heartbeat replayed from the relay's store says when it was made, not that the
+        # node is alive now: only a fresh one marks it online.
+        if time.time() - ev.created_at <= ONLINE_INTERVALS * hb.interval_s:
+            e.last_heartbeat = time.time()
+        self.changed = True
+
+    def usable(self, e: NodeEntry, now: float) -> bool:
+        return (
+            not e.banned
+            and (not self.allow or e.pubkey in self.allow)
+            and e.online(now, self.heartbeat_s)
+            and e.heartbeat is not None
+            and e.heartbeat.state == NodeState.ONLINE
+        )
+
+    def online_count(self) -> int:
+        now = time.time()
+        return sum(1 for e in self.nodes.values() if e.online(now, self.heartbeat_s))
+
+    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """The least-loaded usable node (our outstanding jobs per slot), ties broken at random."""
+        now = time.time()
+        best: list[NodeEntry] = []
+        best_load = float("inf")
+        for e in self.nodes.values():
+            if e.pubkey in exclude or not self.usable(e, now):
+                continue
+            load = e.assigned_now / e.capacity()
+            if load < best_load - 1e-9:
+                best, best_load = [e], load
+            elif abs(load - best_load) <= 1e-9:
+                best.append(e)
+        if not best:
+            return None
+        return random.choice(best).pubkey
+
+    def info(self) -> list[rpc.NodeInfo]:
+        now = time.time()
+        out = []
+        for e in self.nodes.values():
+            hb = e.heartbeat
+            out.append(rpc.NodeInfo(
+                pubkey=e.pubkey, name=e.name,
+                state=hb.state.value if hb else "unknown",
+                online=e.online(now, self.heartbeat_s),
+                queue_depth=hb.queue_depth if hb else 0, running=hb.running if hb else 0,
+                completed=hb.completed if hb else 0, failed=hb.failed if hb else 0,
+                last_heartbeat=e.last_heartbeat,
+                executors=e.announce.executors if e.announce else [],
+                models=e.announce.models if e.announce else [],
+                price_msats=e.announce.price_msats if e.announce else 0,
+                assigned_now=e.assigned_now, banned=e.banned,
+            ))
+        out.sort(key=lambda n: (not n.online, n.name))
+        return out
+
+    def names(self) -> dict[str, str]:
+        return {pk: e.name for pk, e in self.nodes.items()}

@@ -1,0 +1,125 @@
+"""A node's durable memory: its counters and recent jobs survive a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from pylon.schemas.rpc import NodeJob
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, buyer TEXT NOT NULL, path TEXT NOT NULL, state TEXT NOT NULL,
+    received REAL NOT NULL, started REAL, finished REAL, error TEXT, paid_msats INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_received ON jobs(received);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class NodeStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self._dirty: dict[str, NodeJob] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> NodeStore:
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.executescript(SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    async def counters(self) -> dict[str, int]:
+        out = {"completed": 0, "failed": 0}
+        async with self.db.execute("SELECT state, count(*) FROM jobs GROUP BY state") as cur:
+            async for state, n in cur:
+                if state == "completed":
+                    out["completed"] = n
+                elif state in ("failed", "aborted"):
+                    out["failed"] += n
+        return out
+
+    async def failures(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        async with self.db.execute(
+            "SELECT error, count(*) FROM jobs WHERE state IN ('failed','aborted') GROUP BY error"
+        ) as cur:
+            async for err, n in cur:
+                out[err or "unknown"] = n
+        return out
+
+    async def earned(self) -> int:
+        async with self.db.execute("SELECT coalesce(sum(paid_msats), 0) FROM jobs") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def known(self, job_id: str) -> bool:
+        if job_id in self._dirty:
+            return True
+        async with self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)) as cur:
+            return await cur.fetchone() is not None
+
+    def record(self, job: NodeJob) -> None:
+        """Write-behind: flushed in batches by flush() so the hot path never waits on disk."""
+        self._dirty[job.job_id] = job
+
+    async def add_payment(self, job_id: str, msats: int) -> None:
+        await self.flush()
+        await self.db.execute("UPDATE jobs SET paid_msats = paid_msats + ? WHERE job_id = ?", (msats, job_id))
+        await self.db.commit()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        rows = [
+            (j.job_id, j.buyer, j.path, j.state, j.received, j.started, j.finished, j.error, j.paid_msats)
+            for j in self._dirty.values()
+        ]
+        self._dirty.clear()
+        try:
+            await self.db.executemany(
+                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(job_id) DO UPDATE SET "
+                "state=excluded.state, started=excluded.started, finished=excluded.finished, "
+                "error=excluded.error",
+                rows,
+            )
+            await self.db.commit()
+        except sqlite3.Error:
+            await self.db.rollback()
+            raise
+
+    async def recent(self, limit: int) -> list[NodeJob]:
+        await self.flush()
+        async with self.db.execute(
+            "SELECT job_id, buyer, path, state, received, started, finished, error, paid_msats "
+            "FROM jobs ORDER BY received DESC LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            NodeJob(job_id=r[0], buyer=r[1], path=r[2], state=r[3], received=r[4], started=r[5],
+                    finished=r[6], error=r[7], paid_msats=r[8])
+            for r in rows
+        ]
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        await self.db.commit()
+
+    async def close(self) -> None:
+        await self.flush()
+        await self.db.close()
+
+
+def now() -> float:
+    return time.time()

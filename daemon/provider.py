@@ -1,0 +1,448 @@
+"""The provider daemon (`pylon node up`): announce, heartbeat, take jobs, execute, publish.
+
+Flow per job: a 5931 request arrives (assigned to this node by its `p` tag, or untargeted) →
+checks (parse, allow-list, rate limit, duplicate, state, queue room) → `processing` feedback
+(the pickup) → a worker runs the executor → a 6931 result with the content hash and timing
+tags, or an `error` feedback carrying the error code.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from pylon import __version__
+from pylon.daemon.config import NodeConfig
+from pylon.daemon.node_store import NodeStore
+from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
+from pylon.executors.base import Executor
+from pylon.executors.deterministic import ExecError
+from pylon.executors.factory import make_executor
+from pylon.home import node_dir, node_socket
+from pylon.keys import load_or_create_keys
+from pylon.logs import get_logger
+from pylon.nostr import nip90
+from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
+from pylon.nostr.filters import Filter
+from pylon.nostr.heartbeat import build_heartbeat
+from pylon.nostr.nip89 import build_announce
+from pylon.nostr.relay_client import RelayPool
+from pylon.schemas import kinds, rpc
+from pylon.schemas.errors import ErrorCode
+from pylon.schemas.events import Announce, FeedbackStatus, Heartbeat, JobRequest, NodeState, ResultTiming
+
+log = get_logger("pylon.node")
+
+CHUNK_FETCH_TIMEOUT_S = 15.0
+DRAIN_TIMEOUT_S = 30.0
+FLUSH_INTERVAL_S = 0.25
+
+
+class TokenBucket:
+    """Per-buyer rate limit: `rate` jobs a second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class _Job:
+    request: JobRequest
+    received_ms: int
+    scope: anyio.CancelScope | None = None
+    started_ms: int | None = None
+    aborted: bool = False
+
+
+@dataclass
+class _Counters:
+    completed: int = 0
+    failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class ProviderNode:
+    def __init__(self, config: NodeConfig, executor: Executor | None = None) -> None:
+        self.config = config
+        self.dir = node_dir(config.name)
+        self.keys = load_or_create_keys(self.dir / "nostr.key")
+        self.pubkey = self.keys.pubkey
+        self.executor = executor or make_executor(config.executor, ollama_host=config.ollama_host, model=config.model)
+        self.pool = RelayPool(config.relays)
+        self.state = NodeState.ONLINE
+        self.started_at = time.time()
+        self.counters = _Counters()
+        self.running: dict[str, _Job] = {}
+        self.queued: dict[str, _Job] = {}
+        self._send, self._recv = anyio.create_memory_object_stream[_Job](max_buffer_size=math.inf)
+        self._seen: deque[str] = deque(maxlen=50_000)
+        self._seen_set: set[str] = set()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._idle = anyio.Event()
+        self.store: NodeStore | None = None
+        self.rpc: RpcServer | None = None
+        self._tg: TaskGroup | None = None
+        self.payments: Any = None  # set by the payments wiring (pylon.daemon.node_payments)
+        self.announced_models: list[str] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.store = await NodeStore.open(self.dir / "node.db")
+        counts = await self.store.counters()
+        self.counters.completed, self.counters.failed = counts["completed"], counts["failed"]
+        self.counters.failures = await self.store.failures()
+        self.rpc = RpcServer(node_socket(self.config.name), daemon="node", name=self.config.name,
+                             pubkey=self.pubkey, handler=self.handle_rpc)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await tg.start(self.rpc.serve)
+                await self.pool.start(tg, wait_s=10)
+                await self._refresh_capabilities()
+                await self._announce()
+                await self.pool.subscribe(
+                    [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=int(time.time()) - 30)],
+                    self._on_request, sub_id="assigned",
+                )
+                if self.config.accept_untargeted:
+                    await self.pool.subscribe(
+                        [Filter(kinds=[kinds.JOB_REQUEST], since=int(time.time()))],
+                        self._on_untargeted, sub_id="open",
+                    )
+                for _ in range(max(1, self.config.max_concurrency)):
+                    tg.start_soon(self._worker)
+                tg.start_soon(self._heartbeat_loop)
+                tg.start_soon(self._flush_loop)
+                log.info("node_started", name=self.config.name, pubkey=self.pubkey, relays=self.pool.urls,
+                         executor=self.executor.name, concurrency=self.config.max_concurrency)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
+
+    async def drain_and_stop(self, tg_scope: anyio.CancelScope) -> None:
+        """SIGTERM: take no new work, finish what is queued and running (bounded), then stop."""
+        self.state = NodeState.DRAINING
+        log.info("node_draining", running=len(self.running), queued=len(self.queued))
+        with anyio.move_on_after(DRAIN_TIMEOUT_S):
+            await self._publish_heartbeat()
+            while self.running or self.queued:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+            await self._publish_heartbeat()
+            with anyio.move_on_after(3):
+                while self.pool.pending():
+                    await anyio.sleep(0.05)
+        tg_scope.cancel()
+
+    # --- intake -----------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self.counters.dropped[reason] = self.counters.dropped.get(reason, 0) + 1
+
+    def _on_untargeted(self, ev: NostrEvent) -> None:
+        if ev.tag("p") is None and not nip90.is_chunk(ev) and not nip90.is_run_root(ev):
+            self._on_request(ev)
+
+    def _on_request(self, ev: NostrEvent) -> None:
+        if ev.id in self._seen_set:
+            return
+        self._remember(ev.id)
+        if nip90.is_chunk(ev) or nip90.is_run_root(ev):
+            return
+        try:
+            req = nip90.parse_request(ev)
+        except InvalidEvent as exc:
+            self._drop(exc.reason)
+            return
+        if req.assigned not in (None, self.pubkey):
+            return
+        if self.config.allow_buyers and req.buyer not in self.config.allow_buyers:
+            self._drop("buyer_not_allowed")
+            self._reject(req, ErrorCode.RATE_LIMITED, "buyer not on this node's allow-list")
+            return
+        if self.config.rate_per_s > 0:
+            bucket = self._buckets.setdefault(req.buyer, TokenBucket(self.config.rate_per_s, self.config.rate_burst))
+            if not bucket.take():
+                self._reject(req, ErrorCode.RATE_LIMITED, "rate limit exceeded, slow down")
+                return
+        if self.state != NodeState.ONLINE:
+            self._reject(req, ErrorCode.PROVIDER_OFFLINE, f"node is {self.state.value}")
+            return
+        if len(self.queued) >= self.config.queue_size:
+            self._reject(req, ErrorCode.RATE_LIMITED, "queue full")
+            return
+        if req.size > nip90.MAX_INPUT_BYTES:
+            self._reject(req, ErrorCode.TOO_LARGE, f"input is {req.size} bytes; the limit is {nip90.MAX_INPUT_BYTES}")
+            return
+        job = _Job(request=req, received_ms=now_ms())
+        self.queued[req.job_id] = job
+        self._record(job, "queued")
+        self._send.send_nowait(job)
+        self._spawn(self._publish_feedback(req, FeedbackStatus.PROCESSING))
+        self._push_job(job, "queued")
+
+    def _remember(self, event_id: str) -> None:
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(event_id)
+        self._seen_set.add(event_id)
+
+    def _reject(self, req: JobRequest, code: ErrorCode, message: str) -> None:
+        self._drop(f"rejected_{code.value}")
+        self._spawn(self._publish_feedback(req, FeedbackStatus.ERROR, error=code, message=message))
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(_quiet, coro)
+
+    # --- work -------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        async for job in self._recv:
+            if job.aborted:
+                continue
+            self.queued.pop(job.request.job_id, None)
+            self.running[job.request.job_id] = job
+            try:
+                await self._execute(job)
+            finally:
+                self.running.pop(job.request.job_id, None)
+                if not self.running and not self.queued:
+                    self._idle.set()
+
+    async def _execute(self, job: _Job) -> None:
+        req = job.request
+        job.started_ms = now_ms()
+        self._record(job, "running")
+        self._push_job(job, "running")
+        error: ExecError | None = None
+        with anyio.CancelScope() as scope:
+            job.scope = scope
+            try:
+                text = await self._input_text(req)
+                with anyio.fail_after(self.config.exec_timeout_s):
+                    result = await self.executor.run(req.path, text, req.language or None)
+            except ExecError as exc:
+                error = exc
+            except TimeoutError:
+                error = ExecError(ErrorCode.TIMEOUT, f"execution exceeded {self.config.exec_timeout_s:g}s")
+            except Exception as exc:  # an executor bug must fail one job, not the node
+                log.exception("executor_crashed", job_id=req.job_id, path=req.path)
+                error = ExecError(ErrorCode.EXEC_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+        if scope.cancelled_caught or job.aborted:
+            error = ExecError(ErrorCode.CANCELLED, "aborted by the node operator")
+        finished_ms = now_ms()
+        if error is not None:
+            self.counters.failed += 1
+            self.counters.failures[error.code.value] = self.counters.failures.get(error.code.value, 0) + 1
+            self._record(job, "aborted" if error.code == ErrorCode.CANCELLED else "failed", finished_ms, error.code.value)
+            self._push_job(job, "failed", error=error.code.value)
+            await self._publish_feedback(req, FeedbackStatus.ERROR, error=error.code, message=error.message)
+            return
+        timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
+        ev = nip90.build_result(self.keys, request=req, result=result, timing=timing,
+                                amount_msats=self.config.price_msats)
+        await self.pool.publish(ev)
+        self.counters.completed += 1
+        self._record(job, "completed", finished_ms)
+        self._push_job(job, "completed")
+
+    async def _input_text(self, req: JobRequest) -> str:
+        if req.text is not None:
+            if len(req.text.encode()) > nip90.MAX_INPUT_BYTES:
+                raise ExecError(ErrorCode.TOO_LARGE, "input over 1 MiB")
+            if req.sha256 and nip90.sha256_hex(req.text.encode()) != req.sha256:
+                raise ExecError(ErrorCode.BAD_INPUT, "inline input does not match its sha256")
+            return req.text
+        chunks = await self.pool.query([Filter(ids=req.chunk_ids)], timeout=CHUNK_FETCH_TIMEOUT_S)
+        try:
+            return nip90.reassemble(req, chunks)
+        except InvalidEvent as exc:
+            code = ErrorCode.TOO_LARGE if exc.reason == "too_large" else ErrorCode.BAD_INPUT
+            raise ExecError(code, f"input chunks: {exc}") from exc
+
+    def _record(self, job: _Job, state: str, finished_ms: int | None = None, error: str | None = None) -> None:
+        if self.store is None:
+            return
+        r = job.request
+        self.store.record(rpc.NodeJob(
+            job_id=r.job_id, buyer=r.buyer, path=r.path, state=state, received=job.received_ms / 1000,
+            started=job.started_ms / 1000 if job.started_ms else None,
+            finished=finished_ms / 1000 if finished_ms else None, error=error,
+        ))
+
+    def _push_job(self, job: _Job, state: str, error: str | None = None) -> None:
+        if self.rpc is not None:
+            self.rpc.publish("job", {"job_id": job.request.job_id, "path": job.request.path, "state": state,
+                                     "buyer": job.request.buyer, "error": error})
+
+    # --- publishing -------------------------------------------------------------------------
+
+    async def _publish_feedback(self, req: JobRequest, status: FeedbackStatus, *,
+                                error: ErrorCode | None = None, message: str = "") -> None:
+        ev = nip90.build_feedback(self.keys, job_id=req.job_id, buyer=req.buyer, status=status,
+                                  error=error, message=message)
+        await self.pool.publish(ev)
+
+    async def _refresh_capabilities(self) -> None:
+        probe = getattr(self.executor, "probe", None)
+        if probe is not None:
+            self.announced_models = list(await probe())
+        else:
+            self.announced_models = list(self.executor.models())
+
+    def _executors(self) -> list[str]:
+        names = ["deterministic"]
+        if self.executor.name == "ollama" and self.announced_models:
+            names.append("ollama")
+        return names
+
+    async def _announce(self) -> None:
+        ann = Announce(name=self.config.name, version=__version__, executors=self._executors(),
+                       models=self.announced_models, max_concurrency=self.config.max_concurrency,
+                       price_msats=self.config.price_msats)
+        await self.pool.publish(build_announce(self.keys, self.config.name, ann), wait_ok=5)
+        if self.payments is not None:
+            await self.payments.publish_nutzap_info()
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(state=self.state, queue_depth=len(self.queued), running=len(self.running),
+                         completed=self.counters.completed, failed=self.counters.failed,
+                         uptime_s=round(time.time() - self.started_at, 1), interval_s=self.config.heartbeat_s,
+                         name=self.config.name)
+
+    async def _publish_heartbeat(self) -> None:
+        await self.pool.publish(build_heartbeat(self.keys, self.config.name, self.heartbeat()))
+
+    async def _heartbeat_loop(self) -> None:
+        ticks = 0
+        while True:
+            await self._publish_heartbeat()
+            if self.rpc is not None:
+                self.rpc.publish("node_state", self.status())
+            ticks += 1
+            if self.executor.name == "ollama" and ticks % 6 == 0:
+                before = self._executors(), list(self.announced_models)
+                await self._refresh_capabilities()
+                if (self._executors(), self.announced_models) != before:
+                    await self._announce()
+            await anyio.sleep(self.config.heartbeat_s)
+
+    async def _flush_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            await anyio.sleep(FLUSH_INTERVAL_S)
+            await self.store.flush()
+
+    # --- control (RPC) ----------------------------------------------------------------------
+
+    def status(self) -> rpc.NodeStatus:
+        return rpc.NodeStatus(
+            name=self.config.name, pubkey=self.pubkey, state=self.state, running=len(self.running),
+            queued=len(self.queued), completed=self.counters.completed, failed=self.counters.failed,
+            executor=self.executor.name, models=self.announced_models,
+            max_concurrency=self.config.max_concurrency, uptime_s=round(time.time() - self.started_at, 1),
+            failures=dict(self.counters.failures), dropped=dict(self.counters.dropped) | self.pool.dropped,
+        )
+
+    async def set_state(self, state: NodeState) -> rpc.NodeStatus:
+        if self.state != state:
+            log.info("node_state", name=self.config.name, state=state.value)
+            self.state = state
+            await self._publish_heartbeat()
+            if self.rpc is not None:
+                self.rpc.publish("node_state", self.status())
+        return self.status()
+
+    def abort(self, job_id: str) -> bool:
+        job = self.running.get(job_id) or self.queued.get(job_id)
+        if job is None:
+            return False
+        job.aborted = True
+        if job.scope is not None:
+            job.scope.cancel()
+        else:  # still queued: fail it now, the worker will skip it
+            self.queued.pop(job_id, None)
+            self.counters.failed += 1
+            self.counters.failures["cancelled"] = self.counters.failures.get("cancelled", 0) + 1
+            self._record(job, "aborted", now_ms(), "cancelled")
+            self._spawn(self._publish_feedback(job.request, FeedbackStatus.ERROR, error=ErrorCode.CANCELLED,
+                                               message="aborted by the node operator"))
+        return True
+
+    async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
+        match req:
+            case rpc.StatusReq():
+                st = self.status()
+                if self.store is not None:
+                    st.earned_msats = await self.store.earned()
+                return st
+            case rpc.PauseReq():
+                return await self.set_state(NodeState.PAUSED)
+            case rpc.ResumeReq():
+                return await self.set_state(NodeState.ONLINE)
+            case rpc.DrainReq():
+                return await self.set_state(NodeState.DRAINING)
+            case rpc.AbortJobReq(job_id=job_id):
+                if not self.abort(job_id):
+                    raise RpcFailure("not_found", f"no queued or running job {job_id} on this node")
+                return {"job_id": job_id, "aborted": True}
+            case rpc.NodeJobsReq(limit=limit):
+                assert self.store is not None
+                return {"jobs": await self.store.recent(limit)}
+            case rpc.StatsReq():
+                return self.status()
+            case rpc.WalletBalanceReq() if self.payments is not None:
+                return await self.payments.balance()
+            case _:
+                if self.payments is not None:
+                    handled = await self.payments.handle_rpc(req)
+                    if handled is not None:
+                        return handled
+                raise RpcFailure("unknown_method", f"a node does not answer {type(req).__name__}")
+
+
+async def _quiet(coro: Any) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("background_task_failed")
+
+
+async def run_node(config: NodeConfig) -> None:
+    """`pylon node up`: run in the foreground until SIGTERM/SIGINT, then drain and exit."""
+    node = ProviderNode(config)
+    async with anyio.create_task_group() as tg:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await tg.start(node.run)
+
+            async def wait_signal() -> None:
+                async for signum in signals:
+                    log.info("node_signal", signal=signal.Signals(signum).name)
+                    await node.drain_and_stop(tg.cancel_scope)
+                    return
+
+            tg.start_soon(wait_signal)

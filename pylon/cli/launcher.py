@@ -1,0 +1,241 @@
+"""Start a whole local market as real processes: relay, mint, buyer and N nodes.
+
+Used by `pylon up`, `pylon demo`, the integration tests and the benchmarks, so all of them
+exercise the same commands a person would type.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from pylon.rpc.client import DaemonNotRunning, RpcClient, RpcError
+from pylon.schemas import rpc
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pylon_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pylon.cli.main", *args]
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+@dataclass
+class LocalMarket:
+    home: Path
+    nodes: int = 3
+    relay_port: int = 0
+    mint_port: int = 0
+    with_mint: bool = False
+    memory_relay: bool = False
+    heartbeat_s: float = 1.0
+    node_args: list[str] = field(default_factory=list)
+    buyer_args: list[str] = field(default_factory=list)
+    node_prefix: str = "n"
+    quiet: bool = True
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.relay_port = self.relay_port or free_port()
+        if self.with_mint:
+            self.mint_port = self.mint_port or free_port()
+        (self.home / "logs").mkdir(exist_ok=True, mode=0o700)
+
+    @property
+    def relay_url(self) -> str:
+        return f"ws://127.0.0.1:{self.relay_port}"
+
+    @property
+    def mint_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.mint_port}" if self.with_mint else None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYLON_HOME"] = str(self.home)
+        env["PYLON_RELAYS"] = self.relay_url
+        env.setdefault("PYLON_LOG_LEVEL", "warning" if self.quiet else "info")
+        env.pop("PYTEST_CURRENT_TEST", None)
+        return env
+
+    def node_names(self) -> list[str]:
+        return [f"{self.node_prefix}{i}" for i in range(self.nodes)]
+
+    def _spawn(self, name: str, argv: list[str]) -> Proc:
+        log_path = self.home / "logs" / f"{name}.log"
+        fh = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its life
+        popen = subprocess.Popen(argv, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        fh.close()
+        proc = Proc(name=name, argv=argv, popen=popen, log_path=log_path)
+        self.procs[name] = proc
+        return proc
+
+    # --- starting ---------------------------------------------------------------------------
+
+    def start_relay(self) -> None:
+        args = ["relay", "up", "--port", str(self.relay_port)]
+        if self.memory_relay:
+            args.append("--memory")
+        self._spawn("relay", pylon_argv(*args))
+        _wait_port(self.relay_port, 20, self.procs["relay"])
+
+    def start_mint(self) -> None:
+        self._spawn("mint", pylon_argv("mint", "up", "--port", str(self.mint_port)))
+        _wait_http(f"{self.mint_url}/v1/info", 60, self.procs["mint"])
+
+    def node_argv(self, name: str) -> list[str]:
+        args = ["node", "up", "--name", name, "--relay", self.relay_url, "--heartbeat", str(self.heartbeat_s),
+                *self.node_args]
+        if self.with_mint and "--mint" not in self.node_args:
+            args += ["--mint", str(self.mint_url)]
+        return pylon_argv(*args)
+
+    def start_node(self, name: str) -> None:
+        self._spawn(f"node-{name}", self.node_argv(name))
+
+    def start_buyer(self) -> None:
+        args = ["buyer", "up", "--relay", self.relay_url, "--heartbeat", str(self.heartbeat_s), *self.buyer_args]
+        if self.with_mint and "--mint" not in self.buyer_args:
+            args += ["--mint", str(self.mint_url)]
+        self._spawn("buyer", pylon_argv(*args))
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.start_relay()
+        if self.with_mint:
+            self.start_mint()
+        for name in self.node_names():
+            self.start_node(name)
+        self.start_buyer()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0, nodes: int | None = None) -> None:
+        want = self.nodes if nodes is None else nodes
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                last = self.call("buyer", rpc.StatusReq(), timeout=5)
+                if last["online_nodes"] >= want:
+                    return
+            except (DaemonNotRunning, RpcError, OSError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"market not ready in {timeout}s (want {want} nodes online; buyer said {last})")
+
+    def _check_alive(self) -> None:
+        for p in self.procs.values():
+            if p.popen is not None and p.popen.poll() is not None and not getattr(p, "expected_exit", False):
+                tail = p.log_path.read_text()[-2000:] if p.log_path and p.log_path.exists() else ""
+                raise RuntimeError(f"{p.name} exited with {p.popen.returncode}:\n{tail}")
+
+    # --- talking to it ----------------------------------------------------------------------
+
+    def socket_of(self, target: str) -> Path:
+        run = self.home / "run"
+        return run / ("buyer.sock" if target == "buyer" else f"node-{target}.sock")
+
+    def call(self, target: str, req: rpc.Request, timeout: float = 30) -> Any:
+        path = self.socket_of(target)
+
+        async def go() -> Any:
+            client = await RpcClient.connect(path, timeout=min(timeout, 5))
+            try:
+                return await client.call(req, timeout=timeout)
+            finally:
+                await client.aclose()
+
+        return anyio.run(go)
+
+    def cli(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(pylon_argv(*args), env=self.env(), capture_output=True, text=True, timeout=timeout,
+                              check=check)
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        p = self.procs[name]
+        p.expected_exit = True  # type: ignore[attr-defined]
+        if p.popen is not None and p.popen.poll() is None:
+            p.popen.send_signal(sig)
+            p.popen.wait(timeout=30)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        order = [n for n in self.procs if n == "buyer"] + [n for n in self.procs if n.startswith("node-")] + \
+                [n for n in self.procs if n in ("mint", "relay")]
+        for name in order:
+            p = self.procs[name]
+            if p.alive():
+                assert p.popen is not None
+                p.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in order:
+            p = self.procs[name]
+            if p.popen is None:
+                continue
+            try:
+                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.popen.pid, signal.SIGKILL)
+                p.popen.wait(timeout=5)
+
+    def __enter__(self) -> LocalMarket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait_port(port: int, timeout: float, proc: Proc) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            tail = proc.log_path.read_text()[-2000:] if proc.log_path else ""
+            raise RuntimeError(f"{proc.name} exited early:\n{tail}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.name} did not listen on {port} within {timeout}s")
+
+
+def _wait_http(url: str, timeout: float, proc: Proc) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            tail = proc.log_path.read_text()[-2000:] if proc.log_path else ""
+            raise RuntimeError(f"{proc.name} exited early:\n{tail}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.name} did not answer {url} within {timeout}s")

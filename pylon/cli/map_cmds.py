@@ -1,0 +1,96 @@
+"""`pylon map REPO [--out DIR]` and `pylon map query RUN_OR_DIR "words"`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pylon.cli.group import cli, json_option
+from pylon.cli.output import emit_json, fail, stderr, stdout
+from pylon.cli.rpc_call import call
+from pylon.home import buyer_socket, pylon_home
+from pylon.schemas import rpc
+
+
+def run_map(repo: str, out: Path | None, *, show_progress: bool = True, socket: Path | None = None) -> dict[str, Any]:
+    repo_arg = repo
+    if "://" not in repo and not repo.startswith("git@"):
+        repo_arg = str(Path(repo).expanduser().resolve())
+    req = rpc.MapReq(repo=repo_arg, out_dir=str(out.resolve()) if out else None)
+    if not show_progress:
+        return call(socket or buyer_socket(), req, timeout=None)
+    with Progress(TextColumn("[bold]mapping[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(), console=stderr,
+                  transient=False) as bar:
+        task = bar.add_task(repo, total=None, failed=0)
+
+        def on_progress(p: dict[str, Any]) -> None:
+            bar.update(task, total=p["files"], completed=p["completed"] + p["failed"], failed=p["failed"],
+                       description=f"{repo} ({p['run_id'][:10]}…)")
+
+        res = call(socket or buyer_socket(), req, timeout=None, on_progress=on_progress)
+        bar.update(task, total=res["files"], completed=res["completed"] + res["failed"], failed=res["failed"])
+    return res
+
+
+def resolve_run_dir(run_or_dir: str) -> Path:
+    p = Path(run_or_dir).expanduser()
+    if p.exists():
+        return p
+    maps = pylon_home() / "maps"
+    if maps.is_dir():
+        hits = [d for d in maps.iterdir() if d.name.startswith(run_or_dir[:16]) or run_or_dir.startswith(d.name)]
+        if len(hits) == 1:
+            return hits[0]
+    fail(f"{run_or_dir}: not a map output directory or a known run id")
+
+
+@cli.command("map")
+@click.argument("args", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="where to write the artifacts")
+@click.option("--limit", type=int, default=10, show_default=True, help="with query: how many hits")
+@json_option
+def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bool) -> None:
+    """Map REPO_PATH_OR_URL across the swarm; or search a run: `pylon map query RUN_OR_DIR "words"`."""
+    if args[0] == "query":
+        if len(args) < 3:
+            fail('usage: pylon map query RUN_OR_DIR "words"')
+        _query(args[1], " ".join(args[2:]), limit, as_json)
+        return
+    if len(args) != 1:
+        fail(f"usage: pylon map REPO_PATH_OR_URL [--out DIR] (got {len(args)} arguments)")
+    res = run_map(args[0], out_dir, show_progress=not as_json)
+    if as_json:
+        emit_json(res)
+        return
+    stdout.print(f"run [bold]{res['run_id']}[/]: {res['completed']}/{res['files']} files mapped by "
+                 f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed)")
+    if res.get("skipped"):
+        stdout.print("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(res["skipped"].items())))
+    for name, path in res["artifacts"].items():
+        stdout.print(f"  {name:<9} {path}")
+
+
+def _query(run_or_dir: str, words: str, limit: int, as_json: bool) -> None:
+    from pylon.repomap.search_index import SearchIndexError, query
+
+    d = resolve_run_dir(run_or_dir)
+    try:
+        hits = query(d, words, limit=limit)
+    except SearchIndexError as exc:
+        fail(str(exc))
+    import msgspec
+
+    if as_json:
+        emit_json({"hits": msgspec.to_builtins(hits)})
+        return
+    if not hits:
+        stdout.print("no matches")
+    for h in hits:
+        syms = ", ".join(f"{s.kind} {s.name}:{s.line}" for s in h.symbols)
+        stdout.print(f"[bold]{h.path}[/]  {h.score:.2f}  {syms}")
+        if h.summary:
+            stdout.print(f"    {h.summary.splitlines()[0][:120]}")

@@ -1,0 +1,150 @@
+"""`pylon up` (a whole local market) and `pylon demo` (the hero run)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from pylon.cli.group import cli, json_option
+from pylon.cli.launcher import LocalMarket
+from pylon.cli.output import emit_json, fail, stderr, stdout
+from pylon.home import pylon_home
+from pylon.schemas import rpc
+
+# The v0.1 launch targets (DESIGN, issue 4's scoreboard).
+TARGETS = {"providers": 20, "jobs": 200, "success_rate": 0.95, "p50_e2e_s": 30.0, "p95_e2e_s": 45.0}
+
+
+def project_source() -> Path:
+    """This checkout (when run from one), else the installed pylon package: maps offline."""
+    import pylon
+
+    pkg = Path(pylon.__file__).resolve().parent
+    root = pkg.parent
+    return root if (root / "pyproject.toml").exists() else pkg
+
+
+@cli.command("up")
+@click.option("--nodes", type=int, default=3, show_default=True)
+@click.option("--relay-port", type=int, default=7777, show_default=True)
+@click.option("--mint/--no-mint", "with_mint", default=True, show_default=True, help="start the testnet mint too")
+@click.option("--mint-port", type=int, default=3338, show_default=True)
+@click.option("--heartbeat", type=float, default=2.0, show_default=True)
+@click.option("--verbose", is_flag=True, help="daemon logs at info level")
+@json_option
+def up(nodes: int, relay_port: int, with_mint: bool, mint_port: int, heartbeat: float, verbose: bool,
+       as_json: bool) -> None:
+    """Relay, mint, buyer and N nodes for a laptop; Ctrl-C stops them all."""
+    market = LocalMarket(home=pylon_home(), nodes=nodes, relay_port=relay_port, with_mint=with_mint,
+                         mint_port=mint_port if with_mint else 0, heartbeat_s=heartbeat, quiet=not verbose)
+    try:
+        with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
+            market.start(timeout=120)
+    except (TimeoutError, RuntimeError) as exc:
+        market.stop()
+        fail(str(exc))
+    info = {"home": str(market.home), "relay": market.relay_url, "mint": market.mint_url, "nodes": market.node_names(),
+            "logs": str(market.home / "logs")}
+    if as_json:
+        emit_json(info)
+    else:
+        stderr.print(f"[green]up[/]: relay {market.relay_url}, {nodes} nodes, buyer; PYLON_HOME={market.home}")
+        stderr.print("try: pylon map . | pylon stats | pylon-tui buyer   (Ctrl-C stops everything)")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stderr.print("stopping…")
+        market.stop()
+
+
+@cli.command("demo")
+@click.option("--nodes", type=int, default=20, show_default=True)
+@click.option("--repo", default=None, help="path or URL to map (default: Pylon's own source)")
+@click.option("--repeat", type=int, default=1, show_default=True, help="map it K times in a row")
+@click.option("--mint/--no-mint", "with_mint", default=True, show_default=True)
+@click.option("--keep", is_flag=True, help="keep the demo's PYLON_HOME (artifacts are kept either way)")
+@json_option
+def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool, as_json: bool) -> None:
+    """The hero run: spin up a local market, map a repo, show the results, tear it down."""
+    from pylon.cli.map_cmds import run_map
+
+    t_start = time.perf_counter()
+    target = repo or str(project_source())
+    home = Path(tempfile.mkdtemp(prefix="pylon-demo-"))
+    out_root = Path.cwd() / "pylon-out"
+    market = LocalMarket(home=home, nodes=nodes, with_mint=with_mint, heartbeat_s=1.0)
+    runs: list[dict[str, Any]] = []
+    try:
+        with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
+            market.start(timeout=180)
+        t_up = time.perf_counter() - t_start
+        stderr.print(f"[green]market up[/] in {t_up:.1f}s: {nodes} nodes online")
+        for i in range(repeat):
+            out = out_root / f"run-{i + 1}" if repeat > 1 else out_root
+            if out.exists():
+                shutil.rmtree(out)
+            res = run_map(target, out, show_progress=not as_json, socket=market.socket_of("buyer"))
+            runs.append(res)
+        stats = market.call("buyer", rpc.StatsReq())
+        jobs = market.call("buyer", rpc.JobListReq())["jobs"]
+    except (TimeoutError, RuntimeError) as exc:
+        market.stop()
+        fail(str(exc))
+    finally:
+        market.stop()
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+    total_s = time.perf_counter() - t_start
+    board = scoreboard(runs, stats, jobs)
+    doc = {"repo": target, "nodes": nodes, "runs": runs, "scoreboard": board, "up_s": round(t_up, 2),
+           "total_s": round(total_s, 2), "home": str(home) if keep else None}
+    if as_json:
+        emit_json(doc)
+        return
+    last = runs[-1]
+    stdout.rule("[bold]Pylon demo")
+    stdout.print(f"mapped [bold]{target}[/] {len(runs)}× with {nodes} nodes")
+    for name, path in last["artifacts"].items():
+        stdout.print(f"  {name:<9} {path}")
+    overview = Path(last["artifacts"]["overview"]).read_text().splitlines()
+    stdout.rule("overview.md (first lines)")
+    stdout.print("\n".join(overview[:30]), markup=False, highlight=False)
+    stdout.rule("scoreboard vs. v0.1 targets")
+    table = Table("metric", "value", "target", "ok")
+    for row in board["rows"]:
+        table.add_row(row["metric"], str(row["value"]), row["target"], "[green]yes[/]" if row["ok"] else "[red]no[/]")
+    stdout.print(table)
+    walls = [r["wall_s"] for r in runs]
+    stdout.print(f"map wall time: {min(walls):.2f}s best, {statistics.median(walls):.2f}s median; "
+                 f"stack up in {t_up:.1f}s; whole demo {total_s:.1f}s")
+
+
+def scoreboard(runs: list[dict[str, Any]], stats: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    providers = len({j["provider_pubkey"] for j in jobs if j["state"] == "completed" and j["provider_pubkey"]})
+    all_ok = all(r["failed"] == 0 for r in runs)
+    rows = [
+        {"metric": "providers with ≥1 job", "value": providers, "target": f"≥ {TARGETS['providers']}",
+         "ok": providers >= TARGETS["providers"]},
+        {"metric": "jobs", "value": stats["jobs_total"], "target": f"≥ {TARGETS['jobs']}",
+         "ok": stats["jobs_total"] >= TARGETS["jobs"]},
+        {"metric": "success rate", "value": stats["success_rate"], "target": f"≥ {TARGETS['success_rate']}",
+         "ok": stats["success_rate"] >= TARGETS["success_rate"]},
+        {"metric": "p50 end-to-end (s)", "value": stats["p50_e2e_s"], "target": f"< {TARGETS['p50_e2e_s']}",
+         "ok": stats["p50_e2e_s"] is not None and stats["p50_e2e_s"] < TARGETS["p50_e2e_s"]},
+        {"metric": "p95 end-to-end (s)", "value": stats["p95_e2e_s"], "target": f"< {TARGETS['p95_e2e_s']}",
+         "ok": stats["p95_e2e_s"] is not None and stats["p95_e2e_s"] < TARGETS["p95_e2e_s"]},
+        {"metric": "runs with every file mapped", "value": f"{sum(r['failed'] == 0 for r in runs)}/{len(runs)}",
+         "target": "all", "ok": all_ok},
+    ]
+    return {"providers": providers, "jobs": stats["jobs_total"], "success_rate": stats["success_rate"],
+            "p50_e2e_s": stats["p50_e2e_s"], "p95_e2e_s": stats["p95_e2e_s"], "rows": rows}

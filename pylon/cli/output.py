@@ -1,0 +1,38 @@
+"""How every command answers: one JSON document with --json, rich text otherwise (DESIGN §5)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+import msgspec
+from rich.console import Console
+
+stderr = Console(stderr=True)
+stdout = Console()
+_json = msgspec.json.Encoder()
+
+
+def to_plain(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(_json.encode(to_plain(obj)).decode() + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """A clear one-line error on stderr and a non-zero exit."""
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    click.echo(f"error: {first}", err=True)
+    sys.exit(code)
+
+
+def short(pubkey: str | None, n: int = 12) -> str:
+    return (pubkey[:n] + "…") if pubkey else "-"
+
+
+def secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}s"

@@ -1,0 +1,349 @@
+"""NIP-90 data-vending-machine events for Pylon's job kind (5931 → 7000 / 6931).
+
+Building and parsing live side by side so the two can never drift apart. Parsers raise
+InvalidEvent with a short reason; callers count those reasons and drop the event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from collections.abc import Sequence
+
+import msgspec
+
+from pylon.keys import NostrKeys
+from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms, sign_event
+from pylon.schemas import kinds
+from pylon.schemas.errors import ErrorCode
+from pylon.schemas.events import (
+    DEFAULT_TASKS,
+    Feedback,
+    FeedbackStatus,
+    FileResult,
+    InputChunk,
+    JobRequest,
+    ResultTiming,
+    RunRoot,
+)
+
+MAX_INPUT_BYTES = 1024 * 1024  # files up to 1 MiB map; larger ones are too_large
+INLINE_LIMIT = 40 * 1024  # text this size or smaller rides in the request itself
+CHUNK_DATA_BYTES = 40 * 1024  # base64 payload per chunk event, well under the 64 KiB event cap
+CHUNK_TAG = "chunk"
+ROOT_TAG = "pylon-run"
+RETRY_MARKER = "retry"  # a re-issued attempt points at the job it retries
+
+_result_decoder = msgspec.json.Decoder(FileResult)
+_chunk_decoder = msgspec.json.Decoder(InputChunk)
+_root_decoder = msgspec.json.Decoder(RunRoot)
+_json = msgspec.json.Encoder()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def build_chunks(keys: NostrKeys, text: str) -> tuple[str, list[NostrEvent]]:
+    """Compress `text` and split it across chunk events; returns (sha256, chunk events)."""
+    raw = text.encode()
+    digest = sha256_hex(raw)
+    packed = base64.b64encode(zlib.compress(raw, 6)).decode()
+    pieces = [packed[i : i + CHUNK_DATA_BYTES] for i in range(0, len(packed), CHUNK_DATA_BYTES)] or [""]
+    events = []
+    for idx, piece in enumerate(pieces):
+        content = _json.encode(InputChunk(sha256=digest, index=idx, total=len(pieces), data=piece)).decode()
+        events.append(
+            sign_event(keys, kinds.JOB_REQUEST, content, [[CHUNK_TAG, digest, str(idx), str(len(pieces))]])
+        )
+    return digest, events
+
+
+def build_request(
+    keys: NostrKeys,
+    *,
+    path: str,
+    language: str,
+    text: str | None,
+    sha256: str,
+    size: int,
+    chunk_ids: Sequence[str] = (),
+    node: str | None,
+    run_id: str | None,
+    bid_msats: int = 0,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    relay_hint: str = "",
+    attempt: int = 1,
+    retry_of: str | None = None,
+) -> NostrEvent:
+    tags: list[list[str]] = []
+    if text is not None:
+        tags.append(["i", text, "text"])
+    else:
+        tags.extend(["i", cid, "event", relay_hint] for cid in chunk_ids)
+    tags += [
+        ["param", "path", path],
+        ["param", "language", language],
+        ["param", "tasks", ",".join(tasks)],
+        ["param", "sha256", sha256],
+        ["param", "size", str(size)],
+        ["param", "attempt", str(attempt)],
+        ["bid", str(bid_msats)],
+        ["submitted_ms", str(now_ms())],
+    ]
+    if node:
+        tags.append(["p", node])
+    if run_id:
+        tags.append(["e", run_id, relay_hint, "root"])
+    if retry_of:
+        tags.append(["e", retry_of, relay_hint, RETRY_MARKER])
+    return sign_event(keys, kinds.JOB_REQUEST, "", tags)
+
+
+def is_chunk(ev: NostrEvent) -> bool:
+    return ev.tag(CHUNK_TAG) is not None
+
+
+def is_run_root(ev: NostrEvent) -> bool:
+    return ev.tag(ROOT_TAG) is not None
+
+
+def parse_request(ev: NostrEvent) -> JobRequest:
+    if ev.kind != kinds.JOB_REQUEST:
+        raise InvalidEvent("wrong_kind")
+    params: dict[str, str] = {}
+    retry_of: str | None = None
+    text: str | None = None
+    chunk_ids: list[str] = []
+    assigned = None
+    run_id = None
+    bid = 0
+    submitted_ms = 0
+    for t in ev.tags:
+        if not t:
+            continue
+        name = t[0]
+        if name == "i" and len(t) >= 3:
+            if t[2] == "text":
+                text = t[1]
+            elif t[2] == "event":
+                chunk_ids.append(t[1])
+        elif name == "param" and len(t) >= 3:
+            params[t[1]] = t[2]
+        elif name == "p" and len(t) >= 2:
+            assigned = t[1]
+        elif name == "e" and len(t) >= 4 and t[3] == "root":
+            run_id = t[1]
+        elif name == "e" and len(t) >= 4 and t[3] == RETRY_MARKER:
+            retry_of = t[1]
+        elif name == "bid" and len(t) >= 2:
+            bid = _int(t[1], "bad_bid")
+        elif name == "submitted_ms" and len(t) >= 2:
+            submitted_ms = _int(t[1], "bad_timestamp")
+    if "path" not in params:
+        raise InvalidEvent("missing_param", "path")
+    if text is None and not chunk_ids:
+        raise InvalidEvent("missing_input")
+    sha = params.get("sha256", "")
+    if text is not None and not sha:
+        sha = sha256_hex(text.encode())
+    return JobRequest(
+        job_id=ev.id,
+        buyer=ev.pubkey,
+        path=params["path"],
+        language=params.get("language", ""),
+        tasks=[x for x in params.get("tasks", ",".join(DEFAULT_TASKS)).split(",") if x],
+        bid_msats=bid,
+        assigned=assigned,
+        run_id=run_id,
+        sha256=sha,
+        size=_int(params.get("size", "0"), "bad_size"),
+        text=text,
+        chunk_ids=chunk_ids,
+        created_at=ev.created_at,
+        submitted_ms=submitted_ms,
+        retry_of=retry_of,
+    )
+
+
+def reassemble(request: JobRequest, chunks: Sequence[NostrEvent]) -> str:
+    """Rebuild a chunked input and check it against the request's sha256."""
+    by_id = {c.id: c for c in chunks}
+    parts: list[str] = []
+    for idx, cid in enumerate(request.chunk_ids):
+        ev = by_id.get(cid)
+        if ev is None:
+            raise InvalidEvent("missing_chunk", cid)
+        try:
+            chunk = _chunk_decoder.decode(ev.content)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidEvent("malformed_chunk", str(exc)) from exc
+        if chunk.index != idx or chunk.sha256 != request.sha256 or ev.pubkey != request.buyer:
+            raise InvalidEvent("chunk_mismatch", cid)
+        parts.append(chunk.data)
+    try:
+        raw = zlib.decompress(base64.b64decode("".join(parts)), bufsize=MAX_INPUT_BYTES)
+    except (ValueError, zlib.error) as exc:
+        raise InvalidEvent("bad_chunk_data", str(exc)) from exc
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InvalidEvent("too_large")
+    if sha256_hex(raw) != request.sha256:
+        raise InvalidEvent("hash_mismatch")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent("not_utf8") from exc
+
+
+def build_run_root(keys: NostrKeys, root: RunRoot) -> NostrEvent:
+    """The run's root event: a 5931 every subtask tags, marked so nodes never execute it."""
+    return sign_event(
+        keys,
+        kinds.JOB_REQUEST,
+        _json.encode(root).decode(),
+        [["i", root.repo, "url"], ["param", "snapshot", root.snapshot_sha256], [ROOT_TAG, str(root.files)]],
+    )
+
+
+def parse_run_root(ev: NostrEvent) -> RunRoot:
+    try:
+        return _root_decoder.decode(ev.content)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidEvent("malformed_root", str(exc)) from exc
+
+
+# --- feedback -----------------------------------------------------------------------------
+
+
+def build_feedback(
+    keys: NostrKeys,
+    *,
+    job_id: str,
+    buyer: str,
+    status: FeedbackStatus,
+    error: ErrorCode | None = None,
+    message: str = "",
+    amount_msats: int = 0,
+    extra_tags: Sequence[list[str]] = (),
+) -> NostrEvent:
+    status_tag = ["status", status.value, message] if message else ["status", status.value]
+    tags = [status_tag, ["e", job_id], ["p", buyer], ["at_ms", str(now_ms())]]
+    if error is not None:
+        tags.append(["error", error.value])
+    if amount_msats:
+        tags.append(["amount", str(amount_msats)])
+    tags.extend(list(t) for t in extra_tags)
+    return sign_event(keys, kinds.JOB_FEEDBACK, "", tags)
+
+
+def parse_feedback(ev: NostrEvent) -> Feedback:
+    if ev.kind != kinds.JOB_FEEDBACK:
+        raise InvalidEvent("wrong_kind")
+    st = ev.tag("status")
+    job = ev.tag_value("e")
+    if st is None or len(st) < 2 or not job:
+        raise InvalidEvent("malformed_feedback")
+    try:
+        status = FeedbackStatus(st[1])
+    except ValueError as exc:
+        raise InvalidEvent("bad_status", st[1]) from exc
+    err_raw = ev.tag_value("error")
+    error = None
+    if err_raw:
+        try:
+            error = ErrorCode(err_raw)
+        except ValueError:
+            error = ErrorCode.EXEC_ERROR
+    return Feedback(
+        job_id=job,
+        node=ev.pubkey,
+        status=status,
+        error=error,
+        message=st[2] if len(st) > 2 else "",
+        amount_msats=_int(ev.tag_value("amount", "0") or "0", "bad_amount"),
+        at_ms=_int(ev.tag_value("at_ms", "0") or "0", "bad_timestamp"),
+    )
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def build_result(
+    keys: NostrKeys,
+    *,
+    request: JobRequest,
+    result: FileResult,
+    timing: ResultTiming,
+    amount_msats: int = 0,
+) -> NostrEvent:
+    content = _json.encode(result).decode()
+    tags = [
+        ["e", request.job_id],
+        ["p", request.buyer],
+        ["x", sha256_hex(content.encode())],
+        ["received", str(timing.received_ms)],
+        ["started", str(timing.started_ms)],
+        ["finished", str(timing.finished_ms)],
+        ["published", str(now_ms())],
+        ["amount", str(amount_msats)],
+    ]
+    if request.run_id:
+        tags.append(["e", request.run_id, "", "root"])
+    return sign_event(keys, kinds.JOB_RESULT, content, tags)
+
+
+class ParsedResult(msgspec.Struct):
+    job_id: str
+    node: str
+    result: FileResult
+    timing: ResultTiming
+    amount_msats: int
+    content_sha256: str
+
+
+def result_job_id(ev: NostrEvent) -> str | None:
+    for t in ev.tags:
+        if len(t) >= 2 and t[0] == "e" and (len(t) < 4 or not t[3]):
+            return t[1]
+    return None
+
+
+def parse_result(ev: NostrEvent) -> ParsedResult:
+    """Check the hash tag against the content and decode the payload to the schema."""
+    if ev.kind != kinds.JOB_RESULT:
+        raise InvalidEvent("wrong_kind")
+    job = result_job_id(ev)
+    x = ev.tag_value("x")
+    if not job or not x:
+        raise InvalidEvent("malformed_result")
+    if sha256_hex(ev.content.encode()) != x:
+        raise InvalidEvent("hash_mismatch")
+    try:
+        payload = _result_decoder.decode(ev.content)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidEvent("bad_payload", str(exc)) from exc
+    timing = ResultTiming(
+        received_ms=_int(ev.tag_value("received", "0") or "0", "bad_timestamp"),
+        started_ms=_int(ev.tag_value("started", "0") or "0", "bad_timestamp"),
+        finished_ms=_int(ev.tag_value("finished", "0") or "0", "bad_timestamp"),
+        published_ms=_int(ev.tag_value("published", "0") or "0", "bad_timestamp"),
+    )
+    return ParsedResult(
+        job_id=job,
+        node=ev.pubkey,
+        result=payload,
+        timing=timing,
+        amount_msats=_int(ev.tag_value("amount", "0") or "0", "bad_amount"),
+        content_sha256=x,
+    )
+
+
+def _int(raw: str, reason: str) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(reason, repr(raw)[:40]) from exc

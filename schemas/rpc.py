@@ -1,0 +1,318 @@
+"""Messages on the daemons' Unix sockets (DESIGN §2, §6).
+
+Framing (pylon.rpc.framing): a 4-byte big-endian length, then one msgpack-encoded `Frame`.
+The client's first frame is a `Hello`; the server answers `Welcome` (or `Reply` with an
+error and closes). Then each `Call` gets exactly one `Reply` with the same id, possibly
+preceded by `Progress` frames for that id; a `Subscribe` call is answered `Reply` and then a
+stream of `Push` frames until the connection closes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from pylon.schemas.events import FileResult, NodeState
+from pylon.schemas.telemetry import GlobalStats, JobTelemetry, ProviderStats
+
+RPC_VERSION = 1
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+
+class RpcErrorCode(msgspec.Struct):
+    """Why a call failed; `code` is one of the ErrorCode values or an RPC-level one."""
+
+    code: str  # bad_frame, bad_version, unknown_method, not_found, refused, internal, or an ErrorCode
+    message: str
+
+
+# --- requests (the `op` tag names the method) ----------------------------------------------
+
+
+class Req(msgspec.Struct, tag_field="op", kw_only=True):
+    pass
+
+
+class StatusReq(Req, tag="status"):
+    pass
+
+
+class StatsReq(Req, tag="stats"):
+    provider: str | None = None
+
+
+class SubscribeReq(Req, tag="subscribe"):
+    topics: list[str] = []  # empty = everything this daemon publishes
+
+
+class PauseReq(Req, tag="pause"):
+    pass
+
+
+class ResumeReq(Req, tag="resume"):
+    pass
+
+
+class DrainReq(Req, tag="drain"):
+    pass
+
+
+class AbortJobReq(Req, tag="abort_job"):
+    job_id: str
+
+
+class NodeJobsReq(Req, tag="node_jobs"):
+    limit: int = 50
+
+
+class SubmitReq(Req, tag="submit"):
+    path: str
+    text: str
+    language: str | None = None
+    run_id: str | None = None
+
+
+class JobStatusReq(Req, tag="job_status"):
+    job_id: str
+
+
+class JobResultsReq(Req, tag="job_results"):
+    job_id: str
+
+
+class JobListReq(Req, tag="job_list"):
+    run_id: str | None = None
+    limit: int = 10_000
+
+
+class NodesReq(Req, tag="nodes"):
+    pass
+
+
+class RunsReq(Req, tag="runs"):
+    pass
+
+
+class MapReq(Req, tag="map"):
+    repo: str
+    out_dir: str | None = None
+
+
+class PayReq(Req, tag="pay"):
+    job_id: str
+
+
+class RefundReq(Req, tag="refund"):
+    job_id: str
+
+
+class CancelReq(Req, tag="cancel"):
+    job_id: str | None = None
+    run_id: str | None = None
+
+
+class StopAllReq(Req, tag="stop_all"):
+    pass
+
+
+class BanReq(Req, tag="ban"):
+    pubkey: str
+    banned: bool = True
+
+
+class TrailReq(Req, tag="trail"):
+    job_id: str
+
+
+class ReceiptsReq(Req, tag="receipts"):
+    job_id: str | None = None
+    provider: str | None = None
+
+
+class WalletBalanceReq(Req, tag="wallet_balance"):
+    pass
+
+
+class WalletFundReq(Req, tag="wallet_fund"):
+    amount_sats: int
+
+
+Request = (
+    StatusReq | StatsReq | SubscribeReq | PauseReq | ResumeReq | DrainReq | AbortJobReq | NodeJobsReq
+    | SubmitReq | JobStatusReq | JobResultsReq | JobListReq | NodesReq | RunsReq | MapReq | PayReq
+    | RefundReq | CancelReq | StopAllReq | BanReq | TrailReq | ReceiptsReq | WalletBalanceReq
+    | WalletFundReq
+)
+
+
+# --- frames ---------------------------------------------------------------------------------
+
+
+class Frame(msgspec.Struct, tag_field="t", kw_only=True):
+    pass
+
+
+class Hello(Frame, tag="hello"):
+    version: int
+    client: str = ""
+
+
+class Welcome(Frame, tag="welcome"):
+    version: int
+    daemon: str  # "node" | "buyer"
+    name: str
+    pubkey: str
+
+
+class Call(Frame, tag="call"):
+    id: int
+    req: Request
+
+
+class Reply(Frame, tag="reply"):
+    id: int
+    ok: bool
+    result: Any = None  # one of the result Structs below, as plain data
+    error: RpcErrorCode | None = None
+
+
+class Progress(Frame, tag="progress"):
+    id: int
+    data: Any
+
+
+class Push(Frame, tag="push"):
+    topic: str  # "job", "node", "run", "stats", "log", "node_state"
+    data: Any
+
+
+AnyFrame = Hello | Welcome | Call | Reply | Progress | Push
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+class NodeStatus(msgspec.Struct, kw_only=True):
+    name: str
+    pubkey: str
+    state: NodeState
+    running: int
+    queued: int
+    completed: int
+    failed: int
+    executor: str = "deterministic"
+    models: list[str] = []
+    max_concurrency: int = 1
+    uptime_s: float = 0.0
+    earned_msats: int = 0
+    failures: dict[str, int] = {}
+    dropped: dict[str, int] = {}
+
+
+class NodeJob(msgspec.Struct, kw_only=True):
+    job_id: str
+    buyer: str
+    path: str
+    state: str  # queued, running, completed, failed, aborted
+    received: float
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    paid_msats: int = 0
+
+
+class BuyerStatus(msgspec.Struct, kw_only=True):
+    name: str
+    pubkey: str
+    relays: list[str]
+    online_nodes: int
+    outstanding: int
+    completed: int
+    failed: int
+    stopped: bool = False
+    banned: list[str] = []
+    dropped: dict[str, int] = {}
+
+
+class NodeInfo(msgspec.Struct, kw_only=True):
+    pubkey: str
+    name: str
+    state: str
+    online: bool
+    queue_depth: int
+    running: int
+    completed: int
+    failed: int
+    last_heartbeat: float | None
+    executors: list[str] = []
+    models: list[str] = []
+    price_msats: int = 0
+    assigned_now: int = 0
+    banned: bool = False
+
+
+class SubmitResult(msgspec.Struct):
+    job_id: str
+
+
+class JobListItem(msgspec.Struct, kw_only=True):
+    job_id: str
+    run_id: str | None
+    state: str
+    provider_pubkey: str | None
+    paid: bool
+    path: str = ""
+    error: str | None = None
+    end_to_end: float | None = None
+
+
+class JobList(msgspec.Struct):
+    jobs: list[JobListItem]
+
+
+class RunInfo(msgspec.Struct, kw_only=True):
+    run_id: str
+    repo: str
+    files: int
+    completed: int
+    failed: int
+    started: float
+    finished: float | None = None
+    out_dir: str | None = None
+
+
+class MapSummary(msgspec.Struct, kw_only=True):
+    run_id: str
+    files: int
+    completed: int
+    failed: int
+    providers: int
+    wall_s: float
+    artifacts: dict[str, str]
+    skipped: dict[str, int] = {}
+
+
+class MapProgress(msgspec.Struct, kw_only=True):
+    run_id: str
+    files: int
+    completed: int
+    failed: int
+
+
+class PayResult(msgspec.Struct):
+    job_id: str
+    payment_event_id: str
+    amount_msats: int
+
+
+class WalletBalance(msgspec.Struct):
+    balance_sats: int
+    mint: str
+
+
+__all__ = [
+    "MAX_FRAME_BYTES", "RPC_VERSION", "AnyFrame", "BuyerStatus", "Call", "FileResult", "GlobalStats",
+    "Hello", "JobList", "JobListItem", "JobTelemetry", "MapProgress", "MapSummary", "NodeInfo",
+    "NodeJob", "NodeStatus", "PayResult", "Progress", "ProviderStats", "Push", "Reply", "Request",
+    "RpcErrorCode", "RunInfo", "SubmitResult", "WalletBalance", "Welcome",
+]
