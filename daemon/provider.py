@@ -128,7 +128,7 @@ class ProviderNode:
                 if self.config.accept_untargeted:
                     await self.pool.subscribe(
                         [Filter(kinds=[kinds.JOB_REQUEST], since=int(time.time()))],
-                        self._on_untargeted, sub_id="open",
+                        self._on_request, sub_id="open", prefilter=self._is_untargeted,
                     )
                 for _ in range(max(1, self.config.max_concurrency)):
                     tg.start_soon(self._worker)
@@ -162,9 +162,9 @@ class ProviderNode:
     def _drop(self, reason: str) -> None:
         self.counters.dropped[reason] = self.counters.dropped.get(reason, 0) + 1
 
-    def _on_untargeted(self, ev: NostrEvent) -> None:
-        if ev.tag("p") is None and not nip90.is_chunk(ev) and not nip90.is_run_root(ev):
-            self._on_request(ev)
+    @staticmethod
+    def _is_untargeted(ev: NostrEvent) -> bool:
+        return ev.tag("p") is None and not nip90.is_chunk(ev) and not nip90.is_run_root(ev)
 
     def _on_request(self, ev: NostrEvent) -> None:
         if ev.id in self._seen_set:

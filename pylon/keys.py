@@ -11,6 +11,8 @@ import secrets
 from pathlib import Path
 
 from coincurve import PrivateKey, PublicKeyXOnly
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
 
 from pylon.home import write_private
 
@@ -22,7 +24,7 @@ class KeyFileError(Exception):
 class NostrKeys:
     """A secp256k1 key pair in Nostr's shape: x-only public key, BIP-340 signatures."""
 
-    __slots__ = ("_secret", "pubkey", "xonly")
+    __slots__ = ("_keypair", "_secret", "pubkey", "xonly")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) != 32:
@@ -30,6 +32,11 @@ class NostrKeys:
         self._secret = PrivateKey(secret)
         self.xonly = PublicKeyXOnly.from_secret(secret)
         self.pubkey: str = self.xonly.format().hex()
+        # coincurve's sign_schnorr rebuilds the keypair and re-derives the public key on every
+        # call (three EC multiplications); the keypair is made once here instead.
+        self._keypair = ffi.new("secp256k1_keypair *")
+        if not lib.secp256k1_keypair_create(GLOBAL_CONTEXT.ctx, self._keypair, secret):
+            raise ValueError("invalid secret key")
 
     @classmethod
     def generate(cls) -> NostrKeys:
@@ -40,7 +47,11 @@ class NostrKeys:
         return cls(bytes.fromhex(secret_hex))
 
     def sign(self, digest: bytes) -> str:
-        return self._secret.sign_schnorr(digest).hex()
+        """BIP-340 signature over a 32-byte digest, with fresh auxiliary randomness."""
+        sig = ffi.new("unsigned char[64]")
+        if not lib.secp256k1_schnorrsig_sign32(GLOBAL_CONTEXT.ctx, sig, digest, self._keypair, os.urandom(32)):
+            raise ValueError("signing failed")
+        return bytes(ffi.buffer(sig)).hex()
 
     def secret_hex(self) -> str:
         """Only for writing the key file; never log it."""

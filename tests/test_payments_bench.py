@@ -46,24 +46,35 @@ async def measure(base: Path, n: int) -> dict[str, float]:
                 await node.redeem(await buyer.send_locked(2, node.p2pk_pubkey()))
             sequential = n / (time.perf_counter() - t0)
 
+            async def send_all() -> list[tuple[PylonWallet, list[dict]]]:
+                zaps = []
+                for i in range(n):
+                    node = nodes[i % NODES]
+                    zaps.append((node, await buyer.send_locked(2, node.p2pk_pubkey())))
+                return zaps
+
+            zaps = await send_all()
             t0 = time.perf_counter()
-            zaps = []
-            for i in range(n):
-                node = nodes[i % NODES]
-                zaps.append((node, await buyer.send_locked(2, node.p2pk_pubkey())))
+            for node, proofs in zaps:
+                await node.redeem(proofs)
+            redeem_seq = n / (time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            zaps = await send_all()
             t1 = time.perf_counter()
             async with anyio.create_task_group() as tg:
                 for node, proofs in zaps:
                     tg.start_soon(node.redeem, proofs)
             t2 = time.perf_counter()
 
-            paid = 3 + 4 * n
+            paid = 3 + 6 * n
             assert buyer.balance() == 8 * n - paid
             assert sum(w.balance() for w in nodes) == paid
             return {
                 "payments": n,
                 "sequential_per_s": round(sequential, 1),
                 "send_locked_per_s": round(n / (t1 - t0), 1),
+                "redeem_sequential_per_s": round(redeem_seq, 1),
                 f"redeem_concurrent_{NODES}_wallets_per_s": round(n / (t2 - t1), 1),
                 "send_then_concurrent_redeem_per_s": round(n / (t2 - t0), 1),
             }

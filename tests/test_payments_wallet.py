@@ -161,6 +161,18 @@ async def test_tampered_proofs_are_invalid_and_the_real_ones_still_redeem(
     assert buyer.balance() + node.balance() == 10
 
 
+async def test_proofs_from_another_mint_are_wrong_mint(wallets: tuple[PylonWallet, PylonWallet]) -> None:
+    buyer, node = wallets
+    await buyer.fund(4)
+    proofs = await buyer.send_locked(4, node.p2pk_pubkey())
+    foreign = [{**p, "id": "01" + "5a" * 32} for p in proofs]
+    with pytest.raises(PaymentError) as exc:
+        await node.redeem(foreign)
+    assert exc.value.code == "wrong_mint"
+    assert node.balance() == 0
+    assert await node.redeem(proofs) == 4
+
+
 async def test_refund_after_locktime_restores_the_buyer(wallets: tuple[PylonWallet, PylonWallet]) -> None:
     buyer, node = wallets
     await buyer.fund(50)
@@ -255,11 +267,13 @@ async def test_concurrent_nutzaps_into_one_wallet_all_count(wallets: tuple[Pylon
         except PaymentError as exc:
             refused.append(exc.code)
 
+    stdout = sys.stdout
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             for z in zaps:
                 tg.start_soon(redeem, z)
             tg.start_soon(redeem, zaps[0])  # a duplicate delivery in the crowd: must not count twice
+    assert sys.stdout is stdout
     assert refused == ["spent"]
     assert sorted(got) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert sum(got) == 36 == node.balance()
@@ -296,7 +310,9 @@ def test_importing_nutshell_leaves_the_process_alone(tmp_path: Path) -> None:
     script = """
 import anyio, json, os, sys
 from pathlib import Path
+from pylon.logs import configure_logging
 from pylon.payments import PylonWallet
+configure_logging()
 async def main():
     w = await PylonWallet.open(Path(sys.argv[1]), "http://127.0.0.1:9", "probe")
     await w.aclose()
@@ -314,7 +330,10 @@ anyio.run(main)
         timeout=60,
         check=True,
     )
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1, out.stdout  # stdout is the CLI's JSON: nutshell's prints go to stderr
+    assert "mnemonic" in out.stderr
+    report = json.loads(lines[0])
     assert len(report.pop("key")) == 66
     assert report == {"env_tor": None, "tor": False, "socks": None, "tracebacklimit": False}
     assert not any(p.name != ".env" for p in (home / ".cashu").iterdir())

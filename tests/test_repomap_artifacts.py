@@ -152,6 +152,8 @@ def test_overview_reads_like_a_newcomers_page(artifacts: dict[str, str]) -> None
     central = text.split("## Most central files")[1].split("##")[0]
     first = next(line for line in central.splitlines() if line.startswith("1. "))
     assert first.startswith("1. `acme/models.py`") and "Data models" in first
+    assert "acme/api/http.py" not in central  # nothing imports it: not central
+    assert "- `tests/` (1 file, 5 lines): tests and their fixtures" in text
     assert "Persists widgets \\| keeps an inventory." in text  # a '|' cannot break the markdown
     entry = text.split("## Entry points")[1].split("##")[0]
     assert "`acme/cli.py`: console script `acme` → `acme.cli:main`" in entry

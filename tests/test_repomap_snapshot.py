@@ -270,3 +270,13 @@ def test_a_file_name_that_is_not_utf8_is_skipped(tmp_path: Path, in_git: bool) -
     snap = take_snapshot(root)
     assert [f.path for f in snap.files] == ["ok.py"]
     assert snap.skipped == {"bad_path": 1}
+
+
+def test_a_directory_the_enclosing_repo_ignores_is_walked(repo: Path) -> None:
+    write(repo, ".gitignore", "ignored.py\nlogs/\n*.tmp\nenv/\n")
+    write(repo, "env/lib/mod.py", "x = 1\n")
+    write(repo, "env/.gitignore", "skip.py\n")
+    write(repo, "env/skip.py", "x = 1\n")
+    snap = take_snapshot(repo / "env")
+    assert [f.path for f in snap.files] == ["lib/mod.py"]
+    assert snap.commit == ""  # not the enclosing repo's commit: these files are not in it

@@ -88,8 +88,8 @@ def _paragraph(lines: list[str], limit: int = _MAX_DOC_LINES) -> list[str]:
             if out:
                 break
             continue
-        if stripped.startswith("!") or "-*-" in stripped:
-            continue  # a `#!` line or an editor's `-*- coding -*-` line
+        if stripped.startswith(("!", ".. ", "```")) or "-*-" in stripped:
+            continue  # `#!`, an editor's `-*- coding -*-`, an RST directive, a code fence
         if stripped.startswith("@") or set(stripped) <= set("-=*#/~_"):
             if out:
                 break

@@ -99,8 +99,10 @@ _TYPESCRIPT = (
 (method_definition
   name: (property_identifier) @is.constructor
   parameters: (formal_parameters
-    [(required_parameter [(accessibility_modifier) (override_modifier) "readonly"] pattern: (identifier) @name)
-     (optional_parameter [(accessibility_modifier) (override_modifier) "readonly"] pattern: (identifier) @name)]
+    [(required_parameter
+       [(accessibility_modifier) (override_modifier) "readonly"] pattern: (identifier) @name)
+     (optional_parameter
+       [(accessibility_modifier) (override_modifier) "readonly"] pattern: (identifier) @name)]
     @def.field @hoist))
 (property_signature name: (_) @name) @def.field
 (import_require_clause source: (string) @import)

@@ -82,6 +82,20 @@ def sign_event(
     )
 
 
+_pubkeys: dict[str, PublicKeyXOnly] = {}
+
+
+def _xonly(pubkey: str) -> PublicKeyXOnly:
+    """Parsed public keys are cached: a swarm has few authors and parsing costs a square root."""
+    key = _pubkeys.get(pubkey)
+    if key is None:
+        key = PublicKeyXOnly(bytes.fromhex(pubkey))
+        if len(_pubkeys) > 10_000:
+            _pubkeys.clear()
+        _pubkeys[pubkey] = key
+    return key
+
+
 def verify_event(ev: NostrEvent) -> None:
     """Raise InvalidEvent unless the id is the hash of the event and the signature is the author's."""
     try:
@@ -91,7 +105,7 @@ def verify_event(ev: NostrEvent) -> None:
     if digest.hex() != ev.id:
         raise InvalidEvent("bad_id")
     try:
-        ok = PublicKeyXOnly(bytes.fromhex(ev.pubkey)).verify(bytes.fromhex(ev.sig), digest)
+        ok = _xonly(ev.pubkey).verify(bytes.fromhex(ev.sig), digest)
     except (ValueError, TypeError) as exc:
         raise InvalidEvent("bad_signature", str(exc)) from exc
     if not ok:

@@ -44,10 +44,12 @@ class PublishError(Exception):
 
 
 class _Subscription:
-    def __init__(self, sub_id: str, filters: list[Filter], handler: EventHandler) -> None:
+    def __init__(self, sub_id: str, filters: list[Filter], handler: EventHandler,
+                 prefilter: Callable[[NostrEvent], bool] | None = None) -> None:
         self.sub_id = sub_id
         self.filters = filters
         self.handler = handler
+        self.prefilter = prefilter
         self.newest_seen = 0
 
     def wire_filters(self) -> list[dict[str, Any]]:
@@ -135,6 +137,7 @@ class RelayPool:
         self._ok_waiters: dict[str, anyio.Event] = {}
         self._ok_results: dict[str, tuple[bool, str]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._verified: OrderedDict[str, None] = OrderedDict()
         self._ids = itertools.count(1)
         self._tg: TaskGroup | None = None
         self.dropped: dict[str, int] = {}
@@ -235,14 +238,22 @@ class RelayPool:
         sub = self._subs.get(sub_id)
         if sub is None:
             return
-        if ev.id in self._seen:
+        # De-duplicated per subscription: two subscriptions that both match an event each get it.
+        key = sub_id + ev.id
+        if key in self._seen:
             return
-        try:
-            verify_event(ev)
-        except InvalidEvent as exc:
-            self._count(exc.reason)
-            return
-        self._seen[ev.id] = None
+        if sub.prefilter is not None and not sub.prefilter(ev):
+            return  # not wanted: skip the signature check too
+        if ev.id not in self._verified:
+            try:
+                verify_event(ev)
+            except InvalidEvent as exc:
+                self._count(exc.reason)
+                return
+            self._verified[ev.id] = None
+            if len(self._verified) > SEEN_CAP:
+                self._verified.popitem(last=False)
+        self._seen[key] = None
         if len(self._seen) > SEEN_CAP:
             self._seen.popitem(last=False)
         self.received += 1
@@ -289,9 +300,11 @@ class RelayPool:
     def pending(self) -> int:
         return len(self._outbox)
 
-    async def subscribe(self, filters: list[Filter], handler: EventHandler, sub_id: str | None = None) -> str:
+    async def subscribe(self, filters: list[Filter], handler: EventHandler, sub_id: str | None = None,
+                        prefilter: Callable[[NostrEvent], bool] | None = None) -> str:
+        """Deliver matching events to `handler`; `prefilter` may reject one before its signature is checked."""
         sub_id = sub_id or f"s{next(self._ids)}"
-        sub = _Subscription(sub_id, filters, handler)
+        sub = _Subscription(sub_id, filters, handler, prefilter)
         self._subs[sub_id] = sub
         frame = _encoder.encode(["REQ", sub_id, *sub.wire_filters()])
         for c in self.conns:

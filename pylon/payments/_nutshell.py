@@ -2,6 +2,7 @@
 
 At import time nutshell
 - reads `./.env` or `~/.cashu/.env` into os.environ (override=True) and into its settings,
+- print()s to stdout,
 - sets `sys.tracebacklimit = 0` (every traceback in the process loses its frames),
 - logs through loguru's default handler at DEBUG to stderr,
 and on every API call its wallet builds a fresh httpx.AsyncClient, loading the CA bundle
@@ -103,14 +104,20 @@ def nutshell() -> None:
     # path that does not exist so nothing can quietly land in ~/.cashu
     s.cashu_dir = str(Path(os.devnull) / "cashu")
 
+    import cashu.wallet.secrets as secrets_mod
     import cashu.wallet.v1_api as v1_api
+    import cashu.wallet.wallet as wallet_mod
 
     v1_api.httpx = _HttpxShim("httpx")  # type: ignore[assignment]
+    # nutshell print()s to stdout ("Generated a new mnemonic", ...) and our stdout is the CLI's
+    # JSON. A module-level `print` shadows the builtin for that module alone; redirect_stdout
+    # would swap sys.stdout for the whole process and, with wallets working concurrently,
+    # could leave it swapped.
+    for mod in (secrets_mod, v1_api, wallet_mod):
+        mod.print = _print_to_stderr  # type: ignore[attr-defined]
     _loaded = True
 
 
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """nutshell print()s to stdout (e.g. "Generated a new mnemonic"); our stdout is for JSON."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+def _print_to_stderr(*args: Any, **kwargs: Any) -> None:
+    kwargs["file"] = sys.stderr
+    print(*args, **kwargs)

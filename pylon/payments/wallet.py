@@ -26,7 +26,7 @@ import httpx
 
 from pylon.home import private_dir
 from pylon.logs import get_logger
-from pylon.payments._nutshell import nutshell, quiet_stdout, use_client
+from pylon.payments._nutshell import nutshell, use_client
 from pylon.payments.errors import PaymentError
 from pylon.payments.proofs import (
     Lock,
@@ -143,7 +143,7 @@ class PylonWallet:
             trust_env=not _is_loopback(url),
         )
         try:
-            with quiet_stdout(), use_client(client):
+            with use_client(client):
                 w = await Wallet.with_db(url=url, db=str(data_dir), name=name)
                 await w.load_proofs(reload=True)
         except BaseException:
@@ -358,7 +358,7 @@ class PylonWallet:
         async with self._lock:
             try:
                 # shielded: once a swap reached the mint, its answer must be stored
-                with anyio.CancelScope(shield=True), quiet_stdout(), use_client(self._client):
+                with anyio.CancelScope(shield=True), use_client(self._client):
                     return await op()
             except Exception as exc:
                 mapped = _mint_error(exc, refund=refund)

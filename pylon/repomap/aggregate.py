@@ -25,6 +25,7 @@ REPO_MAP_NAME = "repo_map.json"
 OVERVIEW_NAME = "overview.md"
 TOP_CENTRAL = 10
 KEY_FILES = 3  # per directory in the layout
+MAX_ENTRY_POINTS = 20
 # Files whose summary describes their directory, best first (matched on the file name).
 _DIR_DOC_NAMES = (
     "readme.md", "readme.rst", "readme.txt", "readme", "__init__.py", "doc.go", "mod.rs",
@@ -146,7 +147,12 @@ _LISTING_RE = re.compile(
     r"(?:def|class|fn|func|function|struct|enum|interface|trait|impl|type|const|let|var|typedef|"
     r"package|module|mod|namespace|#define)\b)"
 )
-_NOT_PROSE_RE = re.compile(r"^(?:#|!\[|\[!\[|<|---|===|```|\||\* \* \*)")
+# Headings, badges, html, rules, tables, rst directives, pragmas, licence boilerplate.
+_NOT_PROSE_RE = re.compile(
+    r"^(?:#|!\[|\[!\[|<|---|===|```|\||\* \* \*|\.\. |[\w-]+:\S|-\*-|SPDX-|copyright|\(c\)|@"
+    r"|(?:authors?|maintainers?|licen[cs]e)\b)",
+    re.IGNORECASE,
+)
 _MAJOR_KINDS = ("class", "struct", "interface", "trait", "enum", "function", "type")
 
 
@@ -155,12 +161,19 @@ def describe_file(entry: MapFileEntry) -> str:
     lines = [line.strip() for line in entry.summary.splitlines() if line.strip()]
     if lines and _HEADER_RE.match(lines[0]):
         lines = lines[1:]
+    prose: list[str] = []
     for line in lines[:6]:
         if _LISTING_RE.match(line):
             break
-        if not _NOT_PROSE_RE.match(line) and re.search(r"[A-Za-z]{3}", line):
-            return one_line(line)
+        if _NOT_PROSE_RE.match(line) or not re.search(r"[A-Za-z]{3}", line):
+            if prose:
+                break
+            continue
+        prose.append(line)  # a doc paragraph wrapped over several lines
+    if prose:
+        return one_line(" ".join(prose))
     names = list(dict.fromkeys(s.name for s in entry.symbols if not s.parent and s.kind in _MAJOR_KINDS))
+    names.sort(key=lambda n: n.startswith("_"))  # public names first, in file order
     if not names:
         return ""
     more = f" and {len(names) - 4} more" if len(names) > 4 else ""
@@ -229,6 +242,10 @@ def _describe(group: str, paths: list[str], files: Mapping[str, MapFileEntry]) -
     return text
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _languages_table(repo_map: RepoMap) -> list[str]:
     files: Counter[str] = Counter()
     lines: Counter[str] = Counter()
@@ -246,7 +263,7 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
     """The newcomer's page: what is here, what matters most, where it starts. Deterministic."""
     files = repo_map.files
     out: list[str] = [f"# Repository overview: {repo_map.repo or repo_map.root}", ""]
-    facts = [f"{len(files)} files mapped"]
+    facts = [f"{_count(len(files), 'file')} mapped"]
     if repo_map.commit:
         facts.insert(0, f"commit `{repo_map.commit[:12]}`")
     if repo_map.failed:
@@ -270,7 +287,7 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
             lines = sum(files[p].lines for p in paths)
             label = f"`{group}/`" if group else "top-level files"
             desc = _describe(group, paths, files)
-            head = f"- {label} ({len(paths)} files, {lines:,} lines)"
+            head = f"- {label} ({_count(len(paths), 'file')}, {_count(lines, 'line')})"
             out.append(f"{head}: {_md(desc)}" if desc else head)
             for p in sorted(paths, key=lambda p: (-files[p].rank, p))[:KEY_FILES]:
                 what = describe_file(files[p])
@@ -284,7 +301,8 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
             "",
         ]
         ranked = sorted(files, key=lambda p: (-files[p].rank, p))
-        central = ([p for p in ranked if not is_test_path(p)] or ranked)[:TOP_CENTRAL]
+        code = [p for p in ranked if not is_test_path(p)] or ranked
+        central = ([p for p in code if files[p].used_by] or code)[:TOP_CENTRAL]
         for i, p in enumerate(central, start=1):
             e = files[p]
             users = f", used by {len(e.used_by)}" if e.used_by else ""
@@ -366,27 +384,29 @@ def _npm_path(target: str, idx: PathIndex) -> str:
 
 
 def find_entry_points(repo_map: RepoMap, root: Path | None = None) -> list[tuple[str, str]]:
-    """(path, why) for the places a program starts, most explicit first, at most 20."""
-    found: list[tuple[str, str]] = []
+    """(path, why) for the places a program starts: declared ones, then by convention, then main()."""
+    found: list[tuple[int, str, str]] = []  # (strength, path, why)
     if root is not None:
-        found += _manifest_entry_points(root, repo_map)
+        found += [(0, p, why) for p, why in _manifest_entry_points(root, repo_map)]
     for path, entry in sorted(repo_map.files.items()):
         name = PurePosixPath(path).name
-        parts = path.split("/")
+        dirs = path.split("/")[:-1]
+        if is_test_path(path):
+            continue
         if name == "__main__.py":
-            found.append((path, "`python -m` entry (`__main__.py`)"))
-        elif name == "main.rs" and "src" in parts:
-            found.append((path, "Rust binary (`src/main.rs`)"))
-        elif "bin" in parts[:-1] and name.endswith(".rs") and "src" in parts:
-            found.append((path, "Rust binary (`src/bin/`)"))
-        elif any(d in parts[:-1] for d in _ENTRY_DIRS) and (_is_main_symbol(entry) or "bin" in parts[:-1]):
-            found.append((path, f"`{next(d for d in _ENTRY_DIRS if d in parts[:-1])}/` program"))
+            found.append((1, path, "`python -m` entry (`__main__.py`)"))
+        elif name == "main.rs" and "src" in dirs:
+            found.append((1, path, "Rust binary (`src/main.rs`)"))
+        elif name.endswith(".rs") and "bin" in dirs and "src" in dirs:
+            found.append((1, path, "Rust binary (`src/bin/`)"))
+        elif any(d in dirs for d in _ENTRY_DIRS) and (_is_main_symbol(entry) or "bin" in dirs):
+            found.append((1, path, f"`{next(d for d in _ENTRY_DIRS if d in dirs)}/` program"))
         elif _is_main_symbol(entry):
-            found.append((path, "defines `main()`"))
+            found.append((2, path, "defines `main()`"))
     seen: set[str] = set()
     unique = []
-    for path, why in found:
+    for _, path, why in sorted(found, key=lambda f: (f[0], f[1])):
         if path not in seen:
             seen.add(path)
             unique.append((path, why))
-    return unique[:20]
+    return unique[:MAX_ENTRY_POINTS]

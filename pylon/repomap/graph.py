@@ -87,6 +87,9 @@ class PathIndex:
             parent, _, name = p.rpartition("/")
             self.by_name[name].append(p)
             self.by_dir[parent].append(p)
+        self.dirs_by_name: dict[str, list[str]] = defaultdict(list)
+        for d in sorted(self.by_dir):
+            self.dirs_by_name[d.rpartition("/")[2]].append(d)
         self.py_roots = self._python_roots()
         self.rust_crates = self._rust_crates()
 
@@ -142,7 +145,8 @@ def _nearest(importer: str, candidates: list[str]) -> str | None:
 
 
 def _join(*parts: str) -> str:
-    return posixpath.join(*[p for p in parts if p])
+    """Join repo-relative path parts, skipping empty ones (the repo root is "")."""
+    return "/".join([p for p in parts if p])
 
 
 # --- per-language resolution ----------------------------------------------------------------
@@ -217,18 +221,15 @@ def _spread(files: list[str], importer: str) -> list[tuple[str, float]]:
 
 
 def _resolve_go(spec: str, importer: str, idx: PathIndex) -> list[tuple[str, float]]:
-    first = spec.split("/", 1)[0]
-    if "." not in first:
+    parts = spec.split("/")
+    if "." not in parts[0]:
         return []  # standard library ("net/http"); module paths start with a domain
-    best: str | None = None
-    for d, files in idx.by_dir.items():
-        if d and (spec == d or spec.endswith("/" + d)) and any(f.endswith(".go") for f in files):
-            if best is None or len(d) > len(best):
-                best = d
-    if best is None:
-        return []
-    files = [f for f in idx.by_dir[best] if f.endswith(".go") and not f.endswith("_test.go")]
-    return _spread(files, importer)
+    for i in range(1, len(parts)):  # the longest tail of the import path that is a repo dir
+        files = idx.by_dir.get("/".join(parts[i:]), [])
+        go = [f for f in files if f.endswith(".go") and not f.endswith("_test.go")]
+        if go:
+            return _spread(go, importer)
+    return []
 
 
 def _rust_module_dir(importer: str) -> str:
@@ -284,9 +285,9 @@ def _resolve_rust(spec: str, importer: str, idx: PathIndex) -> list[tuple[str, f
 def _resolve_java(spec: str, importer: str, idx: PathIndex) -> list[tuple[str, float]]:
     parts = [p for p in spec.split(".") if p]
     ext = PurePosixPath(importer).suffix or ".java"
-    if parts and parts[-1] == "*":
+    if len(parts) >= 2 and parts[-1] == "*":
         pkg = "/".join(parts[:-1])
-        dirs = [d for d in idx.by_dir if d == pkg or d.endswith("/" + pkg)]
+        dirs = [d for d in idx.dirs_by_name.get(parts[-2], ()) if d == pkg or d.endswith("/" + pkg)]
         files = [f for d in sorted(dirs) for f in idx.by_dir[d] if f.endswith(ext)]
         return _spread(files, importer)
     for k in range(len(parts), 1, -1):  # a static import names a member: drop it

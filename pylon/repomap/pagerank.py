@@ -11,7 +11,7 @@ def pagerank(
     *,
     damping: float = 0.85,
     personalization: Mapping[str, float] | None = None,
-    tol: float = 1e-10,
+    tol: float = 1e-9,
     max_iter: int = 200,
 ) -> dict[str, float]:
     """Rank of every node; the ranks sum to 1.

@@ -132,7 +132,7 @@ def query(run_or_dir: Path, words: str, limit: int = 10) -> list[Hit]:
             if not rows:
                 rows = _match(db, " OR ".join(f'"{t}"*' for t in terms if len(t) >= 3), limit)
             pathlike = {p.lower().lstrip("./") for p in _PATHLIKE_RE.findall(words)}
-            return _rerank(db, rows, terms, whole, kinds, pathlike)[:limit]
+            return _rerank(db, rows, whole, kinds, pathlike)[:limit]
     except sqlite3.DatabaseError as exc:
         raise SearchIndexError(f"cannot read search index {db_path}: {exc}") from exc
 
@@ -153,7 +153,6 @@ def _match(db: sqlite3.Connection, expr: str, limit: int) -> list[tuple[int, str
 def _rerank(
     db: sqlite3.Connection,
     rows: list[tuple[int, str, float, str]],
-    terms: list[str],
     whole: set[str],
     kinds: set[str],
     pathlike: set[str],
@@ -168,15 +167,18 @@ def _rerank(
         if any(lpath == p or lpath.endswith("/" + p) for p in pathlike):
             bonus += _PATH_BONUS
         matched: list[tuple[int, int, HitSymbol, str]] = []
+        named: dict[str, float] = {}  # each query word earns its bonus once per file
         for name, lname, kind, line, signature in db.execute(
             "SELECT name, lname, kind, line, signature FROM symbols WHERE file_id = ? ORDER BY line",
             (file_id,),
         ):
             if lname in whole:
-                bonus += _NAME_BONUS + (_KIND_BONUS if kind in kinds else 0.0)
+                earned = _NAME_BONUS + (_KIND_BONUS if kind in kinds else 0.0)
+                named[lname] = max(named.get(lname, 0.0), earned)
                 matched.append((0, line, HitSymbol(name=name, kind=kind, line=line), signature))
             elif any(len(w) >= 3 and w in lname for w in whole):
                 matched.append((1, line, HitSymbol(name=name, kind=kind, line=line), signature))
+        bonus += sum(named.values())
         matched.sort(key=lambda m: (m[0], m[1]))
         matched = matched[:5]
         symbols = [m[2] for m in matched]

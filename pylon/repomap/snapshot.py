@@ -79,7 +79,7 @@ def _git_env() -> dict[str, str]:
 def clone(url: str, dest: Path, timeout_s: float = 120) -> Path:
     """`git clone --depth 1 url dest`; returns dest. Any failure raises SnapshotError with git's words."""
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise SnapshotError(f"clone destination {dest} is not empty")
     existed = dest.exists()
     cmd = ["git", "clone", "--depth", "1", "--quiet", "--", url, str(dest)]
