@@ -243,7 +243,9 @@ class BuyerDaemon:
             self._finish(job, JobState.FAILED, error=reason)
             log.info("job_failed", job_id=job.tele.job_id, path=job.tele.path, error=reason.value, detail=message)
             return
-        node = self.registry.pick(job.tried) or self.registry.pick({att.node} if att and att.node else set())
+        # Prefer a node not tried yet; a swarm of one retries its only node.
+        node = self.registry.pick(job.tried) or self.registry.pick({att.node} if att and att.node else set()) \
+            or self.registry.pick()
         if node is None:
             node = await self._wait_for_node(job.tried, self.config.pickup_timeout_s)
         if node is None:

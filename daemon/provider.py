@@ -256,19 +256,27 @@ class ProviderNode:
             error = ExecError(ErrorCode.CANCELLED, "aborted by the node operator")
         finished_ms = now_ms()
         if error is not None:
-            self.counters.failed += 1
-            self.counters.failures[error.code.value] = self.counters.failures.get(error.code.value, 0) + 1
-            self._record(job, "aborted" if error.code == ErrorCode.CANCELLED else "failed", finished_ms, error.code.value)
-            self._push_job(job, "failed", error=error.code.value)
+            self._fail(job, error, finished_ms)
             await self._publish_feedback(req, FeedbackStatus.ERROR, error=error.code, message=error.message)
             return
         timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
-        ev = nip90.build_result(self.keys, request=req, result=result, timing=timing,
-                                amount_msats=self.config.price_msats)
+        try:
+            ev = nip90.build_result(self.keys, request=req, result=result, timing=timing,
+                                    amount_msats=self.config.price_msats)
+        except nip90.ResultTooLarge as exc:
+            self._fail(job, ExecError(ErrorCode.TOO_LARGE, str(exc)), finished_ms)
+            await self._publish_feedback(req, FeedbackStatus.ERROR, error=ErrorCode.TOO_LARGE, message=str(exc))
+            return
         await self.pool.publish(ev)
         self.counters.completed += 1
         self._record(job, "completed", finished_ms)
         self._push_job(job, "completed")
+
+    def _fail(self, job: _Job, error: ExecError, finished_ms: int) -> None:
+        self.counters.failed += 1
+        self.counters.failures[error.code.value] = self.counters.failures.get(error.code.value, 0) + 1
+        self._record(job, "aborted" if error.code == ErrorCode.CANCELLED else "failed", finished_ms, error.code.value)
+        self._push_job(job, "failed", error=error.code.value)
 
     async def _input_text(self, req: JobRequest) -> str:
         if req.text is not None:

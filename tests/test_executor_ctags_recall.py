@@ -50,34 +50,18 @@ CTAGS_LANGUAGE = {
 # unknown, Go packageName, C header), locals and parameters (off by default in ctags anyway),
 # JS `property` (keys of object literals: data, not definitions).
 DEFINITION_KINDS: dict[str, frozenset[str]] = {
-    "python": frozenset({"class", "function", "member", "variable"}),
-    "javascript": frozenset(
-        {"class", "function", "method", "generator", "getter", "setter", "constant", "variable", "field"}
-    ),
-    "typescript": frozenset(
-        {
-            "class", "interface", "enum", "enumerator", "function", "method", "namespace",
-            "alias", "constant", "variable", "property", "generator",
-        }
-    ),  # fmt: skip
-    "go": frozenset(
-        {
-            "package", "func", "const", "type", "var", "struct", "interface", "member",
-            "anonMember", "methodSpec", "talias",
-        }
-    ),  # fmt: skip
-    "rust": frozenset(
-        {
-            "macro", "method", "implementation", "enumerator", "function", "enum", "interface",
-            "field", "module", "struct", "typedef", "variable",
-        }
-    ),  # fmt: skip
-    "java": frozenset(
-        {"annotation", "class", "enumConstant", "field", "enum", "interface", "method", "package"}
-    ),
-    "c": frozenset(
-        {"macro", "enumerator", "function", "enum", "member", "struct", "typedef", "union", "variable"}
-    ),
+    lang: frozenset(kinds.split())
+    for lang, kinds in {
+        "python": "class function member variable",
+        "javascript": "class function method generator getter setter constant variable field",
+        "typescript": "class interface enum enumerator function method namespace alias constant "
+        "variable property generator",
+        "go": "package func const type var struct interface member anonMember methodSpec talias",
+        "rust": "macro method implementation enumerator function enum interface field module struct "
+        "typedef variable",
+        "java": "annotation class enumConstant field enum interface method package",
+        "c": "macro enumerator function enum member struct typedef union variable",
+    }.items()
 }
 
 # An indented `const`/`let`/`var` (or `this.x =`) in JS/TS is inside a function or block: a
@@ -179,9 +163,7 @@ def _check(scores: dict[str, tuple[int, int, int, int]], capsys: pytest.CaptureF
     for lang, (hit, ref, ok, ours) in scores.items():
         assert ref > 0 and ours > 0, f"no {lang} files in the corpus"
         recall, precision = hit / ref, ok / ours
-        lines.append(
-            f"{lang:11} recall {hit}/{ref} = {recall:.3f}   precision {ok}/{ours} = {precision:.3f}"
-        )
+        lines.append(f"{lang:11} recall {hit}/{ref} = {recall:.3f}   precision {ok}/{ours} = {precision:.3f}")
         if recall < MIN_RECALL:
             failures.append(f"{lang} recall {recall:.3f} < {MIN_RECALL}")
         if precision < MIN_PRECISION.get(lang, DEFAULT_MIN_PRECISION):

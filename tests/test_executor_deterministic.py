@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
+from pylon.schemas.errors import ErrorCode
 
 from pylon.executors.deterministic import MAX_BYTES, ExecError, extract_file
-from pylon.schemas.errors import ErrorCode
 
 PY = '''#!/usr/bin/env python3
 """Shapes and their areas.
@@ -457,3 +457,16 @@ def test_threads_share_grammars_but_not_parsers() -> None:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+def test_big_file_is_queried_in_windows_without_repeats() -> None:
+    # > 256 KiB, so the query runs window by window; the class spans a window boundary.
+    funcs = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(6000))
+    methods = "".join(f"    def m{i}(self):\n        return {i}\n\n" for i in range(3000))
+    text = f"import os\n\n{funcs}class Big:\n{methods}"
+    assert len(text.encode()) > 300 * 1024
+    r = extract_file("big.py", text, timeout_s=30)
+    names = [(s.name, s.parent) for s in r.symbols]
+    assert len(names) == len(set(names)) == 6000 + 1 + 3000
+    assert ("m2999", "Big") in names and ("f5999", "") in names
+    assert r.imports == ["os"]

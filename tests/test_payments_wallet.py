@@ -238,6 +238,44 @@ async def test_sweep_refunds_expired_unredeemed_payments(wallets: tuple[PylonWal
     assert (buyer.balance(), buyer.outstanding_sats()) == (16, 4)
 
 
+async def test_stale_proofs_are_dropped_and_the_send_retried(
+    wallets: tuple[PylonWallet, PylonWallet], tmp_path: Path, mint_url: str
+) -> None:
+    """A wallet whose view lags the mint (as after a swap whose answer was lost) recovers.
+
+    A second handle on the same wallet file spends behind the first one's back: the first
+    one's next send hits "spent" at the mint, drops what is gone, re-reads, and succeeds.
+    """
+    buyer, node = wallets
+    await buyer.fund(10)
+    async with await PylonWallet.open(buyer.db_path.parent, mint_url, "buyer") as twin:
+        zap1 = await twin.send_locked(4, node.p2pk_pubkey())
+    zap2 = await buyer.send_locked(3, node.p2pk_pubkey())
+    assert buyer.balance() == 3 and buyer.outstanding_sats() == 7
+    assert await node.redeem(zap1) + await node.redeem(zap2) == 7
+    assert await buyer.reconcile() == 0
+    assert buyer.balance() + node.balance() == 10
+
+
+async def test_a_lost_swap_answer_is_recovered_from_the_mint(tmp_path: Path, mint_url: str) -> None:
+    """The wallet file misses a swap the mint did (its answer never arrived): the next send
+    hits "spent", the wallet drops the proofs the mint saw spent and pays from the rest."""
+    d = tmp_path / "buyer"
+    async with await PylonWallet.open(tmp_path / "node", mint_url, "node") as node:
+        async with await PylonWallet.open(d, mint_url, "buyer") as w:
+            await w.fund(10)
+        snapshot = (d / "buyer.sqlite3").read_bytes()
+        async with await PylonWallet.open(d, mint_url, "buyer") as w:
+            first = await w.send_locked(4, node.p2pk_pubkey())
+        (d / "buyer.sqlite3").write_bytes(snapshot)  # back to before that swap
+        async with await PylonWallet.open(d, mint_url, "buyer") as w:
+            assert w.balance() == 10  # stale: 4 sats of it are spent at the mint
+            second = await w.send_locked(6, node.p2pk_pubkey())
+            assert w.balance() == 0
+            assert await w.reconcile() == 0
+        assert await node.redeem(first) + await node.redeem(second) == 10
+
+
 async def test_send_refuses_bad_arguments_and_overspending(wallets: tuple[PylonWallet, PylonWallet]) -> None:
     buyer, node = wallets
     await buyer.fund(5)

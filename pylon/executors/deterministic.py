@@ -90,19 +90,39 @@ def _query(language: str) -> tree_sitter.Query:
     return tree_sitter.Query(get_language(language), QUERIES[language])
 
 
-def _def_capture(caps: dict[str, list[tree_sitter.Node]]) -> tuple[str, str, bool] | None:
-    """The match's `@def.KIND` / `@local.KIND` capture: (capture name, kind, local)."""
-    for cap in caps:
-        meta = _CAPTURE_META.get(cap)
-        if meta is None and (cap.startswith("def.") or cap.startswith("local.")):
-            local = cap.startswith("local.")
-            meta = _CAPTURE_META[cap] = (cap[6:] if local else cap[4:], local)
-        if meta is not None:
-            return cap, meta[0], meta[1]
-    return None
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    """What a query pattern's captures mean; the same for every match of that pattern."""
+
+    role: str  # "def", "scope" or "import"
+    capture: str = ""  # the @def.KIND / @local.KIND capture
+    kind: str = ""
+    local: bool = False
+    checks: tuple[tuple[str, bytes], ...] = ()  # @is.WORD captures and the WORD each must be
 
 
-_CAPTURE_META: dict[str, tuple[str, bool]] = {}
+_PATTERNS: dict[tuple[str, int], _Pattern] = {}
+
+
+def _pattern(language: str, index: int, caps: dict[str, list[tree_sitter.Node]]) -> _Pattern:
+    key = (language, index)
+    meta = _PATTERNS.get(key)
+    if meta is not None:
+        return meta
+    checks = tuple((cap, cap[3:].encode()) for cap in caps if cap.startswith("is."))
+    if "import" in caps:
+        meta = _Pattern("import", checks=checks)
+    elif "scope" in caps:
+        meta = _Pattern("scope", checks=checks)
+    else:
+        meta = _Pattern("def", checks=checks)
+        for cap in caps:
+            if cap.startswith(("def.", "local.")):
+                local = cap.startswith("local.")
+                meta = _Pattern("def", cap, cap.split(".", 1)[1], local, checks)
+                break
+    _PATTERNS[key] = meta
+    return meta
 
 
 # --------------------------------------------------------------------------- helpers
@@ -300,13 +320,16 @@ def _collect(
     for count, (index, caps) in enumerate(matches):
         if count % _CLOCK_EVERY == 0 and count and time.monotonic() > deadline:
             raise ExecError(ErrorCode.TIMEOUT, "symbol extraction exceeded the time limit")
-        if not _words_match(src, caps):
+        meta = _pattern(language, index, caps)
+        if meta.checks and not all(
+            src[caps[cap][0].start_byte : caps[cap][0].end_byte] == word for cap, word in meta.checks
+        ):
             continue
-        if "import" in caps:
+        if meta.role == "import":
             for node in caps["import"]:
                 _imports_of(language, src, node, imports)
             continue
-        if "scope" in caps:
+        if meta.role == "scope":
             node = caps["scope"][0]
             defs.append(
                 _Def(
@@ -322,10 +345,9 @@ def _collect(
                 )
             )
             continue
-        found = _def_capture(caps)
-        if found is None:
+        if not meta.capture:
             continue
-        cap, kind, local = found
+        cap, kind, local = meta.capture, meta.kind, meta.local
         dnode = caps[cap][0]
         value = caps["value"][0] if "value" in caps else None
         parent = ""
@@ -343,8 +365,6 @@ def _collect(
             names = caps["embed"][:1]
         elif language == "go" and dnode.type in ("const_spec", "var_spec"):
             names = [n for n in dnode.children_by_field_name("name") if n.type == "identifier"]
-        if kind == "variables":  # Python tuple targets
-            kind = "variable"
         if value is not None and value.type in _FUNCTION_VALUES and kind in ("variable", "const"):
             kind = "function"
         for name_node in names:
@@ -372,13 +392,6 @@ def _collect(
                 )
             )
     return defs, imports
-
-
-def _words_match(src: bytes, caps: dict[str, list[tree_sitter.Node]]) -> bool:
-    for cap, nodes in caps.items():
-        if cap.startswith("is.") and src[nodes[0].start_byte : nodes[0].end_byte] != cap[3:].encode():
-            return False
-    return True
 
 
 def _c_decl(

@@ -272,6 +272,47 @@ def parse_feedback(ev: NostrEvent) -> Feedback:
 # --- results ------------------------------------------------------------------------------
 
 
+RESULT_CONTENT_LIMIT = 56 * 1024  # leaves room for tags under the relay's 64 KiB event cap
+RESULT_DECOMPRESSED_LIMIT = 16 * 1024 * 1024
+COMPRESSED = "zlib+base64"
+
+
+class ResultTooLarge(Exception):
+    pass
+
+
+def encode_result_content(result: FileResult) -> tuple[str, str | None]:
+    """(content, encoding): plain JSON when it fits, else compressed; big maps lose signatures first."""
+    raw = _json.encode(result)
+    if len(raw) <= RESULT_CONTENT_LIMIT:
+        return raw.decode(), None
+    packed = base64.b64encode(zlib.compress(raw, 9)).decode()
+    if len(packed) <= RESULT_CONTENT_LIMIT:
+        return packed, COMPRESSED
+    slim = msgspec.structs.replace(
+        result, symbols=[msgspec.structs.replace(s, signature="") for s in result.symbols]
+    )
+    packed = base64.b64encode(zlib.compress(_json.encode(slim), 9)).decode()
+    if len(packed) <= RESULT_CONTENT_LIMIT:
+        return packed, COMPRESSED
+    raise ResultTooLarge(f"the result for {result.path} does not fit in one event ({len(packed)} bytes compressed)")
+
+
+def decode_result_content(content: str, encoding: str | None) -> FileResult:
+    if encoding is None:
+        return _result_decoder.decode(content)
+    if encoding != COMPRESSED:
+        raise InvalidEvent("bad_encoding", encoding)
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(base64.b64decode(content, validate=True), RESULT_DECOMPRESSED_LIMIT)
+    except (ValueError, zlib.error) as exc:
+        raise InvalidEvent("bad_payload", str(exc)) from exc
+    if d.unconsumed_tail:
+        raise InvalidEvent("too_large")
+    return _result_decoder.decode(raw)
+
+
 def build_result(
     keys: NostrKeys,
     *,
@@ -280,7 +321,7 @@ def build_result(
     timing: ResultTiming,
     amount_msats: int = 0,
 ) -> NostrEvent:
-    content = _json.encode(result).decode()
+    content, encoding = encode_result_content(result)
     tags = [
         ["e", request.job_id],
         ["p", request.buyer],
@@ -291,6 +332,8 @@ def build_result(
         ["published", str(now_ms())],
         ["amount", str(amount_msats)],
     ]
+    if encoding:
+        tags.append(["encoding", encoding])
     if request.run_id:
         tags.append(["e", request.run_id, "", "root"])
     return sign_event(keys, kinds.JOB_RESULT, content, tags)
@@ -323,7 +366,7 @@ def parse_result(ev: NostrEvent) -> ParsedResult:
     if sha256_hex(ev.content.encode()) != x:
         raise InvalidEvent("hash_mismatch")
     try:
-        payload = _result_decoder.decode(ev.content)
+        payload = decode_result_content(ev.content, ev.tag_value("encoding"))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidEvent("bad_payload", str(exc)) from exc
     timing = ResultTiming(

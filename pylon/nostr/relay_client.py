@@ -210,8 +210,10 @@ class RelayPool:
     def _on_ok(self, event_id: str, ok: bool, msg: str) -> None:
         # A duplicate is still stored: the relay has it, which is all a publisher wants.
         accepted = ok or msg.startswith("duplicate")
-        if accepted:
-            self._outbox.pop(event_id, None)
+        self._outbox.pop(event_id, None)  # answered either way: resending a rejected event cannot help
+        if not accepted:
+            self._count("rejected_by_relay")
+            log.warning("event_rejected", event_id=event_id, reason=msg[:200])
         self._ok_results[event_id] = (accepted, msg)
         waiter = self._ok_waiters.pop(event_id, None)
         if waiter is not None:

@@ -246,11 +246,24 @@ class PylonWallet:
 
         async def op() -> list[dict]:
             await self._ensure_mint()
-            if self.balance() < amount:
-                raise PaymentError(
-                    PaymentErrorCode.INSUFFICIENT_FUNDS, f"balance {self.balance()} sats < {amount} sats"
-                )
-            _, send = await self._w.swap_to_send(self._w.proofs, amount, secret_lock=lock)
+            for attempt in (1, 2):
+                if self.balance() < amount:
+                    raise PaymentError(
+                        PaymentErrorCode.INSUFFICIENT_FUNDS, f"balance {self.balance()} sats < {amount} sats"
+                    )
+                try:
+                    _, send = await self._w.swap_to_send(self._w.proofs, amount, secret_lock=lock)
+                    break
+                except Exception as exc:
+                    err = _mint_error(exc, refund=False)
+                    if attempt == 2 or err is None or err.code != PaymentErrorCode.SPENT:
+                        raise
+                    # we held proofs the mint has seen spent (a swap whose answer was lost, or
+                    # the file changed under us): re-read, drop them, try once more
+                    held = {p.secret for p in self._w.proofs if not p.reserved}
+                    await self._reconcile()
+                    if held == {p.secret for p in self._w.proofs if not p.reserved}:
+                        raise
             await self._w.set_reserved_for_send(send, reserved=True)
             return [p.to_dict(include_dleq=True) for p in send]
 
@@ -332,7 +345,30 @@ class PylonWallet:
             log.info("wallet_swept", **{f: getattr(result, f) for f in result.__struct_fields__})
         return result
 
+    async def reconcile(self) -> int:
+        """Re-read the wallet file and drop spendable-looking proofs the mint has seen spent.
+
+        Returns how many sats the balance dropped by. `send_locked` does this by itself when
+        the mint says an input was spent; it matters after a swap whose answer never arrived.
+        """
+        return await self._locked(self._reconcile, refund=False)
+
     # ---------- internals ----------
+
+    async def _reconcile(self) -> int:
+        await self._ensure_mint()
+        before = self.balance()
+        await self._w.load_proofs(reload=True)
+        held = [p for p in self._w.proofs if not p.reserved]
+        spent: list[Proof] = []
+        for i in range(0, len(held), _STATE_BATCH):
+            batch = held[i : i + _STATE_BATCH]
+            states = (await self._w.check_proof_state(batch)).states
+            spent += [p for p, st in zip(batch, states, strict=True) if not st.unspent]
+        if spent:
+            await self._w.invalidate(spent)
+            log.warning("wallet_dropped_spent_proofs", sats=sum(p.amount for p in spent), proofs=len(spent))
+        return before - self.balance()
 
     @staticmethod
     def _check_amount(amount_sats: int) -> int:

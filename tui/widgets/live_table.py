@@ -24,6 +24,7 @@ class LiveTable(DataTable[str | Text]):
 
     COLUMNS: tuple[tuple[str, str, int | None], ...] = ()
     SORT_KEY: str | None = None  # a column to keep the rows ordered by (re-sorted when rows are added)
+    SORT_REVERSE = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -43,6 +44,10 @@ class LiveTable(DataTable[str | Text]):
 
     def search_text(self, item: Mapping[str, Any], cells: Cells) -> str:
         return " ".join(c.plain if isinstance(c, Text) else c for c in cells).lower()
+
+    def include(self, item: Mapping[str, Any]) -> bool:
+        """Whether the item belongs in this table at all (before the operator's filter)."""
+        return True
 
     # --- syncing -------------------------------------------------------------------------------
 
@@ -78,7 +83,7 @@ class LiveTable(DataTable[str | Text]):
                         self.updates += 1
             self._shown[key] = cells
         if added and self.SORT_KEY:
-            self.sort(self.SORT_KEY, key=_sort_key)
+            self.sort(self.SORT_KEY, key=_sort_key, reverse=self.SORT_REVERSE)
 
     def rebuild(self, items: Mapping[str, Mapping[str, Any]], keys: Iterable[str]) -> None:
         selected = self.selected_key()
@@ -96,7 +101,7 @@ class LiveTable(DataTable[str | Text]):
         for key, cells in rows:
             self.add_row(*cells, key=key)
         if self.SORT_KEY and rows:
-            self.sort(self.SORT_KEY, key=_sort_key)
+            self.sort(self.SORT_KEY, key=_sort_key, reverse=self.SORT_REVERSE)
         if selected is not None and selected in self._shown:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
@@ -106,6 +111,8 @@ class LiveTable(DataTable[str | Text]):
         self.rebuild(items, order() if order else items.keys())
 
     def _matches(self, item: Mapping[str, Any], cells: Cells) -> bool:
+        if not self.include(item):
+            return False
         if not self.filter_text:
             return True
         return all(word in self.search_text(item, cells) for word in self.filter_text.split())

@@ -1,0 +1,70 @@
+"""The executor protocol and the deterministic executor's async face."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+from pylon.schemas.errors import ErrorCode
+
+from pylon.executors.base import DeterministicExecutor, Executor
+from pylon.executors.deterministic import ExecError, extract_file
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_deterministic_executor_satisfies_the_protocol() -> None:
+    ex = DeterministicExecutor()
+    assert isinstance(ex, Executor)
+    assert ex.name == "deterministic"
+    assert ex.models() == []
+
+
+async def test_small_file_runs_inline_and_matches_extract_file() -> None:
+    text = "def f(a, b):\n    return a + b\n"
+    result = await DeterministicExecutor().run("m.py", text, None)
+    assert result == extract_file("m.py", text)
+    assert [(s.name, s.kind) for s in result.symbols] == [("f", "function")]
+
+
+async def test_big_file_runs_on_a_worker_thread() -> None:
+    text = "".join(f"def f{i}(x):\n    return x\n" for i in range(4000))  # > 64 KiB
+    seen: list[str] = []
+    real = extract_file
+
+    def spy(*args: object, **kwargs: object):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    import pylon.executors.base as base
+
+    original = base.extract_file
+    base.extract_file = spy  # type: ignore[assignment]
+    try:
+        result = await DeterministicExecutor().run("big.py", text, "python")
+        await DeterministicExecutor().run("small.py", "x = 1\n", "python")
+    finally:
+        base.extract_file = original  # type: ignore[assignment]
+    assert len(result.symbols) == 4000
+    assert seen[0] != threading.main_thread().name  # the big file left the event loop's thread
+    assert seen[1] == threading.main_thread().name  # the small one did not
+
+
+async def test_errors_propagate_as_exec_error() -> None:
+    with pytest.raises(ExecError) as info:
+        await DeterministicExecutor().run("bin.py", "\x00\x01", None)
+    assert info.value.code == ErrorCode.BAD_INPUT
+
+
+async def test_timeout_on_a_worker_thread() -> None:
+    text = "def f(x):\n    return [x, {x: (x, x)}]\n" * 80_000
+    ex = DeterministicExecutor(timeout_s=0.05)
+    with anyio.fail_after(30), pytest.raises(ExecError) as info:
+        await ex.run("big.py", text, None)
+    assert info.value.code == ErrorCode.TIMEOUT

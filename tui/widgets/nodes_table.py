@@ -1,0 +1,60 @@
+"""The buyer's nodes table: one row per provider it has heard from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.text import Text
+
+from pylon.tui.fmt import age, state_text
+from pylon.tui.model import short
+from pylon.tui.widgets.live_table import Cells, LiveTable
+
+
+def node_state(node: Mapping[str, Any]) -> str:
+    if node.get("banned"):
+        return "banned"
+    if not node.get("online"):
+        return "offline"
+    return str(node.get("state") or "unknown")
+
+
+class NodesTable(LiveTable):
+    COLUMNS = (
+        ("name", "name", 14),
+        ("pubkey", "pubkey", 10),
+        ("state", "state", 9),
+        ("queue", "queue", 6),
+        ("running", "running", 8),
+        ("assigned", "ours", 5),
+        ("completed", "completed", 10),
+        ("failed", "failures", 9),
+        ("heartbeat", "last heartbeat", 15),
+        ("executors", "executors", 24),
+    )
+    SORT_KEY = "name"
+
+    def __init__(self, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+
+    def cells(self, item: Mapping[str, Any]) -> Cells:
+        execs = ", ".join(item.get("executors") or []) or "-"
+        if item.get("models"):
+            execs += f" ({', '.join(item['models'])})"
+        return (
+            item.get("name") or short(item["pubkey"]),
+            short(item["pubkey"]),
+            state_text(node_state(item)),
+            str(item.get("queue_depth", 0)),
+            str(item.get("running", 0)),
+            str(item.get("assigned_now", 0)),
+            str(item.get("completed", 0)),
+            Text(str(item.get("failed", 0)), style="red" if item.get("failed") else ""),
+            age(item.get("last_heartbeat"), self.clock()),
+            execs,
+        )
+
+    def search_text(self, item: Mapping[str, Any], cells: Cells) -> str:
+        return f"{super().search_text(item, cells)} {item['pubkey']}"

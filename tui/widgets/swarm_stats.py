@@ -1,0 +1,135 @@
+"""The swarm at a glance: figures, a jobs/min sparkline, and the top providers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Sparkline, Static
+
+from pylon.tui.fmt import pct, secs
+from pylon.tui.model import RATE_BUCKET_S, RATE_BUCKETS, BuyerModel, short
+from pylon.tui.widgets.log_pane import LogPane
+
+
+class Figures(Static):
+    """Big numbers: online nodes, outstanding, completed, failed, success rate, latency, rate."""
+
+    def show(self, m: BuyerModel) -> None:
+        st, stats = m.status or {}, m.stats or {}
+        grid = Table.grid(padding=(0, 3))
+        for _ in range(4):
+            grid.add_column(justify="left")
+        online = st.get("online_nodes", m.online_count())
+        known = len(m.nodes)
+
+        def fig(label: str, value: str, style: str = "bold") -> Text:
+            t = Text()
+            t.append(f"{label}\n", style="dim")
+            t.append(value, style=style)
+            return t
+
+        grid.add_row(
+            fig("online nodes", f"{online} / {known}", "bold green" if online else "bold red"),
+            fig("outstanding", str(st.get("outstanding", "-")), "bold cyan"),
+            fig("completed", str(stats.get("jobs_completed", st.get("completed", "-"))), "bold green"),
+            fig("failed", str(stats.get("jobs_failed", st.get("failed", "-"))),
+                "bold red" if stats.get("jobs_failed", st.get("failed")) else "bold"),
+        )
+        grid.add_row(Text(""), Text(""), Text(""), Text(""))
+        grid.add_row(
+            fig("success rate", pct(m.success_rate())),
+            fig("p50 end-to-end", secs(stats.get("p50_e2e_s"))),
+            fig("p95 end-to-end", secs(stats.get("p95_e2e_s"))),
+            fig("jobs/min", f"{stats.get('jobs_per_min', 0.0):.1f}" if stats else "-", "bold cyan"),
+        )
+        self.update(grid)
+
+
+class RateSpark(Vertical):
+    def compose(self) -> ComposeResult:
+        minutes = RATE_BUCKETS * RATE_BUCKET_S / 60
+        yield Static(f"jobs/min, last {minutes:g} min (one bar = {RATE_BUCKET_S:g}s)", classes="caption")
+        yield Sparkline([0.0] * RATE_BUCKETS, summary_function=max, id="rate-spark")
+        yield Static("", id="rate-now", classes="caption")
+
+    def show(self, history: list[float]) -> None:
+        self.query_one(Sparkline).data = history
+        peak = max(history) if history else 0.0
+        self.query_one("#rate-now", Static).update(f"now {history[-1]:.0f}/min · peak {peak:.0f}/min")
+
+
+class TopProviders(DataTable[str]):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="none", zebra_stripes=True, **kwargs)
+        self._last: list[tuple[str, ...]] = []
+
+    def on_mount(self) -> None:
+        self.add_column("top providers", key="name", width=16)
+        self.add_column("pubkey", key="pubkey", width=10)
+        self.add_column("completed", key="completed", width=10)
+
+    def show(self, m: BuyerModel) -> None:
+        rows = [
+            (p.get("name") or m.node_name(p["pubkey"]), short(p["pubkey"]), str(p["completed"]))
+            for p in (m.stats or {}).get("top_providers", [])[:10]
+        ]
+        if rows == self._last:
+            return
+        self._last = rows
+        self.clear()
+        for row in rows:
+            self.add_row(*row)
+
+
+class RunsSummary(Static):
+    """The latest runs, one line each, with a progress bar."""
+
+    def show(self, m: BuyerModel) -> None:
+        table = Table(title="runs", title_style="bold", expand=True, show_edge=False)
+        table.add_column("run", width=14)
+        table.add_column("repo", ratio=2, overflow="ellipsis", no_wrap=True)
+        table.add_column("progress", ratio=1)
+        table.add_column("done", justify="right", width=9)
+        table.add_column("failed", justify="right", width=6)
+        runs = sorted(m.runs.values(), key=lambda r: r.get("started") or 0)[-6:]
+        for r in reversed(runs):
+            files = int(r.get("files") or 0)
+            done = int(r.get("completed") or 0) + int(r.get("failed") or 0)
+            finished = r.get("finished") is not None
+            bar = ProgressBar(total=max(files, 1), completed=done, width=None,
+                              complete_style="green" if finished else "cyan")
+            table.add_row(short(r["run_id"], 12), r.get("repo") or "", bar, f"{done}/{files}",
+                          Text(str(r.get("failed") or 0), style="red" if r.get("failed") else "dim"))
+        if not runs:
+            table.add_row(Text("no runs yet: pylon map REPO", style="dim"), "", "", "", "")
+        self.update(table)
+
+
+class SwarmStats(Vertical):
+    def __init__(self, model: BuyerModel, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="swarm-top"):
+            yield Figures(id="figures")
+            yield TopProviders(id="top-providers")
+        yield RateSpark(id="rate")
+        with Horizontal(id="swarm-bottom"):
+            yield RunsSummary(id="runs-summary")
+            yield LogPane(id="swarm-log")
+
+    def show(self) -> None:
+        self.query_one(Figures).show(self.model)
+        self.query_one(TopProviders).show(self.model)
+
+    def show_runs(self) -> None:
+        self.query_one(RunsSummary).show(self.model)
+
+    def show_rate(self) -> None:
+        self.query_one(RateSpark).show(list(self.model.rate_history))
