@@ -384,7 +384,9 @@ class BuyerDaemon:
         if att.node:
             self.registry.entry(att.node).completed_for_us += 1
         assert self.db is not None
-        self.db.write("INSERT OR REPLACE INTO results VALUES (?,?,?,?)", (t.job_id, ev.id, ev.pubkey, ev.content))
+        # Stored decoded: the event's content may be compressed.
+        self.db.write("INSERT OR REPLACE INTO results VALUES (?,?,?,?)",
+                      (t.job_id, ev.id, ev.pubkey, _result_encoder.encode(parsed.result).decode()))
         self._finish(job, JobState.COMPLETED)
         if self.payments is not None:
             self.payments.on_verified_result(t, ev)
