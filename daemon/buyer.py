@@ -128,6 +128,7 @@ class BuyerDaemon:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.db = await TelemetryDB.open(self.dir / "telemetry.db")
         await self._load_counters()
+        resumed_since = await self._resume_outstanding()
         self.rpc = RpcServer(buyer_socket(), daemon="buyer", name=self.config.name, pubkey=self.pubkey,
                              handler=self.handle_rpc)
         try:
@@ -141,8 +142,10 @@ class BuyerDaemon:
                      Filter(kinds=[kinds.HEARTBEAT], since=since)],
                     self._on_swarm_event, sub_id="swarm",
                 )
+                # After a crash, replay what the relay stored while we were down.
+                since = min(int(time.time()) - 60, resumed_since or int(time.time()))
                 await self.pool.subscribe(
-                    [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[self.pubkey], since=int(time.time()) - 60)],
+                    [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[self.pubkey], since=since)],
                     self._on_job_event, sub_id="jobs",
                 )
                 tg.start_soon(self._scan_loop)
@@ -150,12 +153,69 @@ class BuyerDaemon:
                 tg.start_soon(self._push_loop)
                 if self.payments is not None:
                     await self.payments.start(tg)
+                if self.coordinator is not None and self.runs:
+                    tg.start_soon(self.coordinator.finish_resumed_runs)
                 log.info("buyer_started", pubkey=self.pubkey, relays=self.pool.urls)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.db.close()
+
+    async def _resume_outstanding(self) -> int | None:
+        """Rebuild the jobs a previous run of this daemon left outstanding (crash or kill -9).
+
+        Their inputs and attempts are in SQLite; results that arrived meanwhile are on the relay
+        and come in through the subscription (its `since` is the returned time). Attempts whose
+        deadline passed are re-issued by the scan loop as usual.
+        """
+        assert self.db is not None
+        open_states = tuple(s.value for s in JobState if s not in TERMINAL_STATES)
+        jobs = [t for t in await self.db.all_jobs() if t.state.value in open_states]
+        running = await self.db.fetch("SELECT count(*) FROM runs WHERE state = 'running'")
+        if not jobs and not running[0][0]:
+            return None
+        oldest = time.time()
+        for t in jobs:
+            rows = await self.db.fetch("SELECT text FROM inputs WHERE job_id = ?", (t.job_id,))
+            if not rows:
+                if t.run_id:  # the coordinator sends the file again from the snapshot
+                    await self.db.db.execute("DELETE FROM jobs WHERE job_id = ?", (t.job_id,))
+                    await self.db.db.commit()
+                else:
+                    t.state, t.error = JobState.FAILED, ErrorCode.BAD_INPUT
+                    self.db.put(t)
+                    log.warning("resume_lost_input", job_id=t.job_id, path=t.path)
+                continue
+            text = rows[0][0]
+            job = ActiveJob(tele=t, text=text, sha256=nip90.sha256_hex(text.encode()), size=len(text.encode()))
+            atts = await self.db.fetch(
+                "SELECT request_id, node, issued, outcome FROM attempts WHERE job_id = ? ORDER BY issued", (t.job_id,))
+            for request_id, node, issued, outcome in atts:
+                att = Attempt(request_id=request_id, job_id=t.job_id, node=node, issued=issued,
+                              picked_up=t.state == JobState.PROCESSING, closed=outcome is not None)
+                self.attempts[request_id] = att
+                if node:
+                    job.tried.add(node)
+                if not att.closed:
+                    job.current = att
+                    if node:
+                        self.registry.entry(node).assigned_now += 1
+                oldest = min(oldest, issued)
+            timeout = self.config.result_timeout_s if t.state == JobState.PROCESSING else self.config.pickup_timeout_s
+            job.deadline = (job.current.issued if job.current else time.time()) + timeout
+            self.active[t.job_id] = job
+        runs = await self.db.fetch(
+            "SELECT r.run_id, r.files, sum(j.state = 'completed'), sum(j.state IN ('failed','cancelled')) "
+            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.state = 'running' GROUP BY r.run_id", ())
+        for run_id, files, done, failed in runs:
+            tracker = RunTracker(run_id, files)
+            tracker.completed, tracker.failed = int(done or 0), int(failed or 0)
+            if tracker.completed + tracker.failed >= files:
+                tracker.done.set()
+            self.runs[run_id] = tracker
+        log.info("buyer_resumed", jobs=len(self.active), runs=len(runs))
+        return int(oldest) - 5
 
     async def _load_counters(self) -> None:
         assert self.db is not None
@@ -200,8 +260,10 @@ class BuyerDaemon:
         req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
                                   chunk_ids=chunk_ids, node=node, run_id=run_id, bid_msats=self.config.bid_msats)
         now = time.time()
+        # The request's own timestamp, so stats replayed from the relay come out identical.
+        submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000
         tele = JobTelemetry(job_id=req.id, run_id=run_id, path=path, language=lang, state=JobState.ASSIGNED,
-                            buyer_pubkey=self.pubkey, provider_pubkey=node, submitted=now, attempts=1,
+                            buyer_pubkey=self.pubkey, provider_pubkey=node, submitted=submitted, attempts=1,
                             bytes_in=size)
         job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids)
         self._issue(job, req, node, now)
@@ -251,6 +313,11 @@ class BuyerDaemon:
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return
+        if not job.chunk_ids and job.size > nip90.INLINE_LIMIT:
+            _, chunks = nip90.build_chunks(self.keys, job.text)
+            for ch in chunks:
+                await self.pool.publish(ch, wait_ok=10)
+            job.chunk_ids = [c.id for c in chunks]
         req = nip90.build_request(
             self.keys, path=job.tele.path, language=job.tele.language,
             text=None if job.chunk_ids else job.text, sha256=job.sha256, size=job.size, chunk_ids=job.chunk_ids,

@@ -144,6 +144,42 @@ class MapCoordinator:
                  providers=providers, wall_s=summary.wall_s)
         return summary
 
+    async def finish_resumed_runs(self) -> None:
+        """Runs a crashed buyer left half done: wait for their jobs, then write the artifacts."""
+        from pylon.repomap.snapshot import take_snapshot
+
+        assert self.buyer.db is not None
+        rows = await self.buyer.db.fetch("SELECT run_id, repo, root, out_dir FROM runs WHERE state = 'running'")
+        for run_id, repo, root, out_dir in rows:
+            tracker = self.buyer.runs.get(run_id)
+            if tracker is None:
+                continue
+            try:
+                snap = await anyio.to_thread.run_sync(lambda r=root, rp=repo: take_snapshot(Path(r), repo=rp))
+            except SnapshotError as exc:
+                log.warning("resumed_run_snapshot_failed", run_id=run_id, error=str(exc))
+                continue
+            # Files the crash kept from being sent at all go out now.
+            sent = {r[0] for r in await self.buyer.db.fetch("SELECT path FROM jobs WHERE run_id = ?", (run_id,))}
+            for f in snap.files:
+                if f.path in sent:
+                    continue
+                try:
+                    await self.buyer.submit(f.path, read_file(Path(snap.root), f.path), language=f.language,
+                                            run_id=run_id)
+                except Exception as exc:  # one unreadable file must not stall the run
+                    tracker.finish(False)
+                    log.warning("map_file_not_sent", path=f.path, error=str(exc))
+            with anyio.move_on_after(RUN_TIMEOUT_S):
+                await tracker.done.wait()
+            results, failed = await self.collect(run_id)
+            await anyio.to_thread.run_sync(
+                lambda s=snap, o=out_dir, rid=run_id: build_artifacts(Path(o), run_id=rid, snapshot=s,
+                                                                       results=results, failed=failed))
+            self.buyer.runs.pop(run_id, None)
+            self.buyer.db.write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id))
+            log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
+
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
         assert self.buyer.db is not None
         rows = await self.buyer.db.fetch(

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import aiosqlite
+import anyio
 
 from pylon.schemas.rpc import NodeJob
 
@@ -24,6 +25,7 @@ class NodeStore:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
         self._dirty: dict[str, NodeJob] = {}
+        self._flush_lock = anyio.Lock()  # batches must not interleave on one connection
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
@@ -74,6 +76,10 @@ class NodeStore:
         await self.db.commit()
 
     async def flush(self) -> None:
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._dirty:
             return
         rows = [

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 import msgspec
 
 from pylon.schemas.errors import ErrorCode
@@ -82,6 +83,9 @@ class TelemetryDB:
         self.path = path
         self._dirty: dict[str, JobTelemetry] = {}
         self._side: list[tuple[str, tuple[Any, ...]]] = []
+        # One batch at a time: interleaved batches on one connection would share a transaction,
+        # and a crash between them could keep a job's row but lose its result.
+        self._flush_lock = anyio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> TelemetryDB:
@@ -100,6 +104,10 @@ class TelemetryDB:
         self._side.append((sql, params))
 
     async def flush(self) -> int:
+        async with self._flush_lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         if not self._dirty and not self._side:
             return 0
         rows = [row_of(t) for t in self._dirty.values()]
