@@ -258,7 +258,8 @@ class BuyerDaemon:
             chunk_ids = [c.id for c in chunks]
             inline = None
         req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
-                                  chunk_ids=chunk_ids, node=node, run_id=run_id, bid_msats=self.config.bid_msats)
+                                  chunk_ids=chunk_ids, node=node, run_id=run_id, bid_msats=self.config.bid_msats,
+                                  pow_bits=self.config.pow_bits)
         now = time.time()
         # The request's own timestamp, so stats replayed from the relay come out identical.
         submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000
@@ -322,7 +323,7 @@ class BuyerDaemon:
             self.keys, path=job.tele.path, language=job.tele.language,
             text=None if job.chunk_ids else job.text, sha256=job.sha256, size=job.size, chunk_ids=job.chunk_ids,
             node=node, run_id=job.tele.run_id, bid_msats=self.config.bid_msats, attempt=job.tele.attempts + 1,
-            retry_of=job.tele.job_id,
+            retry_of=job.tele.job_id, pow_bits=self.config.pow_bits,
         )
         job.tele.attempts += 1
         job.tele.provider_pubkey = node
@@ -409,6 +410,8 @@ class BuyerDaemon:
                 self._note_job(job.tele)
         elif fb.status == FeedbackStatus.ERROR:
             await self._reissue(job, fb.error or ErrorCode.EXEC_ERROR, fb.message)
+        elif fb.status == FeedbackStatus.PARTIAL:
+            return  # a part of a big result: fetched by id when the result arrives
         elif fb.status == FeedbackStatus.PAYMENT_REQUIRED and self.payments is not None:
             await self.payments.on_payment_required(job, att, fb)
 
@@ -419,7 +422,13 @@ class BuyerDaemon:
             raise InvalidEvent("unknown_job")
         if att.node and ev.pubkey != att.node:
             raise InvalidEvent("result_from_unassigned")
-        parsed = nip90.parse_result(ev)
+        parts: list[NostrEvent] = []
+        part_ids = nip90.result_part_ids(ev)
+        if part_ids:
+            if att.job_id not in self.active:
+                raise InvalidEvent("late_result")
+            parts = await self.pool.query([Filter(ids=part_ids)], timeout=15)
+        parsed = nip90.parse_result(ev, parts)
         job = self.active.get(att.job_id)
         if job is None:
             raise InvalidEvent("late_result")

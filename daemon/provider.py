@@ -28,7 +28,7 @@ from pylon.executors.factory import make_executor
 from pylon.home import node_dir, node_socket
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import nip13, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
 from pylon.nostr.filters import Filter
 from pylon.nostr.heartbeat import build_heartbeat
@@ -179,6 +179,11 @@ class ProviderNode:
             return
         if req.assigned not in (None, self.pubkey):
             return
+        if self.config.min_pow and not nip13.meets(ev, self.config.min_pow):
+            # Dropped without an answer: a feedback event per spam request would be work a spammer
+            # gets for free. The buyer must be run with --pow >= this node's --min-pow.
+            self._drop("pow_too_low")
+            return
         if self.config.allow_buyers and req.buyer not in self.config.allow_buyers:
             self._drop("buyer_not_allowed")
             self._reject(req, ErrorCode.RATE_LIMITED, "buyer not on this node's allow-list")
@@ -261,8 +266,10 @@ class ProviderNode:
             return
         timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
         try:
-            ev = nip90.build_result(self.keys, request=req, result=result, timing=timing,
-                                    amount_msats=self.config.price_msats)
+            ev, parts = nip90.build_result_with_parts(self.keys, request=req, result=result, timing=timing,
+                                                      amount_msats=self.config.price_msats)
+            for part in parts:  # stored before the result that points at them
+                await self.pool.publish(part, wait_ok=10)
         except nip90.ResultTooLarge as exc:
             self._fail(job, ExecError(ErrorCode.TOO_LARGE, str(exc)), finished_ms)
             await self._publish_feedback(req, FeedbackStatus.ERROR, error=ErrorCode.TOO_LARGE, message=str(exc))

@@ -27,6 +27,7 @@ class FeedbackStatus(enum.StrEnum):
     ERROR = "error"
     PAYMENT_REQUIRED = "payment-required"
     SUCCESS = "success"
+    PARTIAL = "partial"  # also carries one part of a result too big for one event
 
 
 class Announce(msgspec.Struct, forbid_unknown_fields=False):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import msgspec
 
 from pylon.keys import NostrKeys
+from pylon.nostr import nip13
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.errors import ErrorCode
@@ -79,6 +80,7 @@ def build_request(
     relay_hint: str = "",
     attempt: int = 1,
     retry_of: str | None = None,
+    pow_bits: int = 0,
 ) -> NostrEvent:
     tags: list[list[str]] = []
     if text is not None:
@@ -101,6 +103,8 @@ def build_request(
         tags.append(["e", run_id, relay_hint, "root"])
     if retry_of:
         tags.append(["e", retry_of, relay_hint, RETRY_MARKER])
+    if pow_bits > 0:  # NIP-13: nodes may require proof of work on requests (spam limit)
+        return nip13.mine(keys, kinds.JOB_REQUEST, "", tags, pow_bits)
     return sign_event(keys, kinds.JOB_REQUEST, "", tags)
 
 
@@ -282,20 +286,11 @@ class ResultTooLarge(Exception):
 
 
 def encode_result_content(result: FileResult) -> tuple[str, str | None]:
-    """(content, encoding): plain JSON when it fits, else compressed; big maps lose signatures first."""
+    """(content, encoding): plain JSON when it fits in one event, else compressed (any size)."""
     raw = _json.encode(result)
     if len(raw) <= RESULT_CONTENT_LIMIT:
         return raw.decode(), None
-    packed = base64.b64encode(zlib.compress(raw, 9)).decode()
-    if len(packed) <= RESULT_CONTENT_LIMIT:
-        return packed, COMPRESSED
-    slim = msgspec.structs.replace(
-        result, symbols=[msgspec.structs.replace(s, signature="") for s in result.symbols]
-    )
-    packed = base64.b64encode(zlib.compress(_json.encode(slim), 9)).decode()
-    if len(packed) <= RESULT_CONTENT_LIMIT:
-        return packed, COMPRESSED
-    raise ResultTooLarge(f"the result for {result.path} does not fit in one event ({len(packed)} bytes compressed)")
+    return base64.b64encode(zlib.compress(raw, 9)).decode(), COMPRESSED
 
 
 def decode_result_content(content: str, encoding: str | None) -> FileResult:
@@ -313,6 +308,10 @@ def decode_result_content(content: str, encoding: str | None) -> FileResult:
     return _result_decoder.decode(raw)
 
 
+PART_TAG = "part"
+MAX_RESULT_PARTS = 64
+
+
 def build_result(
     keys: NostrKeys,
     *,
@@ -321,22 +320,59 @@ def build_result(
     timing: ResultTiming,
     amount_msats: int = 0,
 ) -> NostrEvent:
+    """A result that fits in one event (ResultTooLarge otherwise: use build_result_with_parts)."""
+    ev, parts = build_result_with_parts(keys, request=request, result=result, timing=timing, amount_msats=amount_msats)
+    if parts:
+        raise ResultTooLarge(f"the result for {result.path} needs {len(parts)} part events")
+    return ev
+
+
+def build_result_with_parts(
+    keys: NostrKeys,
+    *,
+    request: JobRequest,
+    result: FileResult,
+    timing: ResultTiming,
+    amount_msats: int = 0,
+) -> tuple[NostrEvent, list[NostrEvent]]:
+    """The 6931 result, plus `partial` 7000 feedback events carrying its content when it is too big.
+
+    `x` is always the sha256 of the whole content; with parts, the result's own content is
+    empty and its `part` tags list the part events in order.
+    """
     content, encoding = encode_result_content(result)
+    digest = sha256_hex(content.encode())
+    parts: list[NostrEvent] = []
+    if len(content) > RESULT_CONTENT_LIMIT:
+        pieces = [content[i : i + CHUNK_DATA_BYTES] for i in range(0, len(content), CHUNK_DATA_BYTES)]
+        if len(pieces) > MAX_RESULT_PARTS:
+            raise ResultTooLarge(f"the result for {result.path} is {len(content)} bytes even compressed")
+        for idx, piece in enumerate(pieces):
+            parts.append(sign_event(keys, kinds.JOB_FEEDBACK, piece, [
+                ["status", FeedbackStatus.PARTIAL.value], ["e", request.job_id], ["p", request.buyer],
+                [PART_TAG, digest, str(idx), str(len(pieces))],
+            ]))
+        content = ""
     tags = [
         ["e", request.job_id],
         ["p", request.buyer],
-        ["x", sha256_hex(content.encode())],
+        ["x", digest],
         ["received", str(timing.received_ms)],
         ["started", str(timing.started_ms)],
         ["finished", str(timing.finished_ms)],
         ["published", str(now_ms())],
         ["amount", str(amount_msats)],
     ]
+    tags.extend([PART_TAG, p.id] for p in parts)
     if encoding:
         tags.append(["encoding", encoding])
     if request.run_id:
         tags.append(["e", request.run_id, "", "root"])
-    return sign_event(keys, kinds.JOB_RESULT, content, tags)
+    return sign_event(keys, kinds.JOB_RESULT, content, tags), parts
+
+
+def result_part_ids(ev: NostrEvent) -> list[str]:
+    return [t[1] for t in ev.tags if len(t) == 2 and t[0] == PART_TAG]
 
 
 class ParsedResult(msgspec.Struct):
@@ -355,18 +391,31 @@ def result_job_id(ev: NostrEvent) -> str | None:
     return None
 
 
-def parse_result(ev: NostrEvent) -> ParsedResult:
-    """Check the hash tag against the content and decode the payload to the schema."""
+def parse_result(ev: NostrEvent, parts: Sequence[NostrEvent] = ()) -> ParsedResult:
+    """Check the hash tag against the content (reassembled from `parts` when it has them) and
+    decode the payload to the schema."""
     if ev.kind != kinds.JOB_RESULT:
         raise InvalidEvent("wrong_kind")
     job = result_job_id(ev)
     x = ev.tag_value("x")
     if not job or not x:
         raise InvalidEvent("malformed_result")
-    if sha256_hex(ev.content.encode()) != x:
+    content = ev.content
+    part_ids = result_part_ids(ev)
+    if part_ids:
+        by_id = {p.id: p for p in parts}
+        pieces = []
+        for idx, pid in enumerate(part_ids):
+            p = by_id.get(pid)
+            tag = p.tag(PART_TAG) if p is not None else None
+            if p is None or tag is None or p.pubkey != ev.pubkey or len(tag) < 4 or tag[2] != str(idx):
+                raise InvalidEvent("missing_part", pid)
+            pieces.append(p.content)
+        content = "".join(pieces)
+    if sha256_hex(content.encode()) != x:
         raise InvalidEvent("hash_mismatch")
     try:
-        payload = decode_result_content(ev.content, ev.tag_value("encoding"))
+        payload = decode_result_content(content, ev.tag_value("encoding"))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidEvent("bad_payload", str(exc)) from exc
     timing = ResultTiming(
