@@ -30,12 +30,18 @@ def relay() -> None:
 @click.option("--port", type=int, default=7777, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--memory", is_flag=True, help="keep events in memory only (no LMDB)")
+@click.option("--allow", "allow", multiple=True,
+              help="accept events only from these pubkeys (hex or npub; repeatable); reads stay open")
 @json_option
-def relay_up(port: int, host: str, memory: bool, as_json: bool) -> None:
+def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], as_json: bool) -> None:
     """Run the embedded relay (LMDB under PYLON_HOME/relay) until SIGTERM."""
-    from pylon.relay.embedded import run_relay_forever
+    from pylon.relay.embedded import parse_pubkeys, run_relay_forever
 
     configure_logging()
+    try:
+        allowed = parse_pubkeys(allow)
+    except ValueError as exc:
+        fail(f"--allow: {exc}")
     data_dir = None if memory else relay_dir() / "lmdb"
 
     async def main() -> None:
@@ -43,17 +49,23 @@ def relay_up(port: int, host: str, memory: bool, as_json: bool) -> None:
 
         async with anyio.create_task_group() as tg:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                tg.start_soon(lambda: run_relay_forever(port=port, host=host, data_dir=data_dir))
+                tg.start_soon(lambda: run_relay_forever(port=port, host=host, data_dir=data_dir,
+                                                        allow=allowed or None))
                 async for _ in signals:
                     tg.cancel_scope.cancel()
                     return
 
     try:
         anyio.run(main)
-    except OSError as exc:
-        fail(f"cannot start the relay on {host}:{port}: {exc}")
+    except Exception as exc:  # nostr-sdk reports a taken port as its own error, inside a group
+        fail(f"cannot start the relay on {host}:{port}: {root_cause(exc)}")
     if as_json:
         emit_json({"stopped": True, "port": port})
+    # The relay has stopped and LMDB has committed every write. Tearing the interpreter down
+    # while nostr-sdk's runtime threads still hold Python callbacks can segfault, so leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @cli.group()
@@ -76,9 +88,12 @@ def node() -> None:
 @click.option("--payment-required", is_flag=True, help="ask for payment up front (locked, refundable)")
 @click.option("--no-untargeted", is_flag=True, help="only take jobs assigned to this node")
 @click.option("--exec-timeout", type=float, default=60.0, show_default=True)
+@click.option("--min-pow", type=click.IntRange(0, 32), default=0, show_default=True,
+              help="drop requests with less NIP-13 proof of work (leading zero bits); buyers need --pow N")
 def node_up(name: str, executor: str, relays: tuple[str, ...], concurrency: int, heartbeat_s: float,
             price_msats: int, ollama_host: str, model: str, mint_url: str | None, allow_buyers: tuple[str, ...],
-            rate_per_s: float, payment_required: bool, no_untargeted: bool, exec_timeout: float) -> None:
+            rate_per_s: float, payment_required: bool, no_untargeted: bool, exec_timeout: float,
+            min_pow: int) -> None:
     """Run a provider node in the foreground until SIGTERM (then it drains)."""
     from pylon.daemon.config import NodeConfig, default_relays
     from pylon.daemon.provider import run_node
@@ -88,7 +103,7 @@ def node_up(name: str, executor: str, relays: tuple[str, ...], concurrency: int,
                      max_concurrency=concurrency, heartbeat_s=heartbeat_s, price_msats=price_msats,
                      ollama_host=ollama_host, model=model, mint_url=mint_url, allow_buyers=list(allow_buyers),
                      rate_per_s=rate_per_s, payment_required=payment_required,
-                     accept_untargeted=not no_untargeted, exec_timeout_s=exec_timeout)
+                     accept_untargeted=not no_untargeted, exec_timeout_s=exec_timeout, min_pow=min_pow)
     _run_daemon(lambda: run_node(cfg), f"node {name}")
 
 
@@ -136,11 +151,15 @@ def buyer() -> None:
 @click.option("--bid", "bid_msats", type=int, default=0, show_default=True)
 @click.option("--mint", "mint_url", default=None, help="Cashu mint URL to pay from")
 @click.option("--pay", "pay_policy", type=click.Choice(["auto", "manual"]), default="auto", show_default=True)
+@click.option("--refund-locktime", "refund_locktime_s", type=click.IntRange(1, 30 * 86400), default=3600,
+              show_default=True, help="seconds until an unredeemed payment may be refunded (pylon refund)")
 @click.option("--max-outstanding", type=int, default=100_000, show_default=True)
 @click.option("--allow-node", "allow_nodes", multiple=True, help="use only these node pubkeys (repeatable)")
+@click.option("--pow", "pow_bits", type=click.IntRange(0, 24), default=0, show_default=True,
+              help="mine NIP-13 proof of work (leading zero bits) into each request, for nodes with --min-pow")
 def buyer_up(relays: tuple[str, ...], pickup_timeout: float, result_timeout: float, heartbeat_s: float,
              bid_msats: int, mint_url: str | None, pay_policy: str, max_outstanding: int,
-             allow_nodes: tuple[str, ...]) -> None:
+             allow_nodes: tuple[str, ...], pow_bits: int, refund_locktime_s: int) -> None:
     """Run the buyer daemon in the foreground until SIGTERM."""
     from pylon.daemon.buyer import run_buyer
     from pylon.daemon.config import BuyerConfig, default_relays
@@ -149,7 +168,7 @@ def buyer_up(relays: tuple[str, ...], pickup_timeout: float, result_timeout: flo
     cfg = BuyerConfig(relays=list(relays) or default_relays(), pickup_timeout_s=pickup_timeout,
                       result_timeout_s=result_timeout, heartbeat_s=heartbeat_s, bid_msats=bid_msats,
                       mint_url=mint_url, pay_policy=pay_policy, max_outstanding=max_outstanding,
-                      allow_nodes=list(allow_nodes))
+                      allow_nodes=list(allow_nodes), pow_bits=pow_bits, refund_locktime_s=refund_locktime_s)
     _run_daemon(lambda: run_buyer(cfg, extra=_buyer_attachments(cfg)), "buyer")
 
 
@@ -168,6 +187,12 @@ def _buyer_attachments(cfg: object) -> list:
     else:
         out.append(attach_payments)
     return out
+
+
+def root_cause(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
 
 
 def _run_daemon(main, what: str) -> None:
@@ -295,9 +320,14 @@ def stats(provider: str | None, replay: bool, relays: tuple[str, ...], as_json: 
     """Global or per-provider swarm statistics."""
     if replay:
         from pylon.daemon.config import default_relays
+        from pylon.provenance.fetch import RelayUnavailable
         from pylon.stats.replay import replay_stats
 
-        res = anyio.run(lambda: replay_stats(list(relays) or default_relays(), provider=provider))
+        configure_logging()  # logs to stderr: stdout carries only the JSON
+        try:
+            res = anyio.run(lambda: replay_stats(list(relays) or default_relays(), provider=provider))
+        except RelayUnavailable as exc:
+            fail(str(exc))
         import msgspec
 
         res = msgspec.to_builtins(res)
@@ -333,7 +363,7 @@ def main() -> None:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `cli`.
-    from pylon.cli import map_cmds, market_cmds  # noqa: F401
+    from pylon.cli import audit_cmds, map_cmds, market_cmds, ops_cmds, pay_cmds  # noqa: F401
 
 
 _register_commands()

@@ -37,6 +37,7 @@ _bool_decoder = msgspec.json.Decoder(bool)
 _encoder = msgspec.json.Encoder()
 SEEN_CAP = 200_000
 RESUBSCRIBE_MARGIN_S = 10
+MAX_PAGE = 50_000
 
 
 class PublishError(Exception):
@@ -178,12 +179,16 @@ class RelayPool:
             await conn.send(frame)
 
     def _on_message(self, conn: _RelayConn, message: str | bytes) -> None:
+        # A frame of the wrong shape (a number where a string belongs, ...) is counted and
+        # dropped: raising here would end the connection's read loop and the daemon with it.
         try:
-            parts = _frame_decoder.decode(message)
-            verb = _str_decoder.decode(parts[0])
+            self._dispatch(conn, message)
         except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
             self._count("bad_frame")
-            return
+
+    def _dispatch(self, conn: _RelayConn, message: str | bytes) -> None:
+        parts = _frame_decoder.decode(message)
+        verb = _str_decoder.decode(parts[0])
         if verb == "EVENT" and len(parts) >= 3:
             self._on_event(_str_decoder.decode(parts[1]), parts[2])
         elif verb == "OK" and len(parts) >= 3:
@@ -341,8 +346,16 @@ class RelayPool:
                 for e in batch:
                     found[e.id] = e
                 got_for_filter += len(new)
-                if len(batch) < limit or not new:
+                if len(batch) < limit:
                     break
+                if not new:
+                    # A full page with nothing new: more events share one second than a page
+                    # holds. Ask again for a bigger page (relays that cap it give what they give).
+                    if page >= MAX_PAGE or limit >= want - got_for_filter:
+                        self._count("query_truncated")
+                        break
+                    page = min(page * 10, MAX_PAGE)
+                    continue
                 oldest = min(e.created_at for e in batch)
                 # Same-second events may straddle the page edge: step to `oldest`, not below,
                 # and rely on de-duplication; stop if nothing older is coming.
