@@ -56,21 +56,20 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-async def push_jobs(sock: Path, n: int, concurrency: int = 64) -> list[str]:
+async def push_jobs(sock: Path, n: int, batch: int = 50) -> list[str]:
+    """Submit n jobs through the buyer's RPC, `batch` files per call."""
     client = await RpcClient.connect(sock, client="bench")
-    ids: list[str] = [""] * n
-    sem = anyio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with sem:
-            res = await client.call(rpc.SubmitReq(path=f"bench/f{i}.py", text=f"def f{i}():\n    return {i}\n",
-                                                  language="python"), timeout=60)
-            ids[i] = res["job_id"]
-
-    async with anyio.create_task_group() as tg:
-        for i in range(n):
-            tg.start_soon(one, i)
-    await client.aclose()
+    ids: list[str] = []
+    try:
+        for start in range(0, n, batch):
+            items = [rpc.SubmitItem(path=f"bench/f{i}.py", text=f"def f{i}():\n    return {i}\n", language="python")
+                     for i in range(start, min(n, start + batch))]
+            res = await client.call(rpc.SubmitManyReq(items=items), timeout=60)
+            if res["errors"]:
+                raise RuntimeError(f"submissions refused: {res['errors'][:3]}")
+            ids.extend(res["job_ids"])
+    finally:
+        await client.aclose()
     return ids
 
 

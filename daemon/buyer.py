@@ -34,7 +34,7 @@ from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
 from pylon.schemas import kinds, rpc
 from pylon.schemas.errors import ErrorCode
-from pylon.schemas.events import FeedbackStatus, FileResult
+from pylon.schemas.events import DEFAULT_TASKS, FeedbackStatus, FileResult
 from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 from pylon.stats.compute import global_stats, provider_stats
 from pylon.stats.telemetry_db import TelemetryDB
@@ -72,6 +72,7 @@ class ActiveJob:
     sha256: str
     size: int
     chunk_ids: list[str] = field(default_factory=list)
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     current: Attempt | None = None
     tried: set[str] = field(default_factory=set)
     deadline: float = 0.0
@@ -237,7 +238,9 @@ class BuyerDaemon:
         return size
 
     async def submit(self, path: str, text: str, *, language: str | None = None, run_id: str | None = None,
-                     wait_node_s: float | None = None) -> ActiveJob:
+                     wait_node_s: float | None = None, node: str | None = None,
+                     tasks: tuple[str, ...] = DEFAULT_TASKS) -> ActiveJob:
+        """Assign one job to `node` (default: the least-loaded live node) and publish it."""
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
@@ -245,7 +248,8 @@ class BuyerDaemon:
         if outstanding >= self.config.max_outstanding:
             raise SubmitError(ErrorCode.RATE_LIMITED, f"{outstanding} jobs outstanding; the cap is {self.config.max_outstanding}")
         lang = language or detect_language(path, text) or "text"
-        node = await self._wait_for_node(set(), self.config.pickup_timeout_s if wait_node_s is None else wait_node_s)
+        if node is None:
+            node = await self._wait_for_node(set(), self.config.pickup_timeout_s if wait_node_s is None else wait_node_s)
         if node is None:
             raise SubmitError(ErrorCode.PROVIDER_OFFLINE, "no provider node is online; start one with: pylon node up")
         sha = nip90.sha256_hex(text.encode())
@@ -259,14 +263,14 @@ class BuyerDaemon:
             inline = None
         req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
                                   chunk_ids=chunk_ids, node=node, run_id=run_id, bid_msats=self.config.bid_msats,
-                                  pow_bits=self.config.pow_bits)
+                                  pow_bits=self.config.pow_bits, tasks=tasks)
         now = time.time()
         # The request's own timestamp, so stats replayed from the relay come out identical.
         submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000
         tele = JobTelemetry(job_id=req.id, run_id=run_id, path=path, language=lang, state=JobState.ASSIGNED,
                             buyer_pubkey=self.pubkey, provider_pubkey=node, submitted=submitted, attempts=1,
                             bytes_in=size)
-        job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids)
+        job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks))
         self._issue(job, req, node, now)
         assert self.db is not None
         self.db.put(tele)
@@ -323,7 +327,7 @@ class BuyerDaemon:
             self.keys, path=job.tele.path, language=job.tele.language,
             text=None if job.chunk_ids else job.text, sha256=job.sha256, size=job.size, chunk_ids=job.chunk_ids,
             node=node, run_id=job.tele.run_id, bid_msats=self.config.bid_msats, attempt=job.tele.attempts + 1,
-            retry_of=job.tele.job_id, pow_bits=self.config.pow_bits,
+            retry_of=job.tele.job_id, pow_bits=self.config.pow_bits, tasks=job.tasks,
         )
         job.tele.attempts += 1
         job.tele.provider_pubkey = node
@@ -380,16 +384,29 @@ class BuyerDaemon:
         except InvalidEvent as exc:
             self.dropped[exc.reason] += 1
 
-    async def _on_job_event(self, ev: NostrEvent) -> None:
+    def _on_job_event(self, ev: NostrEvent) -> Any:
+        """Synchronous for the common case (no task per event); returns a coroutine, which the
+        relay pool runs as a task, only when the event needs I/O (a re-issue, result parts)."""
         try:
             if ev.kind == kinds.JOB_RESULT:
-                await self._on_result(ev)
+                if nip90.result_part_ids(ev):
+                    return self._counted(self._on_result(ev))
+                self._accept_result(ev, ())
             elif ev.kind == kinds.JOB_FEEDBACK:
-                await self._on_feedback(ev)
+                follow_up = self._on_feedback(ev)
+                if follow_up is not None:
+                    return self._counted(follow_up)
+        except InvalidEvent as exc:
+            self.dropped[exc.reason] += 1
+        return None
+
+    async def _counted(self, coro: Any) -> None:
+        try:
+            await coro
         except InvalidEvent as exc:
             self.dropped[exc.reason] += 1
 
-    async def _on_feedback(self, ev: NostrEvent) -> None:
+    def _on_feedback(self, ev: NostrEvent) -> Any:
         fb = nip90.parse_feedback(ev)
         att = self.attempts.get(fb.job_id)
         if att is None:
@@ -398,7 +415,7 @@ class BuyerDaemon:
             raise InvalidEvent("feedback_from_unassigned")
         job = self.active.get(att.job_id)
         if job is None or job.current is not att:
-            return  # an old attempt's news: the job moved on
+            return None  # an old attempt's news: the job moved on
         if fb.status == FeedbackStatus.PROCESSING:
             if not att.picked_up:
                 att.picked_up = True
@@ -409,11 +426,12 @@ class BuyerDaemon:
                 self.db.put(job.tele)
                 self._note_job(job.tele)
         elif fb.status == FeedbackStatus.ERROR:
-            await self._reissue(job, fb.error or ErrorCode.EXEC_ERROR, fb.message)
+            return self._reissue(job, fb.error or ErrorCode.EXEC_ERROR, fb.message)
         elif fb.status == FeedbackStatus.PARTIAL:
-            return  # a part of a big result: fetched by id when the result arrives
+            return None  # a part of a big result: fetched by id when the result arrives
         elif fb.status == FeedbackStatus.PAYMENT_REQUIRED and self.payments is not None:
-            await self.payments.on_payment_required(job, att, fb)
+            return self.payments.on_payment_required(job, att, fb)
+        return None
 
     async def _on_result(self, ev: NostrEvent) -> None:
         job_ref = nip90.result_job_id(ev)
@@ -422,12 +440,18 @@ class BuyerDaemon:
             raise InvalidEvent("unknown_job")
         if att.node and ev.pubkey != att.node:
             raise InvalidEvent("result_from_unassigned")
-        parts: list[NostrEvent] = []
-        part_ids = nip90.result_part_ids(ev)
-        if part_ids:
-            if att.job_id not in self.active:
-                raise InvalidEvent("late_result")
-            parts = await self.pool.query([Filter(ids=part_ids)], timeout=15)
+        if att.job_id not in self.active:
+            raise InvalidEvent("late_result")
+        parts = await self.pool.query([Filter(ids=nip90.result_part_ids(ev))], timeout=15)
+        self._accept_result(ev, parts)
+
+    def _accept_result(self, ev: NostrEvent, parts: list[NostrEvent] | tuple[()]) -> None:
+        job_ref = nip90.result_job_id(ev)
+        att = self.attempts.get(job_ref or "")
+        if att is None:
+            raise InvalidEvent("unknown_job")
+        if att.node and ev.pubkey != att.node:
+            raise InvalidEvent("result_from_unassigned")
         parsed = nip90.parse_result(ev, parts)
         job = self.active.get(att.job_id)
         if job is None:
@@ -599,6 +623,17 @@ class BuyerDaemon:
                 except SubmitError as exc:
                     raise RpcFailure(exc.code.value, exc.message) from exc
                 return rpc.SubmitResult(job_id=job.tele.job_id)
+            case rpc.SubmitManyReq(items=items, run_id=run_id):
+                ids: list[str | None] = []
+                errors: list[rpc.SubmitError] = []
+                for i, item in enumerate(items):
+                    try:
+                        job = await self.submit(item.path, item.text, language=item.language, run_id=run_id)
+                        ids.append(job.tele.job_id)
+                    except SubmitError as exc:
+                        ids.append(None)
+                        errors.append(rpc.SubmitError(index=i, code=exc.code.value, message=exc.message))
+                return rpc.SubmitManyResult(job_ids=ids, errors=errors)
             case rpc.JobStatusReq(job_id=job_id):
                 return await self.job_telemetry(job_id)
             case rpc.JobResultsReq(job_id=job_id):

@@ -36,7 +36,16 @@ from pylon.nostr.nip89 import build_announce
 from pylon.nostr.relay_client import RelayPool
 from pylon.schemas import kinds, rpc
 from pylon.schemas.errors import ErrorCode
-from pylon.schemas.events import Announce, FeedbackStatus, Heartbeat, JobRequest, NodeState, ResultTiming
+from pylon.schemas.events import (
+    REDUCE_TASK,
+    Announce,
+    FeedbackStatus,
+    FileResult,
+    Heartbeat,
+    JobRequest,
+    NodeState,
+    ResultTiming,
+)
 
 log = get_logger("pylon.node")
 
@@ -120,6 +129,11 @@ class ProviderNode:
                 await tg.start(self.rpc.serve)
                 await self.pool.start(tg, wait_s=10)
                 await self._refresh_capabilities()
+                if self.config.mint_url and self.payments is None:
+                    from pylon.daemon.node_payments import NodePayments
+
+                    self.payments = NodePayments(self)
+                    await self.payments.start(tg)
                 await self._announce()
                 await self.pool.subscribe(
                     [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=int(time.time()) - 30)],
@@ -202,11 +216,16 @@ class ProviderNode:
         if req.size > nip90.MAX_INPUT_BYTES:
             self._reject(req, ErrorCode.TOO_LARGE, f"input is {req.size} bytes; the limit is {nip90.MAX_INPUT_BYTES}")
             return
+        if self.payments is not None and self.payments.hold_for_payment(req):
+            return  # payment-required: it runs once its nutzap is redeemed
+        self._enqueue(req)
+
+    def _enqueue(self, req: JobRequest) -> None:
         job = _Job(request=req, received_ms=now_ms())
         self.queued[req.job_id] = job
         self._record(job, "queued")
         self._send.send_nowait(job)
-        self._spawn(self._publish_feedback(req, FeedbackStatus.PROCESSING))
+        self._feedback_now(req, FeedbackStatus.PROCESSING)
         self._push_job(job, "queued")
 
     def _remember(self, event_id: str) -> None:
@@ -217,7 +236,7 @@ class ProviderNode:
 
     def _reject(self, req: JobRequest, code: ErrorCode, message: str) -> None:
         self._drop(f"rejected_{code.value}")
-        self._spawn(self._publish_feedback(req, FeedbackStatus.ERROR, error=code, message=message))
+        self._feedback_now(req, FeedbackStatus.ERROR, error=code, message=message)
 
     def _spawn(self, coro: Any) -> None:
         assert self._tg is not None
@@ -249,7 +268,10 @@ class ProviderNode:
             try:
                 text = await self._input_text(req)
                 with anyio.fail_after(self.config.exec_timeout_s):
-                    result = await self.executor.run(req.path, text, req.language or None)
+                    if REDUCE_TASK in req.tasks:
+                        result = await self._reduce(req, text)
+                    else:
+                        result = await self.executor.run(req.path, text, req.language or None)
             except ExecError as exc:
                 error = exc
             except TimeoutError:
@@ -285,6 +307,18 @@ class ProviderNode:
         self._record(job, "aborted" if error.code == ErrorCode.CANCELLED else "failed", finished_ms, error.code.value)
         self._push_job(job, "failed", error=error.code.value)
 
+    async def _reduce(self, req: JobRequest, facts: str) -> FileResult:
+        """The LLM reduce step of a map: the input is its facts, the result's summary the narrative."""
+        reduce = getattr(self.executor, "reduce", None)
+        if reduce is None:
+            raise ExecError(ErrorCode.BAD_INPUT, f"the {self.executor.name} executor cannot do the reduce task")
+        narrative = await reduce(facts)
+        data = facts.encode()
+        return FileResult(path=req.path, language=req.language or "markdown", lines=facts.count("\n") + 1,
+                          symbols=[], imports=[], summary=narrative, executor=self.executor.name,
+                          model=str(getattr(self.executor, "model", "")), input_sha256=nip90.sha256_hex(data),
+                          bytes_in=len(data))
+
     async def _input_text(self, req: JobRequest) -> str:
         if req.text is not None:
             if len(req.text.encode()) > nip90.MAX_INPUT_BYTES:
@@ -315,6 +349,12 @@ class ProviderNode:
                                      "buyer": job.request.buyer, "error": error})
 
     # --- publishing -------------------------------------------------------------------------
+
+    def _feedback_now(self, req: JobRequest, status: FeedbackStatus, *,
+                      error: ErrorCode | None = None, message: str = "") -> None:
+        """Queue feedback from a synchronous path (intake) without spawning a task."""
+        self.pool.publish_nowait(nip90.build_feedback(self.keys, job_id=req.job_id, buyer=req.buyer, status=status,
+                                                      error=error, message=message))
 
     async def _publish_feedback(self, req: JobRequest, status: FeedbackStatus, *,
                                 error: ErrorCode | None = None, message: str = "") -> None:

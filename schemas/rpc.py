@@ -72,6 +72,19 @@ class SubmitReq(Req, tag="submit"):
     run_id: str | None = None
 
 
+class SubmitItem(msgspec.Struct):
+    path: str
+    text: str
+    language: str | None = None
+
+
+class SubmitManyReq(Req, tag="submit_many"):
+    """Many files in one call (scripts, benchmarks): one round trip instead of one per file."""
+
+    items: list[SubmitItem]
+    run_id: str | None = None
+
+
 class JobStatusReq(Req, tag="job_status"):
     job_id: str
 
@@ -139,7 +152,7 @@ class WalletFundReq(Req, tag="wallet_fund"):
 
 Request = (
     StatusReq | StatsReq | SubscribeReq | PauseReq | ResumeReq | DrainReq | AbortJobReq | NodeJobsReq
-    | SubmitReq | JobStatusReq | JobResultsReq | JobListReq | NodesReq | RunsReq | MapReq | PayReq
+    | SubmitReq | SubmitManyReq | JobStatusReq | JobResultsReq | JobListReq | NodesReq | RunsReq | MapReq | PayReq
     | RefundReq | CancelReq | StopAllReq | BanReq | TrailReq | ReceiptsReq | WalletBalanceReq
     | WalletFundReq
 )
@@ -253,6 +266,17 @@ class NodeInfo(msgspec.Struct, kw_only=True):
 
 class SubmitResult(msgspec.Struct):
     job_id: str
+
+
+class SubmitError(msgspec.Struct):
+    index: int
+    code: str
+    message: str
+
+
+class SubmitManyResult(msgspec.Struct):
+    job_ids: list[str | None]  # None where that item was refused (see errors)
+    errors: list[SubmitError] = []
 
 
 class JobListItem(msgspec.Struct, kw_only=True):

@@ -15,7 +15,7 @@ import itertools
 import math
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -80,17 +80,34 @@ class _RelayConn:
         self.connected = anyio.Event()
         self.connects = 0
         self.last_error: str | None = None
+        self.queue: deque[bytes] = deque()
+        self.wake = anyio.Event()
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Queue a frame for this relay's writer; False when it is not connected right now
+        (events stay in the pool's outbox and go out again on reconnect)."""
+        if self.ws is None:
+            return False
+        self.queue.append(frame)
+        self.wake.set()
+        return True
 
     async def send(self, frame: bytes) -> bool:
-        ws = self.ws
-        if ws is None:
-            return False
+        return self.send_nowait(frame)
+
+    async def _writer(self, ws: Any) -> None:
+        # One writer per connection keeps frames in order without a task per send.
         try:
-            await ws.send(frame.decode())
-            return True
-        except Exception as exc:  # the socket died under us: the reader reconnects
+            while True:
+                while self.queue:
+                    await ws.send(self.queue.popleft().decode())
+                self.wake = anyio.Event()
+                if not self.queue:
+                    await self.wake.wait()
+        except (OSError, websockets.WebSocketException) as exc:
             self.last_error = str(exc)
-            return False
+            with anyio.move_on_after(1):
+                await ws.close()
 
     async def run(self) -> None:
         delay = 0.2
@@ -106,16 +123,25 @@ class _RelayConn:
                     close_timeout=1,
                     max_queue=4096,
                 ) as ws:
+                    self.queue.clear()  # the last connection's leftovers: _on_connect re-sends what matters
                     self.ws = ws
                     self.connects += 1
                     self.connected.set()
                     delay = 0.2
                     if self.connects > 1:
                         log.info("relay_reconnected", relay=self.url, connects=self.connects)
-                    await self.pool._on_connect(self)
-                    async for message in ws:
-                        self.pool._on_message(self, message)
                     self.last_error = "closed by relay"
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._writer, ws)
+                        try:
+                            await self.pool._on_connect(self)
+                            async for message in ws:
+                                self.pool._on_message(self, message)
+                        except (OSError, websockets.WebSocketException) as exc:
+                            # Caught here: escaping the task group would wrap it in a group.
+                            self.last_error = f"{type(exc).__name__}: {exc}"
+                        finally:
+                            tg.cancel_scope.cancel()
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
@@ -281,16 +307,11 @@ class RelayPool:
         With wait_ok, wait up to that many seconds for an OK and return whether it was
         accepted; raise PublishError when a relay rejected it outright (not a duplicate).
         """
-        frame = _encoder.encode(["EVENT", ev])
-        self._outbox[ev.id] = frame
         waiter = None
         if wait_ok:
             waiter = anyio.Event()
             self._ok_waiters[ev.id] = waiter
-        sent = False
-        for c in self.conns:
-            sent = await c.send(frame) or sent
-        self.published += 1
+        sent = self.publish_nowait(ev)
         if waiter is None:
             return sent
         with anyio.move_on_after(wait_ok):
@@ -303,6 +324,16 @@ class RelayPool:
             self._outbox.pop(ev.id, None)
             raise PublishError(f"relay rejected event {ev.id[:12]}: {result[1]}")
         return True
+
+    def publish_nowait(self, ev: NostrEvent) -> bool:
+        """Queue an event for every relay without waiting; kept in the outbox until acknowledged."""
+        frame = _encoder.encode(["EVENT", ev])
+        self._outbox[ev.id] = frame
+        sent = False
+        for c in self.conns:
+            sent = c.send_nowait(frame) or sent
+        self.published += 1
+        return sent
 
     def pending(self) -> int:
         return len(self._outbox)
