@@ -42,6 +42,7 @@ from pylon.stats.telemetry_db import TelemetryDB
 log = get_logger("pylon.buyer")
 
 SCAN_INTERVAL_S = 0.2
+OUTAGE_HOLD_S = 60.0  # how long job clocks stop while no relay or no node is in sight
 FLUSH_INTERVAL_S = 0.2
 PUSH_INTERVAL_S = 0.5
 NO_RETRY = frozenset({ErrorCode.BAD_INPUT, ErrorCode.TOO_LARGE, ErrorCode.CANCELLED})
@@ -494,9 +495,24 @@ class BuyerDaemon:
     # --- timers -----------------------------------------------------------------------------
 
     async def _scan_loop(self) -> None:
+        held_since: float | None = None
         while True:
             await anyio.sleep(SCAN_INTERVAL_S)
             now = time.time()
+            # No relay, or not one node heard from: the swarm is out of sight (a relay restart,
+            # our own network) and that is no node's fault. Hold every job's clock instead of
+            # burning its attempts, for up to OUTAGE_HOLD_S; after that fail over as usual.
+            if not self.pool.is_connected() or self.registry.online_count() == 0:
+                held_since = held_since or now
+                if now - held_since < OUTAGE_HOLD_S:
+                    continue
+            elif held_since is not None:
+                paused = min(now - held_since, OUTAGE_HOLD_S)
+                for j in self.active.values():
+                    if j.deadline:
+                        j.deadline += paused
+                held_since = None
+                log.info("swarm_back", held_s=round(paused, 2), active=len(self.active))
             late = [j for j in self.active.values() if j.deadline and now > j.deadline]
             for job in late:
                 att = job.current

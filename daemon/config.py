@@ -32,6 +32,7 @@ class NodeConfig(msgspec.Struct, kw_only=True):
     allow_buyers: list[str] = []  # empty = serve anyone
     rate_per_s: float = 0.0  # per-buyer token bucket; 0 = unlimited
     rate_burst: int = 200
+    min_pow: int = 0  # NIP-13 bits a request needs; fewer are dropped and counted (pow_too_low)
 
 
 class BuyerConfig(msgspec.Struct, kw_only=True):
@@ -46,3 +47,5 @@ class BuyerConfig(msgspec.Struct, kw_only=True):
     heartbeat_s: float = 10.0  # the interval nodes are expected to use; online = 3 intervals
     mint_url: str | None = None
     pay_policy: str = "auto"  # auto | manual
+    refund_locktime_s: int = 3600  # after this, an unredeemed payment may be refunded to us
+    pow_bits: int = 0  # NIP-13 proof of work mined into every request (match the nodes' --min-pow)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from pylon.daemon.narrator import attach_narrator
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
@@ -129,7 +130,7 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
-        narrative = await self.narrative(results) if self.buyer.narrator is not None else None
+        narrative = await self.narrative(results, snap, run_id, failed) if self.buyer.narrator is not None else None
         artifacts = await anyio.to_thread.run_sync(
             lambda: build_artifacts(out, run_id=run_id, snapshot=snap, results=results, failed=failed,
                                     narrative=narrative))
@@ -194,10 +195,11 @@ class MapCoordinator:
                 failed[path] = error or state
         return results, failed
 
-    async def narrative(self, results: dict[str, tuple[FileResult, str, str]]) -> str | None:
-        """The LLM reduce step, when a node with a model is in the swarm (see narrator)."""
+    async def narrative(self, results: dict[str, tuple[FileResult, str, str]], snap: Snapshot, run_id: str,
+                        failed: dict[str, str]) -> str | None:
+        """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
         try:
-            return await self.buyer.narrator(results)
+            return await self.buyer.narrator(results, snapshot=snap, run_id=run_id, failed=failed)
         except Exception as exc:  # the facts stand on their own; the narrative is a bonus
             log.warning("narrative_failed", error=str(exc))
             return None
@@ -205,3 +207,4 @@ class MapCoordinator:
 
 def attach_coordinator(buyer: BuyerDaemon) -> None:
     buyer.coordinator = MapCoordinator(buyer)
+    attach_narrator(buyer)

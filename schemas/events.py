@@ -14,6 +14,8 @@ from pylon.schemas.errors import ErrorCode
 
 PROTOCOL_VERSION = 1
 DEFAULT_TASKS = ("symbols", "imports", "summary")
+# The LLM reduce step of a map: the input is the map's facts (markdown), the result's summary the narrative.
+REDUCE_TASK = "reduce"
 
 
 class NodeState(enum.StrEnum):

@@ -1,9 +1,9 @@
 """`pylon-tui`: the control plane. Attaches to the buyer daemon or to one node daemon over its socket.
 
-    pylon-tui buyer               the buyer (PYLON_HOME/run/buyer.sock)
-    pylon-tui node NAME           node NAME (PYLON_HOME/run/node-NAME.sock)
-    pylon-tui --socket PATH       any daemon socket
-    pylon-tui ... --read-only     look, never touch: every kill switch is off
+pylon-tui buyer               the buyer (PYLON_HOME/run/buyer.sock)
+pylon-tui node NAME           node NAME (PYLON_HOME/run/node-NAME.sock)
+pylon-tui --socket PATH       any daemon socket
+pylon-tui ... --read-only     look, never touch: every kill switch is off
 """
 
 from __future__ import annotations
@@ -14,26 +14,27 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from textual.app import App, SystemCommand
-from textual.binding import Binding
-from textual.screen import Screen
-
 from pylon.schemas import rpc
 from pylon.tui.feeds import BuyerFeed, NodeFeed
 from pylon.tui.link import Feed, Link, LinkState
-from pylon.tui.messages import LinkChanged
+from pylon.tui.messages import LinkChanged, OpenJob, OpenProvider
 from pylon.tui.model import BuyerModel, NodeModel
 from pylon.tui.screens.base import MainScreen
 from pylon.tui.screens.buyer import BuyerScreen
+from pylon.tui.screens.job import JobScreen
 from pylon.tui.screens.node import NodeScreen
+from pylon.tui.screens.provider import ProviderScreen
 from pylon.tui.screens.waiting import WaitingScreen
 from pylon.tui.source import RpcSource, Source
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
 
 FLUSH_S = 0.25  # the screen redraws what changed at most four times a second
 
 
 class PylonApp(App[None]):
-    CSS_PATH = "pylon.tcss"
+    CSS_PATH = str(Path(__file__).with_name("pylon.tcss"))  # absolute: subclasses live elsewhere
     TITLE = "pylon"
     BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
 
@@ -102,9 +103,15 @@ class PylonApp(App[None]):
         if self.main_screen is not None:
             self.main_screen.post_message(LinkChanged(message.state))
 
+    def on_open_job(self, message: OpenJob) -> None:
+        self.push_screen(JobScreen(message.job_id))
+
+    def on_open_provider(self, message: OpenProvider) -> None:
+        self.push_screen(ProviderScreen(message.pubkey))
+
     def flush_now(self) -> None:
         screen = self.main_screen
-        if isinstance(screen, MainScreen):
+        if isinstance(screen, MainScreen) and screen.is_mounted:  # before its mount, there is nothing to draw on
             screen.flush()
 
     # --- the command palette --------------------------------------------------------------------
@@ -129,8 +136,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("name", nargs="?", help="the node's name (with `node`)")
     p.add_argument("--socket", type=Path, help="attach to the daemon listening on this socket")
     p.add_argument("--read-only", action="store_true", help="watch only: every kill switch is off")
-    p.add_argument("--canned", choices=["buyer", "node"],
-                   help="show fixed sample data instead of a daemon (for screenshots and demos)")
+    p.add_argument(
+        "--canned",
+        choices=["buyer", "node"],
+        help="show fixed sample data instead of a daemon (for screenshots and demos)",
+    )
     args = p.parse_args(argv)
     if args.canned:
         return args

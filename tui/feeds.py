@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 from pylon.tui.link import Call
 from pylon.tui.model import BuyerModel, NodeModel
+
+from pylon.rpc.client import RpcError
 
 STATS_EVERY_S = 2.0
 RUNS_EVERY_S = 1.0
@@ -98,5 +99,8 @@ class NodeFeed:
                 self.model.set_wallet(self.model.wallet, f"wallet: {exc.message}")
 
     def polls(self) -> list[tuple[float, Callable[[Call], Awaitable[None]]]]:
-        return [(NODE_STATUS_EVERY_S, self.poll_status), (NODE_JOBS_EVERY_S, self.poll_jobs),
-                (WALLET_EVERY_S, self.poll_wallet)]
+        return [
+            (NODE_STATUS_EVERY_S, self.poll_status),
+            (NODE_JOBS_EVERY_S, self.poll_jobs),
+            (WALLET_EVERY_S, self.poll_wallet),
+        ]

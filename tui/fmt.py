@@ -28,8 +28,15 @@ STATE_STYLE = {
 }
 
 STATE_MARK = {
-    "completed": "✔", "failed": "✖", "cancelled": "⊘", "aborted": "⊘", "processing": "⟳", "running": "⟳",
-    "assigned": "→", "queued": "…", "submitted": "·",
+    "completed": "✔",
+    "failed": "✖",
+    "cancelled": "⊘",
+    "aborted": "⊘",
+    "processing": "⟳",
+    "running": "⟳",
+    "assigned": "→",
+    "queued": "…",
+    "submitted": "·",
 }
 
 

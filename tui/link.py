@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
-
-from pylon.rpc.client import DaemonNotRunning, RpcError
 from pylon.schemas import rpc
 from pylon.tui.source import Client, Source
+
+from pylon.rpc.client import DaemonNotRunning, RpcError
 
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 CALL_TIMEOUT_S = 10.0
@@ -49,6 +49,7 @@ class LinkState:
     since: float = field(default_factory=time.time)  # when this state began
     attempts: int = 0  # failed connects in a row
     ever_connected: bool = False
+    lost_at: float | None = None  # when the connection went away (kept across the retries)
 
 
 class NotConnected(RpcError):
@@ -92,17 +93,16 @@ class Link:
                 await anyio.sleep(delay)
                 continue
             failures = 0
+            reason = "the daemon closed the connection"
             try:
                 await self._session(client)
-            except (RpcError, OSError) as exc:
-                reason = _why(exc)
-            else:
-                reason = "the daemon closed the connection"
+            except* (RpcError, OSError) as group:  # from the push stream or a poll, inside a task group
+                reason = _why(_first_leaf(group))
             finally:
                 self.client = None
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
-            self._set(connected=False, reason=reason, retry_in=self.backoff[0], attempts=0)
+            self._set(connected=False, reason=reason, retry_in=self.backoff[0], attempts=0, lost_at=self.clock())
             await anyio.sleep(self.backoff[0])
 
     async def _session(self, client: Client) -> None:
@@ -119,8 +119,13 @@ class Link:
         sub = await client.subscribe(feed.topics)
         await feed.load(call)
         self.client = client
-        self._set(connected=True, daemon=welcome.daemon, name=welcome.name, pubkey=welcome.pubkey,
-                  ever_connected=True)
+        self._set(
+            connected=True,
+            daemon=welcome.daemon,
+            name=welcome.name,
+            pubkey=welcome.pubkey,
+            ever_connected=True,
+        )
         async with anyio.create_task_group() as tg:
             for interval, poll in feed.polls():
                 tg.start_soon(self._poll_loop, interval, poll, call)
@@ -147,8 +152,14 @@ class Link:
                 self.poll_errors += 1  # a slow or failing poll is retried next interval
 
     def _set(self, **changes: Any) -> None:
-        base = {"label": self.source.label, "daemon": self.state.daemon, "name": self.state.name,
-                "pubkey": self.state.pubkey, "ever_connected": self.state.ever_connected}
+        base = {
+            "label": self.source.label,
+            "daemon": self.state.daemon,
+            "name": self.state.name,
+            "pubkey": self.state.pubkey,
+            "ever_connected": self.state.ever_connected,
+            "lost_at": None if changes.get("connected") else self.state.lost_at,
+        }
         self.state = LinkState(**(base | changes), since=self.clock())
         self.on_state(self.state)
 
@@ -164,6 +175,12 @@ class Link:
         if client is None:
             raise NotConnected(self.source.label)
         return await client.call(req, timeout=timeout)
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _why(exc: BaseException) -> str:

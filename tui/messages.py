@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+from pylon.tui.link import LinkState
 from textual.message import Message
 
-from pylon.tui.link import LinkState
 
-
-class LinkChanged(Message):
+class LinkChanged(Message, bubble=False):  # the app re-posts it to the screen: bubbling back would loop
     """The connection to the daemon came up or went away (sent by the app, handled by screens)."""
-
-    bubble = False  # the app re-posts it to the screen; bubbling back up would loop
 
     def __init__(self, state: LinkState) -> None:
         super().__init__()

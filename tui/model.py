@@ -133,7 +133,9 @@ class BuyerModel:
             if old is None or not old.get("known"):
                 self.run_jobs.setdefault(rid, {})
                 if old is None:
-                    self.log.add(f"run [b]{short(rid, 12)}[/] {r.get('repo', '')}: {r.get('files', '?')} files")
+                    self.log.add(
+                        f"run [b]{short(rid, 12)}[/] {r.get('repo', '')}: {r.get('files', '?')} files"
+                    )
             if old is not None and old.get("finished") is None and r.get("finished") is not None:
                 self.log.add(
                     f"run [b]{short(rid, 12)}[/] finished: {r.get('completed', 0)} completed, "
@@ -207,8 +209,15 @@ class BuyerModel:
         self.run_jobs.setdefault(rid, {})[job["job_id"]] = None
         self.run_changes.keys.add(rid)
         if rid not in self.runs:
-            self.runs[rid] = {"run_id": rid, "repo": "", "files": 0, "completed": 0, "failed": 0,
-                              "started": self.clock(), "finished": None}
+            self.runs[rid] = {
+                "run_id": rid,
+                "repo": "",
+                "files": 0,
+                "completed": 0,
+                "failed": 0,
+                "started": self.clock(),
+                "finished": None,
+            }
             self.runs_stale = True
 
     def _on_transition(self, job: dict[str, Any], prev: str | None) -> None:
@@ -219,8 +228,10 @@ class BuyerModel:
             self._count_completion()
             self._completed_tick += 1
         elif state == "failed":
-            self.log.add(f"[red]job failed[/] {job.get('path') or short(job['job_id'])}: {job.get('error') or '?'}"
-                         f" (provider {self.node_name(job.get('provider_pubkey'))})")
+            self.log.add(
+                f"[red]job failed[/] {job.get('path') or short(job['job_id'])}: {job.get('error') or '?'}"
+                f" (provider {self.node_name(job.get('provider_pubkey'))})"
+            )
         elif state == "cancelled":
             self.log.add(f"[yellow]job cancelled[/] {job.get('path') or short(job['job_id'])}")
         elif prev is not None and state == "assigned" and prev in ("assigned", "processing"):
@@ -256,7 +267,9 @@ class BuyerModel:
                 self.log.add(f"node [b]{name}[/] online ({new.get('state')})")
             return
         if old.get("online") != new.get("online"):
-            self.log.add(f"node [b]{name}[/] {'back online' if new.get('online') else '[red]went offline[/]'}")
+            self.log.add(
+                f"node [b]{name}[/] {'back online' if new.get('online') else '[red]went offline[/]'}"
+            )
         elif old.get("state") != new.get("state"):
             self.log.add(f"node [b]{name}[/] is {new.get('state')}")
         if old.get("banned") != new.get("banned"):
@@ -314,7 +327,11 @@ class NodeModel:
         job never goes back to queued or running."""
         for j in jobs:
             old = self.jobs.get(j["job_id"])
-            if old is not None and old["state"] not in ACTIVE_NODE_STATES and j["state"] in ACTIVE_NODE_STATES:
+            if (
+                old is not None
+                and old["state"] not in ACTIVE_NODE_STATES
+                and j["state"] in ACTIVE_NODE_STATES
+            ):
                 continue
             if old != j:
                 self.jobs[j["job_id"]] = {**(old or {}), **j}
@@ -335,9 +352,17 @@ class NodeModel:
         now = self.clock()
         jid = u["job_id"]
         old = self.jobs.get(jid)
-        if old is not None and old["state"] not in ACTIVE_NODE_STATES and u.get("state") in ACTIVE_NODE_STATES:
+        if (
+            old is not None
+            and old["state"] not in ACTIVE_NODE_STATES
+            and u.get("state") in ACTIVE_NODE_STATES
+        ):
             return  # older news than what we already have
-        job = {**old, **u} if old else {"received": now, "started": None, "finished": None, "paid_msats": 0, **u}
+        job = (
+            {**old, **u}
+            if old
+            else {"received": now, "started": None, "finished": None, "paid_msats": 0, **u}
+        )
         state = job["state"]
         if state == "running" and not job.get("started"):
             job["started"] = now

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+from pylon.schemas import rpc
 
 from pylon.rpc.client import DaemonNotRunning, RpcClient, RpcError, socket_for
-from pylon.schemas import rpc
 
 
 class Client(Protocol):
@@ -86,7 +86,9 @@ class CannedClient:
         self.calls.append(req)
         answer = self.answers.get(type(req))
         if answer is None:
-            raise RpcError("unknown_method", f"canned {self.welcome.daemon} does not answer {type(req).__name__}")
+            raise RpcError(
+                "unknown_method", f"canned {self.welcome.daemon} does not answer {type(req).__name__}"
+            )
         if isinstance(answer, RpcError):
             raise answer
         return answer(req) if callable(answer) else answer
@@ -104,6 +106,9 @@ class CannedClient:
     async def aclose(self) -> None:
         self._closed.set()
 
+    def reopen(self) -> None:
+        self._closed = anyio.Event()
+
 
 class CannedSource:
     """A source that always connects, to the same CannedClient (so tests can read its `calls`)."""
@@ -114,6 +119,7 @@ class CannedSource:
         self.kind_hint = client.welcome.daemon if client.welcome else None
 
     async def connect(self) -> Client:
+        self.client.reopen()
         return self.client
 
 

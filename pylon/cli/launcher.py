@@ -21,6 +21,17 @@ import anyio
 from pylon.rpc.client import DaemonNotRunning, RpcClient, RpcError
 from pylon.schemas import rpc
 
+# What `pylon up` and `pylon demo` charge and fund when they run a mint, so the demo pays.
+DEMO_PRICE_MSATS = 1000
+DEMO_FUND_SATS = 100_000
+
+
+def paid_market_args(with_mint: bool, price_msats: int = DEMO_PRICE_MSATS) -> tuple[list[str], list[str]]:
+    """(node_args, buyer_args) for a market that pays: each node asks `price_msats`, the buyer bids it."""
+    if not with_mint:
+        return [], []
+    return ["--price", str(price_msats)], ["--bid", str(price_msats)]
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -170,6 +181,21 @@ class LocalMarket:
                 await client.aclose()
 
         return anyio.run(go)
+
+    def fund(self, target: str = "buyer", sats: int = DEMO_FUND_SATS) -> int:
+        """Testnet top-up of the buyer's (or node NAME's) wallet over RPC; returns the new balance."""
+        return int(self.call(target, rpc.WalletFundReq(amount_sats=sats), timeout=60)["balance_sats"])
+
+    def wait_paid(self, timeout: float = 60.0) -> tuple[int, int]:
+        """Wait (bounded) until every completed job is paid; returns (paid, completed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = self.call("buyer", rpc.JobListReq())["jobs"]
+            done = [j for j in jobs if j["state"] == "completed"]
+            paid = sum(1 for j in done if j["paid"])
+            if paid >= len(done) or time.monotonic() > deadline:
+                return paid, len(done)
+            time.sleep(0.2)
 
     def cli(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(pylon_argv(*args), env=self.env(), capture_output=True, text=True, timeout=timeout,

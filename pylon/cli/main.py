@@ -82,7 +82,8 @@ def node() -> None:
 @click.option("--price", "price_msats", type=int, default=0, show_default=True, help="price per job in msats")
 @click.option("--ollama-host", default=os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"), show_default=True)
 @click.option("--model", default=os.environ.get("PYLON_MODEL", "qwen2.5-coder:1.5b"), show_default=True)
-@click.option("--mint", "mint_url", default=None, help="Cashu mint URL where this node accepts payment")
+@click.option("--mint", "mint_url", default=None, callback=lambda c, p, v: _mint_url(v),
+              help="Cashu mint URL where this node accepts payment")
 @click.option("--allow-buyer", "allow_buyers", multiple=True, help="serve only these buyer pubkeys (repeatable)")
 @click.option("--rate", "rate_per_s", type=float, default=0.0, help="per-buyer jobs/s limit (0 = none)")
 @click.option("--payment-required", is_flag=True, help="ask for payment up front (locked, refundable)")
@@ -149,7 +150,8 @@ def buyer() -> None:
 @click.option("--heartbeat", "heartbeat_s", type=float, default=10.0, show_default=True,
               help="the heartbeat interval nodes use (online = 3 intervals)")
 @click.option("--bid", "bid_msats", type=int, default=0, show_default=True)
-@click.option("--mint", "mint_url", default=None, help="Cashu mint URL to pay from")
+@click.option("--mint", "mint_url", default=None, callback=lambda c, p, v: _mint_url(v),
+              help="Cashu mint URL to pay from")
 @click.option("--pay", "pay_policy", type=click.Choice(["auto", "manual"]), default="auto", show_default=True)
 @click.option("--refund-locktime", "refund_locktime_s", type=click.IntRange(1, 30 * 86400), default=3600,
               show_default=True, help="seconds until an unredeemed payment may be refunded (pylon refund)")
@@ -193,6 +195,18 @@ def root_cause(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return str(exc) or type(exc).__name__
+
+
+def _mint_url(value: str | None) -> str | None:
+    """--mint: checked here, so a typo is a one-line error and not a daemon that dies starting."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"want a mint URL http(s)://host[:port], not {value!r}", param_hint="--mint")
+    return value.strip().rstrip("/")
 
 
 def _run_daemon(main, what: str) -> None:

@@ -14,9 +14,10 @@ import click
 from rich.table import Table
 
 from pylon.cli.group import cli, json_option
-from pylon.cli.launcher import LocalMarket
+from pylon.cli.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.home import pylon_home
+from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 
 # The v0.1 launch targets (DESIGN, issue 4's scoreboard).
@@ -43,22 +44,27 @@ def project_source() -> Path:
 def up(nodes: int, relay_port: int, with_mint: bool, mint_port: int, heartbeat: float, verbose: bool,
        as_json: bool) -> None:
     """Relay, mint, buyer and N nodes for a laptop; Ctrl-C stops them all."""
+    node_args, buyer_args = paid_market_args(with_mint)
     market = LocalMarket(home=pylon_home(), nodes=nodes, relay_port=relay_port, with_mint=with_mint,
-                         mint_port=mint_port if with_mint else 0, heartbeat_s=heartbeat, quiet=not verbose)
+                         mint_port=mint_port if with_mint else 0, heartbeat_s=heartbeat, quiet=not verbose,
+                         node_args=node_args, buyer_args=buyer_args)
     try:
         with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
             market.start(timeout=120)
-    except (TimeoutError, RuntimeError) as exc:
+            balance = market.fund("buyer", DEMO_FUND_SATS) if with_mint else None
+    except (TimeoutError, RuntimeError, RpcError, OSError) as exc:
         market.stop()
         fail(str(exc))
     info = {"home": str(market.home), "relay": market.relay_url, "mint": market.mint_url, "nodes": market.node_names(),
-            "logs": str(market.home / "logs")}
+            "logs": str(market.home / "logs"), "buyer_balance_sats": balance}
     if as_json:
         emit_json(info)
     else:
         stderr.print(f"[green]up[/]: relay {market.relay_url}, {nodes} nodes, buyer; PYLON_HOME={market.home}")
         stderr.print("try: pylon map . | pylon stats | pylon-tui buyer   (Ctrl-C stops everything)")
     try:
+        # blocked first: SIGTERM's default action would end us before sigwait saw it, orphaning the market
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except KeyboardInterrupt:
         pass
@@ -82,11 +88,15 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
     target = repo or str(project_source())
     home = Path(tempfile.mkdtemp(prefix="pylon-demo-"))
     out_root = Path.cwd() / "pylon-out"
-    market = LocalMarket(home=home, nodes=nodes, with_mint=with_mint, heartbeat_s=1.0)
+    node_args, buyer_args = paid_market_args(with_mint)
+    market = LocalMarket(home=home, nodes=nodes, with_mint=with_mint, heartbeat_s=1.0, node_args=node_args,
+                         buyer_args=buyer_args)
     runs: list[dict[str, Any]] = []
     try:
         with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
             market.start(timeout=180)
+            if with_mint:
+                market.fund("buyer", DEMO_FUND_SATS)
         t_up = time.perf_counter() - t_start
         stderr.print(f"[green]market up[/] in {t_up:.1f}s: {nodes} nodes online")
         for i in range(repeat):
@@ -95,9 +105,11 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
                 shutil.rmtree(out)
             res = run_map(target, out, show_progress=not as_json, socket=market.socket_of("buyer"))
             runs.append(res)
+        if with_mint:  # payments run behind the results: let them land before the scoreboard
+            market.wait_paid(timeout=60)
         stats = market.call("buyer", rpc.StatsReq())
         jobs = market.call("buyer", rpc.JobListReq())["jobs"]
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, RpcError, OSError) as exc:
         market.stop()
         fail(str(exc))
     finally:
@@ -105,7 +117,7 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
     total_s = time.perf_counter() - t_start
-    board = scoreboard(runs, stats, jobs)
+    board = scoreboard(runs, stats, jobs, paid=with_mint)
     doc = {"repo": target, "nodes": nodes, "runs": runs, "scoreboard": board, "up_s": round(t_up, 2),
            "total_s": round(total_s, 2), "home": str(home) if keep else None}
     if as_json:
@@ -129,7 +141,8 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
                  f"stack up in {t_up:.1f}s; whole demo {total_s:.1f}s")
 
 
-def scoreboard(runs: list[dict[str, Any]], stats: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
+def scoreboard(runs: list[dict[str, Any]], stats: dict[str, Any], jobs: list[dict[str, Any]], *,
+               paid: bool = False) -> dict[str, Any]:
     providers = len({j["provider_pubkey"] for j in jobs if j["state"] == "completed" and j["provider_pubkey"]})
     all_ok = all(r["failed"] == 0 for r in runs)
     rows = [
@@ -146,5 +159,11 @@ def scoreboard(runs: list[dict[str, Any]], stats: dict[str, Any], jobs: list[dic
         {"metric": "runs with every file mapped", "value": f"{sum(r['failed'] == 0 for r in runs)}/{len(runs)}",
          "target": "all", "ok": all_ok},
     ]
+    completed = [j for j in jobs if j["state"] == "completed"]
+    n_paid = sum(1 for j in completed if j.get("paid"))
+    if paid:
+        rows.append({"metric": "completed jobs paid (testnet ecash)", "value": f"{n_paid}/{len(completed)}",
+                     "target": "all", "ok": n_paid == len(completed)})
     return {"providers": providers, "jobs": stats["jobs_total"], "success_rate": stats["success_rate"],
-            "p50_e2e_s": stats["p50_e2e_s"], "p95_e2e_s": stats["p95_e2e_s"], "rows": rows}
+            "p50_e2e_s": stats["p50_e2e_s"], "p95_e2e_s": stats["p95_e2e_s"], "paid_jobs": n_paid,
+            "rows": rows}

@@ -271,6 +271,101 @@ class PylonWallet:
         log.info("wallet_sent_locked", amount_sats=amount, to=to_key[:16], locktime_s=locktime_s)
         return proofs
 
+    async def send_locked_many(
+        self,
+        payments: list[tuple[int, str]],
+        *,
+        locktime_s: int | None = None,
+        refund_pubkey: str | None = None,
+    ) -> list[list[dict]]:
+        """`send_locked` for many payments in ONE swap with the mint: [(sats, to_p2pk_pubkey), ...]
+        → one list of proofs per payment, in order, each locked to its own key.
+
+        Same rules as send_locked (exact amounts, outstanding until swept, the same locktime and
+        refund key for all); it exists because a swap costs the mint far more than an output,
+        so a buyer paying many results at once pays them in one round trip.
+        """
+        if not payments:
+            return []
+        amounts = [self._check_amount(a) for a, _ in payments]
+        keys = [normalize_p2pk_pubkey(k) for _, k in payments]
+        tags: list[list[str]] = []
+        if locktime_s is not None:
+            if isinstance(locktime_s, bool) or not isinstance(locktime_s, int) or locktime_s <= 0:
+                raise ValueError(f"locktime_s must be a positive int, got {locktime_s!r}")
+            refund_key = normalize_p2pk_pubkey(refund_pubkey) if refund_pubkey else self._p2pk
+            tags += [["locktime", str(int(time.time()) + locktime_s)], ["refund", refund_key]]
+        elif refund_pubkey is not None:
+            raise ValueError("refund_pubkey needs a locktime_s (without one there is no refund path)")
+        tags.append(["sigflag", "SIG_INPUTS"])
+        total = sum(amounts)
+
+        from cashu.core.p2pk import P2PKSecret
+        from cashu.core.secret import SecretKind, Tags
+        from cashu.core.split import amount_split
+        from cashu.wallet.v1_api import LedgerAPI
+
+        # one output per power-of-two part, every one with its own secret (a fresh nonce each)
+        owner: list[int] = []
+        send_amounts: list[int] = []
+        send_secrets: list[str] = []
+        for i, (amount, key) in enumerate(zip(amounts, keys, strict=True)):
+            for part in amount_split(amount):
+                owner.append(i)
+                send_amounts.append(part)
+                lock = P2PKSecret(kind=SecretKind.P2PK.value, data=key, tags=Tags(tags))
+                send_secrets.append(lock.serialize())
+
+        async def swap() -> list[Proof]:
+            w = self._w
+            inputs = w.coinselect(w.active_proofs(w.proofs), total, include_fees=True)
+            change = sum(p.amount for p in inputs) - total - w.get_fees_for_proofs(inputs)
+            keep_amounts = w.split_wallet_state(change)
+            keep_secrets, keep_rs, keep_paths = await w.generate_n_secrets(len(keep_amounts))
+            secrets = keep_secrets + send_secrets
+            await w._check_used_secrets(secrets)
+            outputs, rs = w._construct_outputs(
+                keep_amounts + send_amounts, secrets, [*keep_rs, *([None] * len(send_secrets))], w.keyset_id
+            )
+            inputs = w.sign_proofs_inplace_swap(inputs, outputs)
+            order = sorted(range(len(outputs)), key=lambda j: outputs[j].amount)  # as nutshell's split does
+            signed = await LedgerAPI.split(w, inputs, [outputs[j] for j in order])
+            promises: list[Any] = [None] * len(outputs)
+            for j, promise in zip(order, signed, strict=True):
+                promises[j] = promise
+            paths = keep_paths + ["custom"] * len(send_secrets)
+            new = await w._construct_proofs(promises, secrets, rs, paths)
+            await w.invalidate(inputs)
+            return new[len(keep_amounts) :]
+
+        async def op() -> list[list[dict]]:
+            await self._ensure_mint()
+            for attempt in (1, 2):
+                if self.balance() < total:
+                    raise PaymentError(
+                        PaymentErrorCode.INSUFFICIENT_FUNDS, f"balance {self.balance()} sats < {total} sats"
+                    )
+                try:
+                    send = await swap()
+                    break
+                except Exception as exc:
+                    err = _mint_error(exc, refund=False)
+                    if attempt == 2 or err is None or err.code != PaymentErrorCode.SPENT:
+                        raise
+                    held = {p.secret for p in self._w.proofs if not p.reserved}
+                    await self._reconcile()
+                    if held == {p.secret for p in self._w.proofs if not p.reserved}:
+                        raise
+            await self._w.set_reserved_for_send(send, reserved=True)
+            out: list[list[dict]] = [[] for _ in amounts]
+            for i, p in zip(owner, send, strict=True):
+                out[i].append(p.to_dict(include_dleq=True))
+            return out
+
+        result = await self._locked(op, refund=False)
+        log.info("wallet_sent_locked_many", payments=len(amounts), amount_sats=total, locktime_s=locktime_s)
+        return result
+
     async def redeem(self, proofs: list[dict]) -> int:
         """Swap proofs P2PK-locked to our key into this wallet. Returns the sats received.
 

@@ -1,12 +1,9 @@
-"""What the buyer and node screens share: the status line, the refresh tick, `/`, `?`, kill-switch plumbing."""
+"""What the buyer and node screens share: status line, refresh tick, `/`, `?`, kill-switch plumbing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
-
-from textual.binding import Binding
-from textual.screen import Screen
 
 from pylon.schemas import rpc
 from pylon.tui.link import LinkState
@@ -15,6 +12,8 @@ from pylon.tui.screens.help import HelpScreen
 from pylon.tui.screens.kill import send_control
 from pylon.tui.widgets.conn_bar import ConnBar
 from pylon.tui.widgets.filter_bar import FilterBar
+from textual.binding import Binding
+from textual.screen import Screen
 
 if TYPE_CHECKING:
     from pylon.tui.app import PylonApp
@@ -31,7 +30,7 @@ class MainScreen(Screen[None]):
     COMMON_BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("question_mark", "help", "Help"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("escape", "back", "Back / clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -57,6 +56,8 @@ class MainScreen(Screen[None]):
         self.link_changed(message.state)
 
     def link_changed(self, state: LinkState) -> None:
+        if not self.is_mounted:
+            return  # on_mount shows the link's state itself
         self.conn_bar.show(state)
         self.refresh_bindings()
         if state.connected:
@@ -80,7 +81,7 @@ class MainScreen(Screen[None]):
         if bar.value or bar.display:
             bar.action_clear_filter()
 
-    def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:
+    def on_filter_bar_updated(self, message: FilterBar.Updated) -> None:
         self.apply_filter(message.text)
         if message.done:
             self.focus_main()

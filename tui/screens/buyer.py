@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane, Tree
-
 from pylon.schemas import rpc
 from pylon.tui.model import BuyerModel, Changes, short
 from pylon.tui.screens.base import MainScreen
-from pylon.tui.screens.job import JobScreen
 from pylon.tui.screens.kill import ban_provider
-from pylon.tui.screens.provider import ProviderScreen
 from pylon.tui.widgets.conn_bar import ConnBar
 from pylon.tui.widgets.filter_bar import FilterBar
 from pylon.tui.widgets.jobs_table import JobsTable
@@ -19,6 +13,9 @@ from pylon.tui.widgets.log_pane import LogPane
 from pylon.tui.widgets.nodes_table import NodesTable
 from pylon.tui.widgets.runs_tree import RunsTree
 from pylon.tui.widgets.swarm_stats import SwarmStats
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 
 TABS = ("swarm", "nodes", "runs", "jobs", "log")
 AGE_REFRESH_TICKS = 4  # "last heartbeat 3s ago" ticks on even when nothing else changes
@@ -51,15 +48,21 @@ class BuyerScreen(MainScreen):
         "tab": "show a tab: 1 swarm, 2 nodes, 3 runs, 4 jobs, 5 log",
         "filter": "filter the nodes, runs, jobs or log in view",
         "help": "this help",
+        "back": "clear the filter",
         "app.quit": "quit (the daemon keeps running)",
     }
 
     def __init__(self) -> None:
         super().__init__()
         self._tick = 0
+        self._filters: dict[str, str] = {}
         # Changes wait here until their tab is shown: a hidden 2,000-row table costs nothing.
-        self._pending: dict[str, Changes] = {"nodes": Changes(all=True), "jobs": Changes(all=True),
-                                             "runs": Changes(all=True), "run_jobs": Changes(all=True)}
+        self._pending: dict[str, Changes] = {
+            "nodes": Changes(all=True),
+            "jobs": Changes(all=True),
+            "runs": Changes(all=True),
+            "run_jobs": Changes(all=True),
+        }
 
     @property
     def model(self) -> BuyerModel:
@@ -133,11 +136,23 @@ class BuyerScreen(MainScreen):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._sync_visible()
         self.refresh_bindings()
-        self.focus_main()
+        # Each tab keeps its own filter: show the one of the tab we came to.
+        bar = self.query_one(FilterBar)
+        text = self._filters.get(self.active_tab, "")
+        if bar.value != text:
+            with bar.prevent(Input.Changed):
+                bar.value = text
+        bar.display = bool(text) or bar.has_focus
+        if not bar.has_focus:
+            self.focus_main()
 
     def focus_main(self) -> None:
-        widget = {"nodes": "#nodes-table", "runs": "#runs-tree", "jobs": "#jobs-table", "log": "#log-pane"}.get(
-            self.active_tab)
+        widget = {
+            "nodes": "#nodes-table",
+            "runs": "#runs-tree",
+            "jobs": "#jobs-table",
+            "log": "#log-pane",
+        }.get(self.active_tab)
         if widget is not None:
             self.query_one(widget).focus()
 
@@ -145,8 +160,14 @@ class BuyerScreen(MainScreen):
         if tab in TABS:
             self.query_one(TabbedContent).active = tab
 
+    def action_filter(self) -> None:
+        if self.active_tab == "swarm":  # the overview has nothing to narrow: filter the nodes
+            self.query_one(TabbedContent).active = "nodes"
+        super().action_filter()
+
     def apply_filter(self, text: str) -> None:
         tab, m = self.active_tab, self.model
+        self._filters[tab] = text
         if tab == "nodes":
             self.query_one(NodesTable).set_filter(text, m.nodes)
         elif tab == "jobs":
@@ -155,25 +176,6 @@ class BuyerScreen(MainScreen):
             self.query_one(RunsTree).set_filter(text)
         elif tab == "log":
             self.query_one("#log-pane", LogPane).set_filter(text)
-        else:
-            self.query_one(TabbedContent).active = "nodes"
-            self.query_one(NodesTable).set_filter(text, m.nodes)
-
-    # --- drill down -----------------------------------------------------------------------------
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        key = event.row_key.value
-        if key is None:
-            return
-        if isinstance(event.data_table, NodesTable):
-            self.app.push_screen(ProviderScreen(key))
-        elif isinstance(event.data_table, JobsTable):
-            self.app.push_screen(JobScreen(key))
-
-    def on_tree_node_selected(self, event: Tree.NodeSelected[tuple[str, str]]) -> None:
-        data = event.node.data
-        if data is not None and data[0] == "job":
-            self.app.push_screen(JobScreen(data[1]))
 
     # --- kill switches --------------------------------------------------------------------------
 
@@ -211,26 +213,38 @@ class BuyerScreen(MainScreen):
             run = m.runs.get(ident, {})
             counts = m.run_counts(ident)
             open_jobs = sum(n for s, n in counts.items() if s not in ("completed", "failed", "cancelled"))
-            self.kill(rpc.CancelReq(run_id=ident),
-                      confirm=(f"Cancel run {short(ident, 12)}?",
-                               f"{run.get('repo') or ''}\n{open_jobs} outstanding subtasks will be cancelled; "
-                               "finished results are kept."),
-                      done=lambda r: f"run {short(ident, 12)}: {r.get('cancelled', 0)} jobs cancelled")
+            self.kill(
+                rpc.CancelReq(run_id=ident),
+                confirm=(
+                    f"Cancel run {short(ident, 12)}?",
+                    f"{run.get('repo') or ''}\n{open_jobs} outstanding subtasks will be cancelled; "
+                    "finished results are kept.",
+                ),
+                done=lambda r: f"run {short(ident, 12)}: {r.get('cancelled', 0)} jobs cancelled",
+            )
         else:
             job = m.jobs.get(ident, {})
-            self.kill(rpc.CancelReq(job_id=ident),
-                      confirm=(f"Cancel job {short(ident, 12)}?",
-                               f"{job.get('path') or ''} ({job.get('state', '?')} on "
-                               f"{m.node_name(job.get('provider_pubkey'))})\nIts result will not be accepted or paid."),
-                      done=lambda r: f"job {short(ident, 12)} cancelled")
+            self.kill(
+                rpc.CancelReq(job_id=ident),
+                confirm=(
+                    f"Cancel job {short(ident, 12)}?",
+                    f"{job.get('path') or ''} ({job.get('state', '?')} on "
+                    f"{m.node_name(job.get('provider_pubkey'))})\nIts result will not be accepted or paid.",
+                ),
+                done=lambda r: f"job {short(ident, 12)} cancelled",
+            )
 
     def action_stop_all(self) -> None:
         outstanding = (self.model.status or {}).get("outstanding", "?")
-        self.kill(rpc.StopAllReq(),
-                  confirm=("STOP EVERYTHING?",
-                           f"Cancels all {outstanding} outstanding jobs and stops paying.\n"
-                           "The buyer takes no new jobs until it is restarted."),
-                  done=lambda r: f"stopped: {r.get('cancelled', 0)} jobs cancelled, payments off")
+        self.kill(
+            rpc.StopAllReq(),
+            confirm=(
+                "STOP EVERYTHING?",
+                f"Cancels all {outstanding} outstanding jobs and stops paying.\n"
+                "The buyer takes no new jobs until it is restarted.",
+            ),
+            done=lambda r: f"stopped: {r.get('cancelled', 0)} jobs cancelled, payments off",
+        )
 
     def action_ban(self) -> None:
         pk = self.query_one(NodesTable).selected_key() if self.active_tab == "nodes" else None
@@ -238,4 +252,3 @@ class BuyerScreen(MainScreen):
             self.notify("select a provider in the Nodes tab first", severity="warning")
             return
         ban_provider(self, self.model, pk)
-

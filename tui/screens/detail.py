@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pylon.tui.fmt import clock_time
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
-
-from pylon.tui.fmt import clock_time
 
 TIME_FIELDS = {"received", "started", "finished", "submitted", "picked_up", "published", "paid"}
 
@@ -26,7 +25,9 @@ class DetailScreen(ModalScreen[None]):
         self.record = record
 
     def compose(self) -> ComposeResult:
-        table = Table(title=self.title_text, show_header=False, expand=True, title_style="bold", show_edge=False)
+        table = Table(
+            title=self.title_text, show_header=False, expand=True, title_style="bold", show_edge=False
+        )
         table.add_column(style="dim", justify="right", width=14)
         table.add_column()
         for key, value in self.record.items():

@@ -12,11 +12,9 @@ from textual.widgets import Static
 
 GENERAL = (
     ("enter", "drill down into the selected row"),
-    ("esc", "go back (or clear the filter)"),
-    ("/", "filter the table in view"),
     ("ctrl+p", "command palette: every action by name"),
     ("tab / shift+tab", "move between panes"),
-    ("q", "quit"),
+    ("↑ ↓ pgup pgdn", "move the cursor"),
 )
 
 
@@ -46,10 +44,11 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("action")
         table.add_column("now", width=14)
         read_only = bool(getattr(self.app, "read_only", False))
+        keys: dict[str, list[str]] = {}
         for b in self.under.BINDINGS:
-            if not isinstance(b, Binding) or not b.description:
-                continue
-            action = b.action.split("(")[0]
+            if isinstance(b, Binding) and b.description:
+                keys.setdefault(b.action.split("(")[0], []).append(key_label(b.key))
+        for action, labels in keys.items():
             allowed = self.under.check_action(action, ())
             if allowed:
                 now = Text("available", style="green")
@@ -57,8 +56,8 @@ class HelpScreen(ModalScreen[None]):
                 now = Text("read-only", style="yellow")
             else:
                 now = Text("not here", style="dim")
-            doc = getattr(self.under, "ACTION_HELP", {}).get(action, b.description)
-            table.add_row(key_label(b.key), doc, now)
+            doc = getattr(self.under, "ACTION_HELP", {}).get(action, action.replace("_", " "))
+            table.add_row(" ".join(labels), doc, now)
         table.add_section()
         for key, doc in GENERAL:
             table.add_row(key, doc, "")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pylon.schemas import rpc
+from pylon.tui.fmt import clock_time, sats, secs, state_text
+from pylon.tui.model import short
+from pylon.tui.screens.kill import send_control
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,10 +18,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from pylon.rpc.client import RpcError
-from pylon.schemas import rpc
-from pylon.tui.fmt import clock_time, sats, secs, state_text
-from pylon.tui.model import short
-from pylon.tui.screens.kill import send_control
 
 if TYPE_CHECKING:
     from pylon.tui.app import PylonApp
@@ -34,8 +34,10 @@ class JobScreen(Screen[None]):
         Binding("ctrl+k", "cancel_job", "Cancel job"),
         Binding("question_mark", "help", "Help"),
     ]
-    ACTION_HELP = {"cancel_job": "cancel this job if it is still outstanding (asks first)",
-                   "reload": "fetch the telemetry and the trail again"}
+    ACTION_HELP = {
+        "cancel_job": "cancel this job if it is still outstanding (asks first)",
+        "reload": "fetch the telemetry and the trail again",
+    }
 
     def __init__(self, job_id: str) -> None:
         super().__init__()
@@ -60,8 +62,14 @@ class JobScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#trail-table", DataTable)
-        for key, label, width in (("role", "role", 9), ("kind", "kind", 5), ("id", "event", 14),
-                                  ("author", "author", 14), ("at", "at", 9), ("valid", "valid", 9)):
+        for key, label, width in (
+            ("role", "role", 9),
+            ("kind", "kind", 5),
+            ("id", "event", 14),
+            ("author", "author", 14),
+            ("at", "at", 9),
+            ("valid", "valid", 9),
+        ):
             table.add_column(label, key=key, width=width)
         self.run_worker(self.load(), exclusive=True, group="job-load")
 
@@ -75,7 +83,9 @@ class JobScreen(Screen[None]):
         try:
             self.telemetry = await link.call(rpc.JobStatusReq(job_id=self.job_id))
         except RpcError as exc:
-            self.query_one("#job-telemetry", Static).update(Text(f"telemetry unavailable: {exc.message}", "red"))
+            self.query_one("#job-telemetry", Static).update(
+                Text(f"telemetry unavailable: {exc.message}", "red")
+            )
         else:
             self.show_telemetry()
         try:
@@ -124,29 +134,42 @@ class JobScreen(Screen[None]):
         table = self.query_one("#trail-table", DataTable)
         table.clear()
         if self.trail is None:
-            status.update(Text.assemble(("provenance trail unavailable: ", "bold yellow"),
-                                        (self.trail_error or "no answer", "yellow")))
+            status.update(
+                Text.assemble(
+                    ("provenance trail unavailable: ", "bold yellow"),
+                    (self.trail_error or "no answer", "yellow"),
+                )
+            )
             return
         chain = self.trail.get("chain") or []
         verified = bool(self.trail.get("verified"))
-        status.update(Text.assemble(
-            ("provenance trail  ", "bold"),
-            ("✔ verified: every link present and valid" if verified else "✖ not verified",
-             "bold green" if verified else "bold red"),
-        ))
+        status.update(
+            Text.assemble(
+                ("provenance trail  ", "bold"),
+                (
+                    "✔ verified: every link present and valid" if verified else "✖ not verified",
+                    "bold green" if verified else "bold red",
+                ),
+            )
+        )
         present = set()
         for i, link in enumerate(chain):
             present.add(link.get("role"))
             valid = bool(link.get("valid"))
             table.add_row(
-                link.get("role", "?"), str(link.get("kind", "")), short(link.get("id"), 12),
-                self.name_of(link.get("pubkey")), clock_time(link.get("created_at")),
+                link.get("role", "?"),
+                str(link.get("kind", "")),
+                short(link.get("id"), 12),
+                self.name_of(link.get("pubkey")),
+                clock_time(link.get("created_at")),
                 Text("✔ valid" if valid else "✖ INVALID", style="green" if valid else "bold red"),
                 key=f"{i}",
             )
         for role in ROLES:
             if role not in present:
-                table.add_row(role, "", "", "", "", Text("missing", style="dim yellow"), key=f"missing-{role}")
+                table.add_row(
+                    role, "", "", "", "", Text("missing", style="dim yellow"), key=f"missing-{role}"
+                )
 
     def action_reload(self) -> None:
         self.run_worker(self.load(), exclusive=True, group="job-load")
@@ -157,6 +180,10 @@ class JobScreen(Screen[None]):
         self.app.push_screen(HelpScreen(self))
 
     def action_cancel_job(self) -> None:
-        send_control(self, rpc.CancelReq(job_id=self.job_id),
-                     confirm=(f"Cancel job {short(self.job_id, 12)}?", "Its result will not be accepted or paid."),
-                     done=lambda r: f"job {short(self.job_id, 12)} cancelled", after=lambda r: self.load())
+        send_control(
+            self,
+            rpc.CancelReq(job_id=self.job_id),
+            confirm=(f"Cancel job {short(self.job_id, 12)}?", "Its result will not be accepted or paid."),
+            done=lambda r: f"job {short(self.job_id, 12)} cancelled",
+            after=lambda r: self.load(),
+        )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from textual.screen import Screen
-
-from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 from pylon.tui.model import BuyerModel
 from pylon.tui.screens.confirm import ConfirmScreen
+from textual.screen import Screen
+
+from pylon.rpc.client import RpcError
 
 if TYPE_CHECKING:
     from pylon.tui.app import PylonApp
@@ -66,6 +66,12 @@ def ban_provider(screen: Screen[Any], model: BuyerModel, pubkey: str) -> None:
             model.node_changes.keys.add(pubkey)
         return f"{name} {'banned' if banned else 'unbanned'}"
 
-    detail = f"{pubkey}\n" + ("The buyer assigns it no new jobs." if banned else "The buyer may assign it jobs again.")
-    send_control(screen, rpc.BanReq(pubkey=pubkey, banned=banned),
-                 confirm=(f"{'Ban' if banned else 'Unban'} provider {name}?", detail), done=note)
+    detail = f"{pubkey}\n" + (
+        "The buyer assigns it no new jobs." if banned else "The buyer may assign it jobs again."
+    )
+    send_control(
+        screen,
+        rpc.BanReq(pubkey=pubkey, banned=banned),
+        confirm=(f"{'Ban' if banned else 'Unban'} provider {name}?", detail),
+        done=note,
+    )

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static
-
 from pylon.schemas import rpc
 from pylon.tui.model import NodeModel, short
 from pylon.tui.screens.base import MainScreen
@@ -16,6 +11,10 @@ from pylon.tui.widgets.filter_bar import FilterBar
 from pylon.tui.widgets.log_pane import LogPane
 from pylon.tui.widgets.node_jobs_table import ActiveJobsTable, NodeJobsTable
 from pylon.tui.widgets.node_summary import Failures, NodeSummary
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Static
 
 
 class NodeScreen(MainScreen):
@@ -33,6 +32,7 @@ class NodeScreen(MainScreen):
         "abort": "abort the selected queued or running job (asks first)",
         "filter": "filter the node's jobs and log",
         "help": "this help",
+        "back": "clear the filter",
         "app.quit": "quit (the node keeps running)",
     }
 
@@ -131,8 +131,12 @@ class NodeScreen(MainScreen):
             self.notify("select a queued or running job first", severity="warning")
             return
         job = self.model.jobs[jid]
-        self.kill(rpc.AbortJobReq(job_id=jid),
-                  confirm=(f"Abort job {short(jid, 12)}?",
-                           f"{job.get('path')} ({job.get('state')}, from buyer {short(job.get('buyer'))})\n"
-                           "The buyer is told it was cancelled; the work done so far is lost."),
-                  done=lambda r: f"job {short(jid, 12)} aborted")
+        self.kill(
+            rpc.AbortJobReq(job_id=jid),
+            confirm=(
+                f"Abort job {short(jid, 12)}?",
+                f"{job.get('path')} ({job.get('state')}, from buyer {short(job.get('buyer'))})\n"
+                "The buyer is told it was cancelled; the work done so far is lost.",
+            ),
+            done=lambda r: f"job {short(jid, 12)} aborted",
+        )

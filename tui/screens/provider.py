@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
-
-from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 from pylon.tui.fmt import sats, secs, uptime
 from pylon.tui.model import Changes
 from pylon.tui.screens.kill import ban_provider
 from pylon.tui.widgets.jobs_table import JobsTable
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from pylon.rpc.client import RpcError
 
 if TYPE_CHECKING:
     from pylon.tui.app import PylonApp
@@ -84,7 +84,10 @@ class ProviderScreen(Screen[None]):
         for _ in range(6):
             grid.add_column()
         grid.add_row(
-            Text("online" if s.get("online") else "offline", style="bold green" if s.get("online") else "bold red"),
+            Text(
+                "online" if s.get("online") else "offline",
+                style="bold green" if s.get("online") else "bold red",
+            ),
             f"uptime {uptime(s.get('uptime_s'))}",
             Text(f"{s.get('completed', 0)} completed", style="green"),
             Text(f"{s.get('failed', 0)} failed", style="red" if s.get("failed") else ""),
@@ -93,20 +96,20 @@ class ProviderScreen(Screen[None]):
         )
         reasons = s.get("failure_reasons") or {}
         if reasons:
-            grid.add_row(Text("failures: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())), "red"),
-                         "", "", "", "", "")
+            grid.add_row(
+                Text("failures: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())), "red"),
+                "",
+                "",
+                "",
+                "",
+                "",
+            )
         self.query_one("#provider-stats", Static).update(grid)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.KILL_ACTIONS and self.papp.read_only:
             return False
         return True
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        from pylon.tui.screens.job import JobScreen
-
-        if event.row_key.value:
-            self.app.push_screen(JobScreen(event.row_key.value))
 
     def action_ban(self) -> None:
         ban_provider(self, self.papp.buyer_model, self.pubkey)

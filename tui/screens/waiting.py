@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pylon.tui.messages import LinkChanged
+from pylon.tui.widgets.conn_bar import ConnBar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
-
-from pylon.tui.messages import LinkChanged
-from pylon.tui.widgets.conn_bar import ConnBar
 
 if TYPE_CHECKING:
     from pylon.tui.app import PylonApp

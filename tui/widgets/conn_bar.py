@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rich.text import Text
-from textual.widgets import Static
-
 from pylon.tui.fmt import clock_time
 from pylon.tui.link import LinkState
 from pylon.tui.model import short
+from rich.text import Text
+from textual.widgets import Static
 
 
 class ConnBar(Static):
@@ -35,8 +34,15 @@ class ConnBar(Static):
     def render_text(self) -> Text:
         st = self.state
         t = Text()
-        if st is None:
-            t.append("connecting…")
+        # The badges first: a long reason must not push them off the line.
+        if self.read_only:
+            t.append(" READ-ONLY ", style="bold reverse yellow")
+            t.append(" ")
+        if self.extra:
+            t.append(f" {self.extra} ", style="bold reverse red")
+            t.append(" ")
+        if st is None or (not st.connected and not st.ever_connected and not st.attempts):
+            t.append(f"… connecting to {st.label if st else 'the daemon'}", style="dim")
         elif st.connected:
             t.append("● connected ", style="bold green")
             t.append(f"to {st.daemon} ")
@@ -46,19 +52,12 @@ class ConnBar(Static):
             t.append("✖ ", style="bold")
             who = f"{st.daemon} daemon" if st.daemon else "daemon"
             if st.ever_connected:
-                t.append(f"{who} went away: ", style="bold")
+                t.append(f"{who} went away", style="bold")
+                t.append(f" (showing the picture from {clock_time(st.lost_at or st.since)})")
             else:
-                t.append(f"{who} not reachable: ", style="bold")
-            t.append(st.reason)
+                t.append(f"{who} not reachable", style="bold")
             if st.retry_in is not None:
-                tries = f", attempt {st.attempts}" if st.attempts else ""
-                t.append(f"  — reconnecting (every ≤{st.retry_in:g}s{tries})")
-            if st.ever_connected:
-                t.append(f"  · showing the last picture, from {clock_time(st.since)}")
-        if self.extra:
-            t.append("  ")
-            t.append(self.extra, style="bold reverse red")
-        if self.read_only:
-            t.append("  ")
-            t.append(" READ-ONLY ", style="bold reverse yellow")
+                tries = f", {st.attempts} tried" if st.attempts else ""
+                t.append(f" — reconnecting: next try in {st.retry_in:g}s{tries}")
+            t.append(f" · {st.reason}", style="italic")
         return t

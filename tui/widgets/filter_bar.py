@@ -12,7 +12,7 @@ from textual.widgets import Input
 class FilterBar(Input):
     BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=True)]
 
-    class Changed(Message):
+    class Updated(Message):
         def __init__(self, text: str, done: bool = False) -> None:
             super().__init__()
             self.text = text
@@ -27,14 +27,14 @@ class FilterBar(Input):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.post_message(self.Changed(event.value))
+        self.post_message(self.Updated(event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.display = bool(self.value)
-        self.post_message(self.Changed(self.value, done=True))
+        self.post_message(self.Updated(self.value, done=True))
 
     def action_clear_filter(self) -> None:
         self.value = ""
         self.display = False
-        self.post_message(self.Changed("", done=True))
+        self.post_message(self.Updated("", done=True))

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pylon.tui.model import Changes
 from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
-
-from pylon.tui.model import Changes
 
 Cells = tuple[str | Text, ...]
 
@@ -51,8 +50,12 @@ class LiveTable(DataTable[str | Text]):
 
     # --- syncing -------------------------------------------------------------------------------
 
-    def sync(self, items: Mapping[str, Mapping[str, Any]], changes: Changes,
-             order: Callable[[], Iterable[str]] | None = None) -> None:
+    def sync(
+        self,
+        items: Mapping[str, Mapping[str, Any]],
+        changes: Changes,
+        order: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
         """Bring the table in line with `items` given what changed; `order` lists keys for a rebuild."""
         if changes.all:
             self.rebuild(items, order() if order else items.keys())
@@ -105,8 +108,12 @@ class LiveTable(DataTable[str | Text]):
         if selected is not None and selected in self._shown:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
-    def set_filter(self, text: str, items: Mapping[str, Mapping[str, Any]],
-                   order: Callable[[], Iterable[str]] | None = None) -> None:
+    def set_filter(
+        self,
+        text: str,
+        items: Mapping[str, Mapping[str, Any]],
+        order: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
         self.filter_text = text.strip().lower()
         self.rebuild(items, order() if order else items.keys())
 

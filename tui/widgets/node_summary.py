@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pylon.tui.fmt import STATE_STYLE, sats, uptime
+from pylon.tui.model import NodeModel
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
-
-from pylon.tui.fmt import STATE_STYLE, sats, uptime
-from pylon.tui.model import NodeModel
 
 
 class NodeSummary(Static):
@@ -26,10 +25,19 @@ class NodeSummary(Static):
         grid.add_row("node", Text.assemble((st.get("name", ""), "bold"), f"  {st.get('pubkey', '')}"))
         models = ", ".join(st.get("models") or []) or "none"
         grid.add_row("executor", f"{st.get('executor')}   models: {models}")
-        grid.add_row("slots", f"{st.get('running', 0)} running / {st.get('max_concurrency', 1)} max, "
-                              f"{st.get('queued', 0)} queued")
-        grid.add_row("jobs", Text.assemble((f"{st.get('completed', 0)} completed", "green"), "  ",
-                                           (f"{st.get('failed', 0)} failed", "red" if st.get("failed") else "")))
+        grid.add_row(
+            "slots",
+            f"{st.get('running', 0)} running / {st.get('max_concurrency', 1)} max, "
+            f"{st.get('queued', 0)} queued",
+        )
+        grid.add_row(
+            "jobs",
+            Text.assemble(
+                (f"{st.get('completed', 0)} completed", "green"),
+                "  ",
+                (f"{st.get('failed', 0)} failed", "red" if st.get("failed") else ""),
+            ),
+        )
         grid.add_row("uptime", uptime(st.get("uptime_s")))
         earned = Text(sats(st.get("earned_msats")), style="bold")
         if m.wallet is not None:

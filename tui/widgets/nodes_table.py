@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rich.text import Text
-
 from pylon.tui.fmt import age, state_text
+from pylon.tui.messages import OpenProvider
 from pylon.tui.model import short
 from pylon.tui.widgets.live_table import Cells, LiveTable
+from rich.text import Text
+from textual.widgets import DataTable
 
 
 def node_state(node: Mapping[str, Any]) -> str:
@@ -58,3 +59,8 @@ class NodesTable(LiveTable):
 
     def search_text(self, item: Mapping[str, Any], cells: Cells) -> str:
         return f"{super().search_text(item, cells)} {item['pubkey']}"
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.post_message(OpenProvider(event.row_key.value))

@@ -11,12 +11,12 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
+from pylon.tui.fmt import STATE_MARK, STATE_STYLE, secs
+from pylon.tui.messages import OpenJob
+from pylon.tui.model import BuyerModel, Changes, short
 from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
-
-from pylon.tui.fmt import STATE_MARK, STATE_STYLE, secs
-from pylon.tui.model import BuyerModel, Changes, short
 
 RUN_STATE_ORDER = ("completed", "failed", "cancelled", "processing", "assigned", "submitted")
 
@@ -127,7 +127,9 @@ class RunsTree(Tree[Data]):
             del self._dirs[key]
         run_node.remove_children()
         self._populated.add(rid)
-        for jid in sorted(self.model.run_jobs.get(rid, ()), key=lambda j: self.model.jobs[j].get("path") or ""):
+        for jid in sorted(
+            self.model.run_jobs.get(rid, ()), key=lambda j: self.model.jobs[j].get("path") or ""
+        ):
             job = self.model.jobs[jid]
             if self._matches(job):
                 self._add_leaf(rid, job)
@@ -141,7 +143,9 @@ class RunsTree(Tree[Data]):
         self._leaves[job["job_id"]] = parent.add_leaf(self.job_label(job), data=("job", job["job_id"]))
 
     def _new_dir(self, key: tuple[str, str]) -> TreeNode[Data]:
-        node = self._runs[key[0]].add(Text(key[1] + "/", style="bold blue"), data=("dir", key[0]), expand=True)
+        node = self._runs[key[0]].add(
+            Text(key[1] + "/", style="bold blue"), data=("dir", key[0]), expand=True
+        )
         self._dirs[key] = node
         return node
 
@@ -161,6 +165,12 @@ class RunsTree(Tree[Data]):
         self.filter_text = text.strip().lower()
         for rid in list(self._populated):
             self._populate(rid, force=True)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[Data]) -> None:
+        data = event.node.data
+        if data is not None and data[0] == "job":
+            event.stop()
+            self.post_message(OpenJob(data[1]))
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Data]) -> None:
         data = event.node.data

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pylon.tui.fmt import pct, secs
+from pylon.tui.model import RATE_BUCKET_S, RATE_BUCKETS, BuyerModel, short
+from pylon.tui.widgets.log_pane import LogPane
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Sparkline, Static
-
-from pylon.tui.fmt import pct, secs
-from pylon.tui.model import RATE_BUCKET_S, RATE_BUCKETS, BuyerModel, short
-from pylon.tui.widgets.log_pane import LogPane
 
 
 class Figures(Static):
@@ -37,8 +36,11 @@ class Figures(Static):
             fig("online nodes", f"{online} / {known}", "bold green" if online else "bold red"),
             fig("outstanding", str(st.get("outstanding", "-")), "bold cyan"),
             fig("completed", str(stats.get("jobs_completed", st.get("completed", "-"))), "bold green"),
-            fig("failed", str(stats.get("jobs_failed", st.get("failed", "-"))),
-                "bold red" if stats.get("jobs_failed", st.get("failed")) else "bold"),
+            fig(
+                "failed",
+                str(stats.get("jobs_failed", st.get("failed", "-"))),
+                "bold red" if stats.get("jobs_failed", st.get("failed")) else "bold",
+            ),
         )
         grid.add_row(Text(""), Text(""), Text(""), Text(""))
         grid.add_row(
@@ -101,10 +103,19 @@ class RunsSummary(Static):
             files = int(r.get("files") or 0)
             done = int(r.get("completed") or 0) + int(r.get("failed") or 0)
             finished = r.get("finished") is not None
-            bar = ProgressBar(total=max(files, 1), completed=done, width=None,
-                              complete_style="green" if finished else "cyan")
-            table.add_row(short(r["run_id"], 12), r.get("repo") or "", bar, f"{done}/{files}",
-                          Text(str(r.get("failed") or 0), style="red" if r.get("failed") else "dim"))
+            bar = ProgressBar(
+                total=max(files, 1),
+                completed=done,
+                width=None,
+                complete_style="green" if finished else "cyan",
+            )
+            table.add_row(
+                short(r["run_id"], 12),
+                r.get("repo") or "",
+                bar,
+                f"{done}/{files}",
+                Text(str(r.get("failed") or 0), style="red" if r.get("failed") else "dim"),
+            )
         if not runs:
             table.add_row(Text("no runs yet: pylon map REPO", style="dim"), "", "", "", "")
         self.update(table)

@@ -1,0 +1,382 @@
+"""Benchmark of the repo-map workload (issue 3's figures).
+
+    .venv/bin/python bench/repomap.py [--files 120] [--nodes 20] [--repeat 3]
+                                      [--sim-files 200] [--concurrency 1,2,4] [--delay 1]
+                                      [--only swarm,local,demo,sim] [--keep]
+
+Figures, each printed as one JSON line, then a table:
+
+1. `swarm`: a ~120-file repository (the test corpus's real code in seven languages plus
+   Pylon's own source, committed to a fresh git repo) mapped by 20 deterministic nodes, once
+   the stack is up: `pylon map --json`'s wall_s (best and median of --repeat runs; target
+   ≤ 10 s), and the CLI's wall around it.
+2. `local`: the same repository mapped in this one process without the swarm
+   (`pylon.repomap.local.map_locally` with the deterministic extractor), and the ratio.
+3. `demo`: the whole `pylon demo --nodes 20 --repo REPO --json` (relay, mint, buyer, 20
+   nodes up, map, scoreboard, tear down) as a user runs it; target ≤ 45 s.
+4. `sim`: parallel efficiency with a simulated model latency: 200 files, 20 nodes running
+   `--executor ollama --concurrency C` (C = 1, 2, 4 by default) against ONE fake Ollama process
+   (tests/ollama_fake.py) that answers every chat after --delay seconds, with no limit on
+   parallel chats.
+   ideal = files × delay / (nodes × C); efficiency = ideal / the map's wall (target ≥ 0.8).
+   With a model node in the swarm the map also runs the LLM reduce step (one more chat, one
+   more delay), so the efficiency of the fan-out alone (first request → last file result) is
+   printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pylon.schemas import rpc  # noqa: E402
+
+from pylon.cli.launcher import LocalMarket, pylon_argv  # noqa: E402
+from pylon.executors.deterministic import extract_file  # noqa: E402
+from pylon.executors.languages import detect_language  # noqa: E402
+from pylon.logs import configure_logging  # noqa: E402
+from pylon.repomap.local import map_locally  # noqa: E402
+from pylon.repomap.snapshot import take_snapshot  # noqa: E402
+from pylon.rpc.client import RpcClient  # noqa: E402
+
+CORPUS = ROOT / "tests" / "fixtures" / "corpus"
+PROJECT_DIRS = ("pylon", "daemon", "schemas", "tui", "tests", "bench")
+FAKE_OLLAMA = ROOT / "tests" / "ollama_fake.py"
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def emit(doc: dict[str, Any]) -> None:
+    print(json.dumps(doc), flush=True)
+
+
+# --- the repository ------------------------------------------------------------------------
+
+
+def _code_files() -> list[tuple[Path, str]]:
+    """(source, repo path) of real, non-empty code: the corpus first, then Pylon's tracked source."""
+    out: list[tuple[Path, str]] = []
+    for p in sorted(CORPUS.rglob("*")):
+        if p.is_file() and detect_language(p.name) and p.stat().st_size > 0:
+            out.append((p, "corpus/" + p.relative_to(CORPUS).as_posix()))
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", *PROJECT_DIRS], cwd=ROOT, capture_output=True, check=True
+    )
+    for rel in sorted(r for r in listed.stdout.decode().split("\0") if r):
+        p = ROOT / rel
+        if "fixtures" in rel or not p.is_file() or p.stat().st_size == 0 or not detect_language(p.name):
+            continue
+        out.append((p, "pylon/" + rel))
+    return out
+
+
+def build_repo(dest: Path, files: int) -> Path:
+    """A committed git repository of exactly `files` mappable files."""
+    pool = _code_files()
+    if len(pool) < files:
+        raise SystemExit(f"only {len(pool)} source files available; ask for fewer")
+    for src, rel in pool[:files]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / rel)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "bench repo"], cwd=dest, check=True)
+    snap = take_snapshot(dest)
+    if len(snap.files) != files:
+        raise SystemExit(f"the bench repo maps {len(snap.files)} files, not {files} (skipped {snap.skipped})")
+    return dest
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+def cli_map(market: LocalMarket, repo: Path, out: Path) -> tuple[dict[str, Any], float]:
+    t0 = time.perf_counter()
+    res = market.cli("map", str(repo), "--out", str(out), "--json", timeout=600)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"pylon map failed: {res.stderr.strip()}")
+    return json.loads(res.stdout), wall
+
+
+def swarm(repo: Path, work: Path, nodes: int, repeat: int) -> dict[str, Any]:
+    market = LocalMarket(home=work / "home-swarm", nodes=nodes, heartbeat_s=1.0)
+    t0 = time.perf_counter()
+    try:
+        market.start(timeout=180)
+        up_s = time.perf_counter() - t0
+        runs = [cli_map(market, repo, work / f"out-swarm-{i}") for i in range(repeat)]
+    finally:
+        market.stop()
+    walls = [s["wall_s"] for s, _ in runs]
+    last = runs[-1][0]
+    return {
+        "figure": "swarm",
+        "files": last["files"],
+        "nodes": nodes,
+        "completed": last["completed"],
+        "failed": last["failed"],
+        "providers": last["providers"],
+        "up_s": round(up_s, 2),
+        "map_wall_s_best": min(walls),
+        "map_wall_s_median": statistics.median(walls),
+        "map_wall_s_runs": walls,
+        "cli_wall_s_median": round(statistics.median(w for _, w in runs), 3),
+        "target_s": 10.0,
+        "ok": min(walls) <= 10.0 and all(s["failed"] == 0 for s, _ in runs),
+    }
+
+
+def local(repo: Path, work: Path, repeat: int) -> dict[str, Any]:
+    walls = []
+    summary: dict[str, Any] = {}
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        summary = map_locally(repo, work / f"out-local-{i}", extract_file)
+        walls.append(round(time.perf_counter() - t0, 3))
+    return {
+        "figure": "local",
+        "files": summary["files"],
+        "completed": summary["completed"],
+        "failed": summary["failed"],
+        "wall_s_best": min(walls),
+        "wall_s_median": statistics.median(walls),
+        "wall_s_runs": walls,
+    }
+
+
+def demo(repo: Path, work: Path, nodes: int) -> dict[str, Any]:
+    cwd = work / "demo-cwd"
+    cwd.mkdir()
+    env = {**os.environ, "PYLON_HOME": str(work / "home-demo"), "PYLON_LOG_LEVEL": "warning"}
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        pylon_argv("demo", "--nodes", str(nodes), "--repo", str(repo), "--json"),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"pylon demo failed: {res.stderr.strip()[-2000:]}")
+    doc = json.loads(res.stdout)
+    run = doc["runs"][-1]
+    return {
+        "figure": "demo",
+        "nodes": nodes,
+        "files": run["files"],
+        "completed": run["completed"],
+        "providers": doc["scoreboard"]["providers"],
+        "wall_s": round(wall, 2),
+        "demo_total_s": doc["total_s"],
+        "up_s": doc["up_s"],
+        "map_wall_s": run["wall_s"],
+        "target_s": 45.0,
+        "ok": wall <= 45.0,
+    }
+
+
+def start_fake_ollama(delay: float, log_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    err = open(log_dir / "fake-ollama.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE_OLLAMA), "--port", "0", "--delay", str(delay)],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        start_new_session=True,
+    )
+    err.close()
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise RuntimeError(f"the fake Ollama did not start (printed {url!r})")
+    return proc, url
+
+
+async def run_jobs(sock: Path, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Telemetry of the run's jobs, and of the reduce step's job (path overview.md, no run)."""
+    client = await RpcClient.connect(sock, client="bench")
+    try:
+        listing = (await client.call(rpc.JobListReq(limit=100_000), timeout=60))["jobs"]
+        mine = [j["job_id"] for j in listing if j["run_id"] == run_id]
+        reduce = [j["job_id"] for j in listing if j["path"] == "overview.md" and not j["run_id"]]
+        tele = [await client.call(rpc.JobStatusReq(job_id=i), timeout=30) for i in mine]
+        red = [await client.call(rpc.JobStatusReq(job_id=i), timeout=30) for i in reduce]
+        return tele, red
+    finally:
+        await client.aclose()
+
+
+def sim(work: Path, repo: Path, nodes: int, concurrency: int, delay: float) -> dict[str, Any]:
+    fake, url = start_fake_ollama(delay, work)
+    market = LocalMarket(
+        home=work / f"home-sim-{concurrency}",
+        nodes=nodes,
+        heartbeat_s=1.0,
+        node_args=["--executor", "ollama", "--ollama-host", url, "--concurrency", str(concurrency)],
+    )
+    try:
+        market.start(timeout=180)
+        summary, _ = cli_map(market, repo, work / f"out-sim-{concurrency}")
+        tele, red = anyio.run(run_jobs, market.socket_of("buyer"), summary["run_id"])
+    finally:
+        market.stop()
+        fake.terminate()
+        fake.wait(timeout=10)
+    ideal = summary["files"] * delay / (nodes * concurrency)
+    done = [t for t in tele if t["state"] == "completed"]
+    first = min(t["submitted"] for t in tele)
+    last = max(t["received"] for t in done)
+    fan_out = last - first
+    reduce_s = red[-1]["end_to_end"] if red and red[-1].get("end_to_end") is not None else None
+    exec_times = [t["exec_time"] for t in done if t.get("exec_time") is not None]
+    return {
+        "figure": "sim",
+        "files": summary["files"],
+        "completed": summary["completed"],
+        "failed": summary["failed"],
+        "providers": summary["providers"],
+        "nodes": nodes,
+        "concurrency": concurrency,
+        "delay_s": delay,
+        "ideal_s": round(ideal, 3),
+        "map_wall_s": summary["wall_s"],
+        "efficiency": round(ideal / summary["wall_s"], 3),
+        # The reduce step is one more model call after the fan-out: the ideal of a map with it.
+        "efficiency_with_reduce": round((ideal + delay) / summary["wall_s"], 3),
+        "fan_out_s": round(fan_out, 3),
+        "fan_out_efficiency": round(ideal / fan_out, 3),
+        "reduce_step_s": reduce_s,
+        "exec_p50_s": statistics.median(exec_times) if exec_times else None,
+        "target": 0.8,
+        "ok": ideal / summary["wall_s"] >= 0.8,
+    }
+
+
+def table(figs: dict[str, dict[str, Any]]) -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    if s := figs.get("swarm"):
+        rows.append(
+            (
+                f"map {s['files']} files, {s['nodes']} nodes (stack up)",
+                f"{s['map_wall_s_best']:.2f} s best, {s['map_wall_s_median']:.2f} s median",
+                "≤ 10 s",
+                "yes" if s["ok"] else "no",
+            )
+        )
+    if (lo := figs.get("local")) and s:
+        rows.append(
+            (f"map {lo['files']} files in one process", f"{lo['wall_s_median']:.2f} s median", "-", "-")
+        )
+        rows.append(
+            (
+                "swarm vs one process (local / swarm)",
+                f"{lo['wall_s_median'] / s['map_wall_s_median']:.2f}x",
+                "-",
+                "-",
+            )
+        )
+    if d := figs.get("demo"):
+        rows.append(
+            (
+                f"pylon demo --nodes {d['nodes']} (whole)",
+                f"{d['wall_s']:.1f} s (up {d['up_s']:.1f} s)",
+                "≤ 45 s",
+                "yes" if d["ok"] else "no",
+            )
+        )
+    for m in (f for k, f in figs.items() if k.startswith("sim")):
+        rows.append(
+            (
+                f"efficiency, {m['files']} files × {m['delay_s']:g} s, {m['nodes']}×{m['concurrency']} slots",
+                f"{m['efficiency']:.2f} (map {m['map_wall_s']:.2f} s vs ideal {m['ideal_s']:.2f} s)",
+                "≥ 0.8",
+                "yes" if m["ok"] else "no",
+            )
+        )
+        rows.append(
+            (
+                "  vs ideal + one reduce call; fan-out alone",
+                f"{m['efficiency_with_reduce']:.2f}; {m['fan_out_efficiency']:.2f} ({m['fan_out_s']:.2f} s)",
+                "-",
+                "-",
+            )
+        )
+    w = max(len(r[0]) for r in rows) if rows else 10
+    v = max(len(r[1]) for r in rows) if rows else 10
+    print(f"\n{'figure':<{w}}  {'value':<{v}}  {'target':<7}  ok")
+    for r in rows:
+        print(f"{r[0]:<{w}}  {r[1]:<{v}}  {r[2]:<7}  {r[3]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=120)
+    ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sim-files", type=int, default=200)
+    ap.add_argument("--concurrency", default="1,2,4", help="slots per node in the simulated-latency runs")
+    ap.add_argument("--delay", type=float, default=1.0, help="simulated model latency per file (s)")
+    ap.add_argument("--only", default="swarm,local,demo,sim", help="which figures (comma-separated)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    only = {f.strip() for f in args.only.split(",") if f.strip()}
+
+    configure_logging()
+    work = Path(tempfile.mkdtemp(prefix="pylon-bench-repomap-"))
+    figs: dict[str, dict[str, Any]] = {}
+    try:
+        repo = build_repo(work / "repo", args.files)
+        log(f"repo of {args.files} files at {repo}; {args.nodes} nodes; {os.cpu_count()} CPUs")
+        steps: dict[str, Callable[[], dict[str, Any]]] = {
+            "swarm": lambda: swarm(repo, work, args.nodes, args.repeat),
+            "local": lambda: local(repo, work, args.repeat),
+            "demo": lambda: demo(repo, work, args.nodes),
+        }
+        if "sim" in only:
+            sim_repo = build_repo(work / "repo-sim", args.sim_files)
+            for c in (int(x) for x in args.concurrency.split(",") if x):
+                steps[f"sim-c{c}"] = functools.partial(sim, work, sim_repo, args.nodes, c, args.delay)
+        for name, step in steps.items():
+            if name.split("-")[0] not in only:
+                continue
+            # The machine may be shared: say how busy it was when the figure was taken.
+            load_before = os.getloadavg()[0]
+            figs[name] = step() | {"loadavg_1m_before": round(load_before, 2), "cpus": os.cpu_count()}
+            if name == "local" and "swarm" in figs:
+                speedup = figs[name]["wall_s_median"] / figs["swarm"]["map_wall_s_median"]
+                figs[name]["swarm_speedup"] = round(speedup, 2)
+            emit(figs[name])
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    table(figs)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYLON_LOG_LEVEL", "warning")
+    main()

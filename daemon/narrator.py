@@ -1,0 +1,135 @@
+"""The LLM reduce step of a repo map: a node with a model writes the overview's narrative.
+
+The map's facts (the deterministic overview: languages, layout, central files, entry points)
+go to one live node that announced the `ollama` executor with a model, as a 5931 job with
+tasks = ["reduce"]; the result's `summary` is the narrative. With no such node in the swarm
+there is nothing to wait for: the narrator answers None at once and the overview stands on
+its facts alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+from pylon.schemas.events import REDUCE_TASK, FileResult
+from pylon.schemas.repomap import Snapshot
+from pylon.schemas.telemetry import JobState
+
+from pylon.logs import get_logger
+from pylon.repomap.aggregate import build_repo_map, find_entry_points, render_overview
+from pylon.repomap.graph import build_graph
+
+if TYPE_CHECKING:
+    from pylon.daemon.buyer import BuyerDaemon
+
+log = get_logger("pylon.narrator")
+
+MODEL_EXECUTOR = "ollama"
+# What a small model's context takes (the Ollama executor cuts its prompt at the same size).
+MAX_FACTS_CHARS = 24_000
+# A 1.5B model writes a few paragraphs in well under a minute on a laptop; past this the map
+# is written without a narrative rather than held up.
+REDUCE_TIMEOUT_S = 180.0
+
+Results = Mapping[str, tuple[FileResult, str, str]]
+
+
+def facts_markdown(
+    results: Results, *, snapshot: Snapshot, run_id: str, failed: Mapping[str, str] | None = None
+) -> str:
+    """The deterministic overview.md of the map, without a narrative: what the model writes from."""
+    failed = dict(failed or {})
+    graph = build_graph({p: r for p, (r, _, _) in results.items()}, paths=failed)
+    repo_map = build_repo_map(run_id=run_id, snapshot=snapshot, results=results, failed=failed, graph=graph)
+    text = render_overview(
+        repo_map, entry_points=find_entry_points(repo_map, Path(snapshot.root)), narrative=None
+    )
+    if len(text) > MAX_FACTS_CHARS:
+        cut = text.rfind("\n", 0, MAX_FACTS_CHARS)
+        text = text[: cut if cut > 0 else MAX_FACTS_CHARS] + "\n\n(facts truncated)\n"
+    return text
+
+
+class Narrator:
+    """`buyer.narrator`: awaited by the map coordinator with a run's accepted results."""
+
+    def __init__(self, buyer: BuyerDaemon, *, timeout_s: float = REDUCE_TIMEOUT_S) -> None:
+        self.buyer = buyer
+        self.timeout_s = timeout_s
+
+    def model_node(self) -> str | None:
+        """The least-loaded live node that announced a model executor with a model, or None."""
+        now = time.time()
+        registry = self.buyer.registry
+        best: tuple[float, str] | None = None
+        for e in registry.nodes.values():
+            ann = e.announce
+            if (
+                ann is None
+                or MODEL_EXECUTOR not in ann.executors
+                or not ann.models
+                or not registry.usable(e, now)
+            ):
+                continue
+            load = e.assigned_now / e.capacity()
+            if best is None or load < best[0]:
+                best = (load, e.pubkey)
+        return best[1] if best else None
+
+    def _has_model(self, pubkey: str | None) -> bool:
+        e = self.buyer.registry.nodes.get(pubkey or "")
+        return bool(e and e.announce and MODEL_EXECUTOR in e.announce.executors and e.announce.models)
+
+    async def __call__(
+        self, results: Results, *, snapshot: Snapshot, run_id: str, failed: Mapping[str, str] | None = None
+    ) -> str | None:
+        node = self.model_node()
+        if node is None or not results:
+            return None
+        facts = await anyio.to_thread.run_sync(
+            lambda: facts_markdown(results, snapshot=snapshot, run_id=run_id, failed=failed)
+        )
+        t0 = time.perf_counter()
+        job = await self.buyer.submit(
+            "overview.md", facts, language="markdown", node=node, tasks=(REDUCE_TASK,)
+        )
+        job_id = job.tele.job_id
+        with anyio.move_on_after(self.timeout_s):
+            await job.done.wait()
+        if not job.done.is_set():
+            self.buyer.cancel(job_id, None)
+            log.warning("narrative_timeout", run_id=run_id, job_id=job_id, timeout_s=self.timeout_s)
+            return None
+        if job.tele.state != JobState.COMPLETED:
+            log.warning(
+                "narrative_failed",
+                run_id=run_id,
+                job_id=job_id,
+                error=job.tele.error.value if job.tele.error else job.tele.state.value,
+            )
+            return None
+        # A re-issued attempt keeps the reduce task, so only a model node can answer it; the
+        # check still guards the overview against a result that is not a model's prose.
+        if not self._has_model(job.tele.provider_pubkey):
+            log.warning("narrative_from_node_without_model", run_id=run_id, job_id=job_id)
+            return None
+        result = await self.buyer.job_result(job_id)
+        narrative = result.summary.strip()
+        log.info(
+            "narrative_written",
+            run_id=run_id,
+            job_id=job_id,
+            node=(job.tele.provider_pubkey or "")[:12],
+            model=result.model,
+            chars=len(narrative),
+            wall_s=round(time.perf_counter() - t0, 3),
+        )
+        return narrative or None
+
+
+def attach_narrator(buyer: BuyerDaemon) -> None:
+    buyer.narrator = Narrator(buyer)
