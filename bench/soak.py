@@ -40,11 +40,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pylon.schemas import kinds, rpc  # noqa: E402
+
 from pylon.cli.launcher import LocalMarket  # noqa: E402
 from pylon.nostr.filters import Filter  # noqa: E402
 from pylon.nostr.relay_client import RelayPool  # noqa: E402
 from pylon.rpc.client import RpcClient, RpcError  # noqa: E402
-from pylon.schemas import kinds, rpc  # noqa: E402
 
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -116,9 +117,14 @@ async def submit_wave(sock: Path, start: int, n: int, concurrency: int = 16) -> 
         async with sem:
             for attempt in range(3):
                 try:
-                    res = await client.call(rpc.SubmitReq(path=f"soak/f{i}.py", language="python",
-                                                          text=f"class C{i}:\n    def run(self):\n        return {i}\n"),
-                                            timeout=60)
+                    res = await client.call(
+                        rpc.SubmitReq(
+                            path=f"soak/f{i}.py",
+                            language="python",
+                            text=f"class C{i}:\n    def run(self):\n        return {i}\n",
+                        ),
+                        timeout=60,
+                    )
                     ids.append(res["job_id"])
                     return
                 except RpcError:
@@ -161,7 +167,13 @@ def wait_terminal(m: LocalMarket, ids: set[str], timeout: float) -> dict[str, di
     return states
 
 
-def nutzaps_per_job(m: LocalMarket, to_job: dict[str, str]) -> Counter[str]:
+def nutzaps_per_job(m: LocalMarket, to_job: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
+    """(nutzap events per job, distinct sets of proofs per job).
+
+    A nutzap the relay did not acknowledge in time is published again with the same proofs (the
+    payer never mints twice for a job): that is a second event, not a second payment. Paying
+    twice means two different sets of proofs for one job."""
+
     async def go() -> list[Any]:
         pool = RelayPool([m.relay_url])
         async with anyio.create_task_group() as tg:
@@ -170,12 +182,20 @@ def nutzaps_per_job(m: LocalMarket, to_job: dict[str, str]) -> Counter[str]:
             tg.cancel_scope.cancel()
         return evs
 
-    per: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    proof_sets: dict[str, set[frozenset[str]]] = {}
     for ev in anyio.run(go):
-        for t in ev.tags:
-            if len(t) >= 4 and t[0] == "e" and t[3] == "job":
-                per[to_job.get(t[1], t[1])] += 1
-    return per
+        job = next(
+            (to_job.get(t[1], t[1]) for t in ev.tags if len(t) >= 4 and t[0] == "e" and t[3] == "job"), None
+        )
+        if job is None:
+            continue
+        events[job] += 1
+        secrets = frozenset(
+            json.loads(t[1]).get("secret", t[1]) for t in ev.tags if len(t) > 1 and t[0] == "proof"
+        )
+        proof_sets.setdefault(job, set()).add(secrets)
+    return events, Counter({j: len(v) for j, v in proof_sets.items()})
 
 
 def db(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -193,15 +213,26 @@ def log(msg: str, t0: float) -> None:
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="pylon-soak-"))
     price = args.price_msats if args.mint else 0
-    m = LocalMarket(home=home, nodes=args.nodes, memory_relay=False, heartbeat_s=args.heartbeat, with_mint=args.mint,
-                    node_args=["--concurrency", str(args.concurrency), *(["--price", str(price)] if price else [])],
-                    buyer_args=["--pickup-timeout", str(args.pickup_timeout), "--result-timeout",
-                                str(args.result_timeout), *(["--bid", str(price)] if price else [])])
+    m = LocalMarket(
+        home=home,
+        nodes=args.nodes,
+        memory_relay=False,
+        heartbeat_s=args.heartbeat,
+        with_mint=args.mint,
+        node_args=["--concurrency", str(args.concurrency), *(["--price", str(price)] if price else [])],
+        buyer_args=[
+            "--pickup-timeout",
+            str(args.pickup_timeout),
+            "--result-timeout",
+            str(args.result_timeout),
+            *(["--bid", str(price)] if price else []),
+        ],
+    )
     t0 = time.monotonic()
     sampler = MemorySampler(m)
     chaos: list[str] = []
     victims = m.node_names()[: max(0, round(args.nodes * args.kill_frac))]
-    halves = [victims[: len(victims) // 2], victims[len(victims) // 2:]]
+    halves = [victims[: len(victims) // 2], victims[len(victims) // 2 :]]
     try:
         m.start(timeout=max(120.0, args.nodes * 6.0))
         start_s = time.monotonic() - t0
@@ -249,7 +280,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         attempts = db(tdb, "SELECT request_id, job_id, node, outcome, error FROM attempts")
         results = Counter(r[0] for r in db(tdb, "SELECT job_id FROM results"))
         to_job = {r[0]: r[1] for r in attempts}
-        nutzaps = nutzaps_per_job(m, to_job) if price else Counter()
+        nutzaps, proof_sets = nutzaps_per_job(m, to_job) if price else (Counter(), Counter())
         pay_rows = db(tdb, "SELECT job_id FROM payments") if price else []
     finally:
         sampler.stop()
@@ -263,19 +294,32 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     stuck = [j for j in ids if states.get(j, {}).get("state") not in TERMINAL]
     failed = Counter(r[4] for r in rows if r[0] in mine and r[1] != "completed")
     return {
-        "nodes": args.nodes, "jobs": args.jobs, "killed_nodes": len(victims), "relay_restarts": 1,
-        "heartbeat_s": args.heartbeat, "paid": bool(price), "startup_s": round(start_s, 1),
-        "wall_s": round(wall, 1), "jobs_per_s": round(len(completed) / max(wall, 1e-9), 2),
-        "completed": len(completed), "success_rate": round(len(completed) / args.jobs, 4),
-        "failed": dict(failed), "lost": len(stuck) + refused, "lost_detail": {"never_finished": len(stuck),
-                                                                             "refused_at_submit": refused},
+        "nodes": args.nodes,
+        "jobs": args.jobs,
+        "killed_nodes": len(victims),
+        "relay_restarts": 1,
+        "heartbeat_s": args.heartbeat,
+        "paid": bool(price),
+        "startup_s": round(start_s, 1),
+        "wall_s": round(wall, 1),
+        "jobs_per_s": round(len(completed) / max(wall, 1e-9), 2),
+        "completed": len(completed),
+        "success_rate": round(len(completed) / args.jobs, 4),
+        "failed": dict(failed),
+        "lost": len(stuck) + refused,
+        "lost_detail": {"never_finished": len(stuck), "refused_at_submit": refused},
         "double_results": sum(1 for n in results.values() if n > 1),
-        "double_payments": sum(1 for n in nutzaps.values() if n > 1) + (len(pay_rows) - len(set(pay_rows))),
-        "paid_jobs": len(set(nutzaps)) if price else None, "payment_wait_s": round(paid_wait, 1),
-        "p50_e2e_s": pct(e2e, 0.5), "p95_e2e_s": pct(e2e, 0.95),
+        "double_payments": sum(1 for n in proof_sets.values() if n > 1)
+        + (len(pay_rows) - len(set(pay_rows))),
+        "nutzaps_resent": sum(1 for n in nutzaps.values() if n > 1),
+        "paid_jobs": len(set(nutzaps)) if price else None,
+        "payment_wait_s": round(paid_wait, 1),
+        "p50_e2e_s": pct(e2e, 0.5),
+        "p95_e2e_s": pct(e2e, 0.95),
         "reissued_jobs": sum(1 for r in rows if r[0] in mine and (r[3] or 0) > 1),
         "failed_attempts": dict(Counter(e for _, _, _, o, e in attempts if o == "failed")),
-        "peak_rss": sampler.summary(), "chaos": chaos,
+        "peak_rss": sampler.summary(),
+        "chaos": chaos,
     }
 
 
@@ -289,22 +333,37 @@ def main() -> None:
     ap.add_argument("--pickup-timeout", type=float, default=8.0)
     ap.add_argument("--result-timeout", type=float, default=20.0)
     ap.add_argument("--price-msats", type=int, default=1000)
-    ap.add_argument("--mint", action=argparse.BooleanOptionalAction, default=True, help="pay each job in ecash")
+    ap.add_argument(
+        "--mint", action=argparse.BooleanOptionalAction, default=True, help="pay each job in ecash"
+    )
     ap.add_argument("--finish-timeout", type=float, default=600.0)
     ap.add_argument("--keep", action="store_true", help="keep the soak's PYLON_HOME (logs, databases)")
     args = ap.parse_args()
     res = soak(args)
     print(json.dumps(res), flush=True)
     r = res["peak_rss"]
-    print(f"\n{res['nodes']} nodes, {res['jobs']} jobs, {res['killed_nodes']} nodes killed -9 and restarted, "
-          f"{res['relay_restarts']} relay restart ({'paid' if res['paid'] else 'unpaid'})")
-    print(f"success rate     {res['success_rate'] * 100:.1f}%  ({res['completed']}/{res['jobs']}; failed {res['failed']})")
+    print(
+        f"\n{res['nodes']} nodes, {res['jobs']} jobs, {res['killed_nodes']} nodes killed -9 and restarted, "
+        f"{res['relay_restarts']} relay restart ({'paid' if res['paid'] else 'unpaid'})"
+    )
+    print(
+        f"success rate     {res['success_rate'] * 100:.1f}%  "
+        f"({res['completed']}/{res['jobs']}; failed {res['failed']})"
+    )
     print(f"lost jobs        {res['lost']}  (target 0)")
-    print(f"double payments  {res['double_payments']}  (target 0); double results {res['double_results']}")
-    print(f"latency          p50 {res['p50_e2e_s']} s, p95 {res['p95_e2e_s']} s; {res['jobs_per_s']} jobs/s "
-          f"over {res['wall_s']} s; {res['reissued_jobs']} jobs re-issued {res['failed_attempts']}")
-    print(f"peak memory      node max {r['node_max_mb']} MB (median {r['node_median_mb']}), buyer {r['buyer_mb']} MB, "
-          f"relay {r['relay_mb']} MB, mint {r['mint_mb']} MB; total {r['total_mb']} MB")
+    print(
+        f"double payments  {res['double_payments']}  (target 0); double results {res['double_results']}; "
+        f"{res['nutzaps_resent']} jobs' nutzaps re-sent with the same proofs"
+    )
+    print(
+        f"latency          p50 {res['p50_e2e_s']} s, p95 {res['p95_e2e_s']} s; {res['jobs_per_s']} jobs/s "
+        f"over {res['wall_s']} s; {res['reissued_jobs']} jobs re-issued {res['failed_attempts']}"
+    )
+    print(
+        f"peak memory      node max {r['node_max_mb']} MB (median {r['node_median_mb']}), "
+        f"buyer {r['buyer_mb']} MB, "
+        f"relay {r['relay_mb']} MB, mint {r['mint_mb']} MB; total {r['total_mb']} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ from pylon.schemas import rpc
 from pylon.schemas.events import Announce, Heartbeat, NodeState, NutzapInfo
 
 
+MAX_HEARTBEAT_INTERVAL_S = 120.0
+
+
 @dataclass
 class NodeEntry:
     pubkey: str
@@ -37,7 +40,10 @@ class NodeEntry:
         return self.pubkey[:8]
 
     def interval(self, default: float) -> float:
-        return self.heartbeat.interval_s if self.heartbeat else default
+        # Capped: a node claiming an hour-long interval must not stay "online" for three hours.
+        if not self.heartbeat:
+            return default
+        return min(max(self.heartbeat.interval_s, 0.1), MAX_HEARTBEAT_INTERVAL_S)
 
     def online(self, now: float, default_interval: float) -> bool:
         if self.last_heartbeat is None:
@@ -76,7 +82,7 @@ class NodeRegistry:
         e.heartbeat, e.heartbeat_at = hb, ev.created_at
         # A heartbeat replayed from the relay's store says when it was made, not that the
         # node is alive now: only a fresh one marks it online.
-        if time.time() - ev.created_at <= ONLINE_INTERVALS * hb.interval_s:
+        if time.time() - ev.created_at <= ONLINE_INTERVALS * e.interval(self.heartbeat_s):
             e.last_heartbeat = time.time()
         self.changed = True
 

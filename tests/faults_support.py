@@ -4,6 +4,7 @@ running LocalMarket, and read-only looks into the daemons' SQLite files."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from pylon.schemas import kinds, rpc
 
 from pylon.cli.launcher import LocalMarket, pylon_argv
 from pylon.keys import load_or_create_keys
@@ -21,7 +23,6 @@ from pylon.nostr.event import NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
 from pylon.rpc.client import DaemonNotRunning, RpcError
-from pylon.schemas import kinds, rpc
 
 T = TypeVar("T")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -87,8 +88,10 @@ def integrity_ok(path: Path) -> bool:
 
 def attempts(m: LocalMarket) -> list[tuple[str, str, str | None, str | None, str | None]]:
     """(request_id, job_id, node, outcome, error) for every attempt the buyer made."""
-    return db_rows(m.home / "buyer" / "telemetry.db",
-                   "SELECT request_id, job_id, node, outcome, error FROM attempts ORDER BY issued")
+    return db_rows(
+        m.home / "buyer" / "telemetry.db",
+        "SELECT request_id, job_id, node, outcome, error FROM attempts ORDER BY issued",
+    )
 
 
 def relay_query(url: str, filters: list[Filter], timeout: float = 20) -> list[NostrEvent]:
@@ -110,26 +113,35 @@ def accepted_results_per_job(m: LocalMarket) -> Counter[str]:
 
 
 def payments_per_job(m: LocalMarket) -> Counter[str]:
-    """9321 nutzaps on the relay, counted per job they pay for.
+    """Distinct payments per job, from the 9321 nutzaps on the relay.
 
     A nutzap names the request its node answered, which for a re-issued job is a later
-    attempt's request: attempts map each back to the job."""
+    attempt's request: attempts map each back to the job. A nutzap the relay did not
+    acknowledge in time is published again with the same proofs; that is one payment, so
+    payments are told apart by their proofs' secrets, not by event."""
     to_job = {req: job for req, job, *_ in attempts(m)}
     evs = relay_query(m.relay_url, [Filter(kinds=[kinds.NUTZAP])])
-    per: Counter[str] = Counter()
+    sets: dict[str, set[frozenset[str]]] = {}
     for ev in evs:
-        for t in ev.tags:
-            if len(t) >= 4 and t[0] == "e" and t[3] == "job":
-                per[to_job.get(t[1], t[1])] += 1
-    return per
+        job = next(
+            (to_job.get(t[1], t[1]) for t in ev.tags if len(t) >= 4 and t[0] == "e" and t[3] == "job"), None
+        )
+        if job is None:
+            continue
+        secrets = frozenset(
+            json.loads(t[1]).get("secret", t[1]) for t in ev.tags if len(t) > 1 and t[0] == "proof"
+        )
+        sets.setdefault(job, set()).add(secrets)
+    return Counter({job: len(s) for job, s in sets.items()})
 
 
 class BackgroundCli:
     """A `pylon ...` command running in its own process while the test does other things."""
 
     def __init__(self, m: LocalMarket, *args: str) -> None:
-        self.proc = subprocess.Popen(pylon_argv(*args), env=m.env(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            pylon_argv(*args), env=m.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.out = ""
         self.err = ""
         self._t = threading.Thread(target=self._read, daemon=True)

@@ -23,6 +23,8 @@ import anyio
 import msgspec
 import pytest
 from faults_support import accepted_results_per_job, integrity_ok, jobs, node_pubkey, relay_query, wait_for
+from pylon.schemas import kinds, rpc
+from pylon.schemas.events import FileResult
 
 from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
@@ -30,8 +32,6 @@ from pylon.nostr import nip13, nip90
 from pylon.nostr.event import NostrEvent, sign_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import PublishError, RelayPool
-from pylon.schemas import kinds, rpc
-from pylon.schemas.events import FileResult
 
 pytestmark = pytest.mark.integration
 
@@ -72,21 +72,37 @@ def submit(m: LocalMarket, name: str, text: str) -> str:
 
 
 def wait_completed(m: LocalMarket, job_id: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_for(f"job {job_id[:8]} completed",
-                    lambda: (t := m.call("buyer", rpc.JobStatusReq(job_id=job_id)))["state"] == "completed" and t,
-                    timeout, 0.1)
+    return wait_for(
+        f"job {job_id[:8]} completed",
+        lambda: (t := m.call("buyer", rpc.JobStatusReq(job_id=job_id)))["state"] == "completed" and t,
+        timeout,
+        0.1,
+    )
 
 
-def result_event(keys: NostrKeys, job_id: str, buyer: str, content: str, *, x: str | None = None,
-                 encoding: str | None = None) -> NostrEvent:
+def result_event(
+    keys: NostrKeys,
+    job_id: str,
+    buyer: str,
+    content: str,
+    *,
+    x: str | None = None,
+    encoding: str | None = None,
+) -> NostrEvent:
     tags = [["e", job_id], ["p", buyer], ["x", x or nip90.sha256_hex(content.encode())], ["amount", "0"]]
     if encoding:
         tags.append(["encoding", encoding])
     return sign_event(keys, kinds.JOB_RESULT, content, tags)
 
 
-def request_tags(node: str, *, path: str | None = "evil.py", text: str | None = "x = 1\n",
-                 params: dict[str, str] | None = None, extra: list[list[str]] | None = None) -> list[list[str]]:
+def request_tags(
+    node: str,
+    *,
+    path: str | None = "evil.py",
+    text: str | None = "x = 1\n",
+    params: dict[str, str] | None = None,
+    extra: list[list[str]] | None = None,
+) -> list[list[str]]:
     tags: list[list[str]] = []
     if text is not None:
         tags.append(["i", text, "text"])
@@ -120,9 +136,14 @@ def hostile_repo(root: Path, outside: Path) -> Path:
 
 
 def test_hostile_corpus_is_dropped_and_counted(tmp_path: Path) -> None:
-    m = LocalMarket(home=tmp_path / "home", nodes=2, memory_relay=True, heartbeat_s=1.0,
-                    node_args=["--min-pow", str(POW)],
-                    buyer_args=["--pow", str(POW), "--pickup-timeout", "5", "--result-timeout", "8"])
+    m = LocalMarket(
+        home=tmp_path / "home",
+        nodes=2,
+        memory_relay=True,
+        heartbeat_s=1.0,
+        node_args=["--min-pow", str(POW)],
+        buyer_args=["--pow", str(POW), "--pickup-timeout", "5", "--result-timeout", "8"],
+    )
     evil = NostrKeys.generate()
     try:
         m.start(timeout=60)
@@ -146,30 +167,53 @@ def test_hostile_corpus_is_dropped_and_counted(tmp_path: Path) -> None:
         assert all(a.startswith("rejected") for a in answers.values()), answers
 
         # --- reach the buyer: swarm noise, foreign results, replays ---------------------------
-        fake_result = msgspec.json.encode(FileResult(path="legit.py", language="python", lines=1, symbols=[],
-                                                     imports=[], summary="forged")).decode()
+        fake_result = msgspec.json.encode(
+            FileResult(path="legit.py", language="python", lines=1, symbols=[], imports=[], summary="forged")
+        ).decode()
         to_buyer = [
             # (announces and heartbeats are replaceable: one per key and d, or the relay keeps one)
-            sign_event(evil, kinds.ANNOUNCE, '{"name":"x"}', [["d", "a"], ["k", "5300"]]),  # not a Pylon handler
+            sign_event(
+                evil, kinds.ANNOUNCE, '{"name":"x"}', [["d", "a"], ["k", "5300"]]
+            ),  # not a Pylon handler
             sign_event(evil, kinds.ANNOUNCE, "{not json", [["d", "b"], ["k", "5931"]]),
             sign_event(NostrKeys.generate(), kinds.HEARTBEAT, "garbage", [["d", "x"]]),
-            sign_event(NostrKeys.generate(), kinds.HEARTBEAT, '{"state": "exploding", "queue_depth": "many"}',
-                       [["d", "x"]]),
+            sign_event(
+                NostrKeys.generate(),
+                kinds.HEARTBEAT,
+                '{"state": "exploding", "queue_depth": "many"}',
+                [["d", "x"]],
+            ),
             sign_event(NostrKeys.generate(), kinds.HEARTBEAT, "[" * 5000 + "]" * 5000, [["d", "x"]]),
             result_event(evil, legit, buyer, fake_result),  # a result from a key never assigned
             sign_event(evil, kinds.JOB_FEEDBACK, "", [["status", "error"], ["e", legit], ["p", buyer]]),
             result_event(evil, "f" * 64, buyer, fake_result),  # for a job that does not exist
-            sign_event(evil, kinds.JOB_FEEDBACK, "", [["status", "processing"], ["e", "f" * 64], ["p", buyer]]),
+            sign_event(
+                evil, kinds.JOB_FEEDBACK, "", [["status", "processing"], ["e", "f" * 64], ["p", buyer]]
+            ),
             sign_event(evil, kinds.JOB_FEEDBACK, "", [["status"], ["p", buyer]]),
             genuine,  # the very same result again
             result_event(served_by, legit, buyer, fake_result),  # its node answering the finished job again
         ]
         answers = publish_all(m.relay_url, to_buyer)
         assert answers[genuine.id].startswith(("ok", "rejected")), answers
-        assert wait_for("buyer drops", lambda: counted(m, "buyer", {
-            "not_pylon_announce": 1, "bad_announce": 1, "bad_heartbeat": 3, "result_from_unassigned": 1,
-            "feedback_from_unassigned": 1, "unknown_job": 2, "malformed_feedback": 1, "late_result": 1,
-        }), 20)
+        assert wait_for(
+            "buyer drops",
+            lambda: counted(
+                m,
+                "buyer",
+                {
+                    "not_pylon_announce": 1,
+                    "bad_announce": 1,
+                    "bad_heartbeat": 3,
+                    "result_from_unassigned": 1,
+                    "feedback_from_unassigned": 1,
+                    "unknown_job": 2,
+                    "malformed_feedback": 1,
+                    "late_result": 1,
+                },
+            ),
+            20,
+        )
 
         # --- results that reach a live job, signed by the very node it was assigned to ---------
         for name in m.node_names():  # frozen: the job waits, and nothing real can answer first
@@ -179,8 +223,17 @@ def test_hostile_corpus_is_dropped_and_counted(tmp_path: Path) -> None:
             assigned = m.call("buyer", rpc.JobStatusReq(job_id=target))["provider_pubkey"]
             node_keys = load_or_create_keys(m.home / "nodes" / nodes[assigned] / "nostr.key")
             bomb = base64.b64encode(zlib.compress(b"\x00" * (20 * 1024 * 1024), 9)).decode()
-            other = msgspec.json.encode(FileResult(path="target.py", language="python", lines=1, symbols=[],
-                                                   imports=[], summary="forged", input_sha256="0" * 64)).decode()
+            other = msgspec.json.encode(
+                FileResult(
+                    path="target.py",
+                    language="python",
+                    lines=1,
+                    symbols=[],
+                    imports=[],
+                    summary="forged",
+                    input_sha256="0" * 64,
+                )
+            ).decode()
             forged = [
                 result_event(node_keys, target, buyer, fake_result, x="0" * 64),  # x does not match
                 result_event(node_keys, target, buyer, '{"path": 7}'),  # wrong shape, right hash
@@ -190,8 +243,15 @@ def test_hostile_corpus_is_dropped_and_counted(tmp_path: Path) -> None:
                 result_event(node_keys, target, buyer, other),  # for some other input
             ]
             assert set(publish_all(m.relay_url, forged).values()) == {"ok"}
-            assert wait_for("forged results dropped", lambda: counted(m, "buyer", {
-                "hash_mismatch": 1, "bad_payload": 3, "too_large": 1, "result_for_other_input": 1}), 20)
+            assert wait_for(
+                "forged results dropped",
+                lambda: counted(
+                    m,
+                    "buyer",
+                    {"hash_mismatch": 1, "bad_payload": 3, "too_large": 1, "result_for_other_input": 1},
+                ),
+                20,
+            )
             assert m.call("buyer", rpc.JobStatusReq(job_id=target))["state"] != "completed"
         finally:
             for name in m.node_names():
@@ -214,13 +274,31 @@ def test_hostile_corpus_is_dropped_and_counted(tmp_path: Path) -> None:
             mined(request_tags(n0, params={"size": str(10**12)})),
             mined(request_tags(n0, params={"sha256": "0" * 64})),  # text that is not what it claims
             mined(request_tags(n0, text=None, extra=[["i", "e" * 64, "event"]], params={"sha256": "1" * 64})),
-            mined(request_tags(n0, path="../../../../etc/passwd" + "/x" * 2000, params={"language": "🤡" * 100,
-                                                                                      "tasks": "rm -rf /"})),
+            mined(
+                request_tags(
+                    n0,
+                    path="../../../../etc/passwd" + "/x" * 2000,
+                    params={"language": "🤡" * 100, "tasks": "rm -rf /"},
+                )
+            ),
         ]
         assert set(publish_all(m.relay_url, requests).values()) == {"ok"}
-        n0_drops = wait_for("node drops", lambda: counted(m, "n0", {
-            "pow_too_low": 2, "missing_param": 1, "missing_input": 1, "bad_size": 1, "bad_bid": 1,
-            "rejected_too_large": 1}), 20)
+        n0_drops = wait_for(
+            "node drops",
+            lambda: counted(
+                m,
+                "n0",
+                {
+                    "pow_too_low": 2,
+                    "missing_param": 1,
+                    "missing_input": 1,
+                    "bad_size": 1,
+                    "bad_bid": 1,
+                    "rejected_too_large": 1,
+                },
+            ),
+            20,
+        )
         assert n0_drops
         wait_for("bad inputs failed", lambda: status(m, "n0")["failures"].get("bad_input", 0) >= 2, 30)
 
@@ -240,7 +318,9 @@ def test_hostile_corpus_is_dropped_and_counted(tmp_path: Path) -> None:
             assert p.alive(), f"{p.name} died"
         wait_completed(m, submit(m, "after.py", "def after():\n    return 3\n"))
         n_jobs = len(jobs(m))
-        per_job = wait_for("results stored", lambda: (r := accepted_results_per_job(m)) and len(r) == n_jobs and r, 10)
+        per_job = wait_for(
+            "results stored", lambda: (r := accepted_results_per_job(m)) and len(r) == n_jobs and r, 10
+        )
         assert set(per_job.values()) == {1}
     finally:
         m.stop()

@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 from faults_support import relay_query, wait_for
+from pylon.schemas import kinds, rpc
 
 from pylon.cli.launcher import LocalMarket, free_port, pylon_argv
 from pylon.keys import NostrKeys
@@ -23,7 +24,6 @@ from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import PublishError, RelayPool
 from pylon.relay.embedded import EmbeddedRelay, parse_pubkeys
 from pylon.rpc.client import RpcClient
-from pylon.schemas import kinds, rpc
 
 KEYS = NostrKeys.generate()
 
@@ -72,8 +72,17 @@ def test_committed_target_caps_difficulty() -> None:
 
 
 def test_requests_carry_proof_of_work_and_still_parse() -> None:
-    req = nip90.build_request(KEYS, path="a.py", language="python", text="x = 1\n", sha256=nip90.sha256_hex(b"x = 1\n"),
-                              size=6, node="cd" * 32, run_id=None, pow_bits=10)
+    req = nip90.build_request(
+        KEYS,
+        path="a.py",
+        language="python",
+        text="x = 1\n",
+        sha256=nip90.sha256_hex(b"x = 1\n"),
+        size=6,
+        node="cd" * 32,
+        run_id=None,
+        pow_bits=10,
+    )
     verify_event(req)
     assert nip13.difficulty(req) >= 10
     parsed = nip90.parse_request(req)
@@ -123,8 +132,13 @@ def test_relay_up_refuses_a_bad_allow_entry(tmp_path: Path) -> None:
     import subprocess
 
     env = {"PYLON_HOME": str(tmp_path / "h"), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(pylon_argv("relay", "up", "--port", str(free_port()), "--memory", "--allow", "alice"),
-                         env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        pylon_argv("relay", "up", "--port", str(free_port()), "--memory", "--allow", "alice"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and "--allow: not a public key: 'alice'" in out.stderr
 
 
@@ -134,8 +148,14 @@ def test_relay_up_refuses_a_bad_allow_entry(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_flood_without_pow_is_dropped_while_real_work_gets_done(tmp_path: Path) -> None:
     pow_bits = 10
-    m = LocalMarket(home=tmp_path / "home", nodes=1, memory_relay=True, heartbeat_s=1.0,
-                    node_args=["--min-pow", str(pow_bits)], buyer_args=["--pow", str(pow_bits)])
+    m = LocalMarket(
+        home=tmp_path / "home",
+        nodes=1,
+        memory_relay=True,
+        heartbeat_s=1.0,
+        node_args=["--min-pow", str(pow_bits)],
+        buyer_args=["--pow", str(pow_bits)],
+    )
     spammer = NostrKeys.generate()
     try:
         m.start(timeout=60)
@@ -153,8 +173,11 @@ def test_flood_without_pow_is_dropped_while_real_work_gets_done(tmp_path: Path) 
                 for i, ev in enumerate(spam):
                     await pool.publish(ev)
                     if i % 60 == 0:  # real work in the middle of the flood
-                        res = await client.call(rpc.SubmitReq(path=f"real{i}.py", text=f"def r{i}():\n    return {i}\n",
-                                                              language="python"))
+                        res = await client.call(
+                            rpc.SubmitReq(
+                                path=f"real{i}.py", text=f"def r{i}():\n    return {i}\n", language="python"
+                            )
+                        )
                         ids.append(res["job_id"])
                 with anyio.fail_after(30):
                     while pool.pending():
@@ -166,17 +189,28 @@ def test_flood_without_pow_is_dropped_while_real_work_gets_done(tmp_path: Path) 
         # About one in 2**10 random ids has the zero bits by luck: proof of work all the same.
         lucky = {e.id for e in spam if nip13.meets(e, pow_bits)}
         real = anyio.run(flood_and_work)
-        wait_for("spam dropped", lambda: m.call("n0", rpc.StatusReq())["dropped"].get("pow_too_low", 0)
-                 >= len(spam) - len(lucky), 60)
-        done = wait_for("real jobs done", lambda: all(
-            m.call("buyer", rpc.JobStatusReq(job_id=j))["state"] == "completed" for j in real), 60)
+        wait_for(
+            "spam dropped",
+            lambda: m.call("n0", rpc.StatusReq())["dropped"].get("pow_too_low", 0) >= len(spam) - len(lucky),
+            60,
+        )
+        done = wait_for(
+            "real jobs done",
+            lambda: all(m.call("buyer", rpc.JobStatusReq(job_id=j))["state"] == "completed" for j in real),
+            60,
+        )
         assert done
-        wait_for("node counters", lambda: m.call("n0", rpc.StatusReq())["completed"] >= len(real) + len(lucky), 30)
+        wait_for(
+            "node counters", lambda: m.call("n0", rpc.StatusReq())["completed"] >= len(real) + len(lucky), 30
+        )
         st = m.call("n0", rpc.StatusReq())
         assert st["dropped"]["pow_too_low"] == len(spam) - len(lucky)
-        assert st["completed"] == len(real) + len(lucky) and st["failed"] == 0  # the rest of the spam never ran
-        answered = relay_query(m.relay_url, [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT],
-                                                    p=[spammer.pubkey])])
+        assert (
+            st["completed"] == len(real) + len(lucky) and st["failed"] == 0
+        )  # the rest of the spam never ran
+        answered = relay_query(
+            m.relay_url, [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[spammer.pubkey])]
+        )
         assert {e.tag_value("e") for e in answered} == lucky  # and was never answered
     finally:
         m.stop()

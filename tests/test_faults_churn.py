@@ -23,11 +23,11 @@ from faults_support import (
     relay_query,
     wait_for,
 )
+from pylon.schemas import kinds, rpc
 
 from pylon.cli.launcher import LocalMarket
 from pylon.nostr.filters import Filter
 from pylon.rpc.client import RpcClient
-from pylon.schemas import kinds, rpc
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,12 @@ def submit_many(m: LocalMarket, n: int, prefix: str) -> list[str]:
         try:
             out = []
             for i in range(n):
-                res = await client.call(rpc.SubmitReq(path=f"{prefix}/f{i}.py", text=f"def f{i}():\n    return {i}\n",
-                                                      language="python"), timeout=30)
+                res = await client.call(
+                    rpc.SubmitReq(
+                        path=f"{prefix}/f{i}.py", text=f"def f{i}():\n    return {i}\n", language="python"
+                    ),
+                    timeout=30,
+                )
                 out.append(res["job_id"])
             return out
         finally:
@@ -130,7 +134,9 @@ def test_relay_restart_keeps_events_and_daemons_reconnect(tmp_path: Path) -> Non
         after = submit_many(m, 10, "after")
 
         states = wait_terminal(m, before + during + after, 60)
-        assert all(s["state"] == "completed" for s in states.values()), Counter(s["state"] for s in states.values())
+        assert all(s["state"] == "completed" for s in states.values()), Counter(
+            s["state"] for s in states.values()
+        )
         results = {m.call("buyer", rpc.JobStatusReq(job_id=j))["result_id"] for j in before + during + after}
         on_relay = relay_query(m.relay_url, [Filter(ids=sorted(results), kinds=[kinds.JOB_RESULT])])
         assert {e.id for e in on_relay} == results

@@ -26,10 +26,10 @@ from faults_support import (
     relay_query,
     wait_for,
 )
+from pylon.schemas import kinds, rpc
 
 from pylon.cli.launcher import LocalMarket
 from pylon.nostr.filters import Filter
-from pylon.schemas import kinds, rpc
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ FUND_SATS = 1000
 
 def payments_wired() -> bool:
     try:
-        import pylon.daemon.buyer_payments  # noqa: F401
+        import pylon.daemon.buyer_payments
         import pylon.daemon.node_payments  # noqa: F401
     except ImportError:
         return False
@@ -49,10 +49,21 @@ def payments_wired() -> bool:
 
 def test_map_survives_node_kills_and_relay_restart(tmp_path: Path) -> None:
     paid = payments_wired()
-    m = LocalMarket(home=tmp_path / "home", nodes=6, memory_relay=False, heartbeat_s=1.0, with_mint=paid,
-                    node_args=["--price", str(PRICE_MSATS)] if paid else [],
-                    buyer_args=["--pickup-timeout", "3", "--result-timeout", "8",
-                                *(["--bid", str(PRICE_MSATS)] if paid else [])])
+    m = LocalMarket(
+        home=tmp_path / "home",
+        nodes=6,
+        memory_relay=False,
+        heartbeat_s=1.0,
+        with_mint=paid,
+        node_args=["--price", str(PRICE_MSATS)] if paid else [],
+        buyer_args=[
+            "--pickup-timeout",
+            "3",
+            "--result-timeout",
+            "8",
+            *(["--bid", str(PRICE_MSATS)] if paid else []),
+        ],
+    )
     try:
         m.start(timeout=90)
         if paid:
@@ -63,7 +74,12 @@ def test_map_survives_node_kills_and_relay_restart(tmp_path: Path) -> None:
 
         bg = BackgroundCli(m, "map", str(repo), "--json", "--out", str(tmp_path / "out"))
         # Kill as soon as the run has handed the victims work, so some of it dies with them.
-        wait_for("work assigned to a victim", lambda: any(j["provider_pubkey"] in victims for j in jobs(m)), 60, 0.02)
+        wait_for(
+            "work assigned to a victim",
+            lambda: any(j["provider_pubkey"] in victims for j in jobs(m)),
+            60,
+            0.02,
+        )
         m.kill("node-n0", signal.SIGKILL)
         m.kill("node-n1", signal.SIGKILL)
         m.kill("relay", signal.SIGKILL)
@@ -72,8 +88,10 @@ def test_map_survives_node_kills_and_relay_restart(tmp_path: Path) -> None:
         assert bg.wait(110) == 0, bg.err[-3000:]
         summary = json.loads(bg.out)
         run_jobs = jobs(m, summary["run_id"])
-        assert summary["files"] == FILES and summary["completed"] == FILES and summary["failed"] == 0, \
-            (Counter((j["state"], j["error"]) for j in run_jobs), Counter((o, e) for _, _, _, o, e in attempts(m)))
+        assert summary["files"] == FILES and summary["completed"] == FILES and summary["failed"] == 0, (
+            Counter((j["state"], j["error"]) for j in run_jobs),
+            Counter((o, e) for _, _, _, o, e in attempts(m)),
+        )
         assert len(run_jobs) == FILES and {j["state"] for j in run_jobs} == {"completed"}
         repo_map = json.loads((tmp_path / "out" / "repo_map.json").read_text())
         assert len(repo_map["files"]) == FILES
@@ -88,21 +106,28 @@ def test_map_survives_node_kills_and_relay_restart(tmp_path: Path) -> None:
 
         # The killed nodes' lost attempts are on the record, with why.
         atts = attempts(m)
-        lost = [(victims[node], error) for _, _, node, outcome, error in atts if node in victims and outcome != "completed"]
+        lost = [
+            (victims[node], error)
+            for _, _, node, outcome, error in atts
+            if node in victims and outcome != "completed"
+        ]
         assert lost, "the victims held no work when they died; the test proves nothing"
         assert {e for _, e in lost} <= {"provider_offline", "timeout"}, Counter(lost)
         assert all(o is not None for _, _, _, o, _ in atts), "an attempt was left open"
         for pk in victims:
             st = json.loads(m.cli("stats", "--provider", pk, "--json").stdout)
-            assert sum(st["failure_reasons"].get(r, 0) for r in ("provider_offline", "timeout")) == \
-                sum(1 for _, _, node, outcome, _ in atts if node == pk and outcome != "completed")
+            assert sum(st["failure_reasons"].get(r, 0) for r in ("provider_offline", "timeout")) == sum(
+                1 for _, _, node, outcome, _ in atts if node == pk and outcome != "completed"
+            )
 
         # No double payment, however the churn fell.
         nutzaps = payments_per_job(m)
         assert not [j for j, n in nutzaps.items() if n > 1]
         if paid:
             paid_jobs, completed = m.wait_paid(90) if hasattr(m, "wait_paid") else (None, None)
-            rows = db_rows(m.home / "buyer" / "telemetry.db", "SELECT job_id, count(*) FROM payments GROUP BY job_id")
+            rows = db_rows(
+                m.home / "buyer" / "telemetry.db", "SELECT job_id, count(*) FROM payments GROUP BY job_id"
+            )
             assert all(n == 1 for _, n in rows)
             if paid_jobs is not None:
                 assert paid_jobs == completed == FILES

@@ -24,7 +24,8 @@ from pylon.cli.launcher import LocalMarket, free_port, pylon_argv
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$@" >> "$SYSTEMCTL_LOG"
 case "$*" in
-  *" show "*) printf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\nMainPID=4242\\nUnitFileState=enabled\\nResult=success\\n' ;;
+  *" show "*) printf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\n'
+              printf 'MainPID=4242\\nUnitFileState=enabled\\nResult=success\\n' ;;
 esac
 exit 0
 """
@@ -46,8 +47,13 @@ def env(tmp_path: Path) -> dict[str, str]:
     fake.write_text(FAKE_SYSTEMCTL)
     fake.chmod(0o755)
     e = {k: v for k, v in os.environ.items() if k not in ("XDG_CONFIG_HOME", "PYLON_RELAYS", "OLLAMA_HOST")}
-    e.update(PYLON_HOME=str(home), HOME=str(user), PATH=f"{bin_dir}:{e.get('PATH', '')}",
-             SYSTEMCTL_LOG=str(tmp_path / "systemctl.log"), PYLON_LOG_LEVEL="warning")
+    e.update(
+        PYLON_HOME=str(home),
+        HOME=str(user),
+        PATH=f"{bin_dir}:{e.get('PATH', '')}",
+        SYSTEMCTL_LOG=str(tmp_path / "systemctl.log"),
+        PYLON_LOG_LEVEL="warning",
+    )
     return e
 
 
@@ -55,8 +61,24 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_print_systemd_unit_without_installing(env: dict[str, str]) -> None:
-    out = run(["service", "install", "node", "--name", "alice", "--print", "--platform", "linux", "--",
-               "--relay", "wss://relay.example", "--executor", "ollama"], env)
+    out = run(
+        [
+            "service",
+            "install",
+            "node",
+            "--name",
+            "alice",
+            "--print",
+            "--platform",
+            "linux",
+            "--",
+            "--relay",
+            "wss://relay.example",
+            "--executor",
+            "ollama",
+        ],
+        env,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     exec_start = next(line for line in lines if line.startswith("ExecStart="))
@@ -103,7 +125,8 @@ def test_install_status_uninstall_with_systemctl(env: dict[str, str]) -> None:
     assert calls == [
         "--user daemon-reload",
         "--user enable --now pylon-node-alice.service",
-        "--user show pylon-node-alice.service --property=LoadState,ActiveState,SubState,MainPID,UnitFileState,Result",
+        "--user show pylon-node-alice.service "
+        "--property=LoadState,ActiveState,SubState,MainPID,UnitFileState,Result",
         "--user disable --now pylon-node-alice.service",
         "--user daemon-reload",
     ]
@@ -167,7 +190,9 @@ def test_doctor_on_a_live_market(env: dict[str, str]) -> None:
 def test_doctor_checks_ollama_and_its_model(env: dict[str, str]) -> None:
     dead = f"ws://127.0.0.1:{free_port()}"
     with FakeOllama(models=["qwen2.5-coder:1.5b"]) as ollama:
-        rc, checks = doctor(env, "--relay", dead, "--ollama-host", ollama.url, "--model", "qwen2.5-coder:1.5b")
+        rc, checks = doctor(
+            env, "--relay", dead, "--ollama-host", ollama.url, "--model", "qwen2.5-coder:1.5b"
+        )
         by = {c["name"]: c for c in checks}
         assert by[f"ollama {ollama.url}"]["ok"] and by["model qwen2.5-coder:1.5b"]["ok"]
         rc, checks = doctor(env, "--relay", dead, "--ollama-host", ollama.url, "--model", "llama3:70b")

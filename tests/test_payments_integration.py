@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from pylon.schemas import rpc
 
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 PRICE_MSATS = 2000
 PRICE_SATS = 2
-LOCK_S = 5  # the manual market's refund locktime
+LOCK_S = 6  # the manual market's refund locktime
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -176,7 +177,7 @@ def test_map_run_is_paid_job_by_job(paid_market: LocalMarket, tmp_path: Path) ->
     # a node that wants its money first: the auto policy pays up front, the node redeems, then runs it
     for n in nodes:
         m.call(n, rpc.PauseReq())
-    wait_for(lambda: only_node_online(m, "p0"), 30, "p0 the only node taking work")
+    wait_for(lambda: only_node_online(m, "p0"), 90, "p0 the only node taking work")
     job = m.call("buyer", rpc.SubmitReq(path="p.py", text="def p():\n    return 0\n"))["job_id"]
     t = wait_for(
         lambda: (
@@ -184,12 +185,41 @@ def test_map_run_is_paid_job_by_job(paid_market: LocalMarket, tmp_path: Path) ->
             and t["is_paid"]
             and t
         ),
-        30,
+        60,
         "the prepaid job done",
     )
     assert t["amount_msats"] == PRICE_MSATS and t["paid"] <= t["received"]  # paid before its result
     assert balance(m, "p0") == PRICE_SATS
     assert balance(m, "buyer") == 1000 - 13 * PRICE_SATS
+
+    anyio.run(batched_send_adds_up, tmp_path / "wallets", str(m.mint_url))
+
+
+async def batched_send_adds_up(base: Path, mint_url: str) -> None:
+    """PylonWallet.send_locked_many (the auto payer's one swap for many payments) on the same mint:
+    one proof set per payment, each locked to its own node, redeemable by that node alone."""
+    from pylon.payments import PaymentError, PylonWallet, inspect_proofs
+
+    buyer = await PylonWallet.open(base / "b", mint_url, "buyer")
+    nodes = [await PylonWallet.open(base / f"n{i}", mint_url, f"n{i}") for i in range(2)]
+    try:
+        await buyer.fund(100)
+        wanted = [(2, nodes[i % 2].p2pk_pubkey()) for i in range(9)] + [(7, nodes[0].p2pk_pubkey())]
+        sets = await buyer.send_locked_many(wanted, locktime_s=3600)
+        assert [inspect_proofs(ps).amount_sats for ps in sets] == [a for a, _ in wanted]
+        assert [inspect_proofs(ps).lock_pubkey for ps in sets] == [k for _, k in wanted]
+        assert buyer.balance() == 100 - 25 and buyer.outstanding_sats() == 25
+        with pytest.raises(PaymentError, match="wrong_lock"):
+            await nodes[1].redeem(sets[0])  # n0's payment
+        for (_, key), ps in zip(wanted, sets, strict=True):
+            await nodes[0 if key == nodes[0].p2pk_pubkey() else 1].redeem(ps)
+        assert (nodes[0].balance(), nodes[1].balance()) == (5 * 2 + 7, 4 * 2)
+        with pytest.raises(PaymentError, match="insufficient_funds"):
+            await buyer.send_locked_many([(50, nodes[0].p2pk_pubkey())] * 2)
+        assert buyer.balance() == 75
+    finally:
+        for w in (buyer, *nodes):
+            await w.aclose()
 
 
 def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
@@ -199,7 +229,16 @@ def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
         with_mint=True,
         memory_relay=True,
         node_args=["--price", str(PRICE_MSATS)],
-        buyer_args=["--bid", str(PRICE_MSATS), "--pay", "manual", "--refund-locktime", str(LOCK_S)],
+        buyer_args=[
+            "--bid",
+            str(PRICE_MSATS),
+            "--pay",
+            "manual",
+            "--pickup-timeout",
+            "30",
+            "--refund-locktime",
+            str(LOCK_S),
+        ],
     )
     try:
         m.start(timeout=90)
@@ -208,7 +247,7 @@ def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
         # --- manual: one verified job, paid once by hand ---
         job = m.call("buyer", rpc.SubmitReq(path="a.py", text="def a():\n    return 1\n"))["job_id"]
         wait_for(
-            lambda: m.call("buyer", rpc.JobStatusReq(job_id=job))["state"] == "completed", 30, "job done"
+            lambda: m.call("buyer", rpc.JobStatusReq(job_id=job))["state"] == "completed", 60, "job done"
         )
         assert (
             m.call("buyer", rpc.JobStatusReq(job_id=job))["is_paid"] is False
@@ -222,14 +261,14 @@ def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
         assert twice.returncode != 0 and "already paid" in twice.stderr and twice.stdout == ""
         unknown = m.cli("pay", "--job_id", "ab" * 32, "--json")
         assert unknown.returncode != 0 and "unknown job" in unknown.stderr
-        wait_for(lambda: balance(m, "n0") == PRICE_SATS, 30, "n0 redeemed its payment")
+        wait_for(lambda: balance(m, "n0") == PRICE_SATS, 60, "n0 redeemed its payment")
         assert balance(m, "buyer") == 100 - PRICE_SATS
-        wait_for(lambda: m.call("buyer", rpc.ReceiptsReq(job_id=job))["receipts"], 30, "the receipt")
+        wait_for(lambda: m.call("buyer", rpc.ReceiptsReq(job_id=job))["receipts"], 60, "the receipt")
 
         # --- the node hands the payment back by hand; the buyer redeems it ---
         back = cli_json(m, "node", "refund", "n0", "--job_id", job)
         assert back["amount_msats"] == PRICE_MSATS and back["refund_event_id"]
-        wait_for(lambda: balance(m, "buyer") == 100, 30, "the buyer took the refund in")
+        wait_for(lambda: balance(m, "buyer") == 100, 60, "the buyer took the refund in")
         assert balance(m, "n0") == 0
         assert m.call("buyer", rpc.JobStatusReq(job_id=job))["is_paid"] is False
         assert m.call("n0", rpc.StatusReq())["earned_msats"] == 0
@@ -239,7 +278,7 @@ def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
         # --- payment up front to a node that dies before redeeming: refund after the lock ---
         start_payment_required_node(m, "p0")
         m.call("n0", rpc.PauseReq())
-        wait_for(lambda: only_node_online(m, "p0"), 30, "p0 the only node taking work")
+        wait_for(lambda: only_node_online(m, "p0"), 90, "p0 the only node taking work")
         held = m.call("buyer", rpc.SubmitReq(path="b.py", text="def b():\n    return 2\n"))["job_id"]
         cancelled = m.call("buyer", rpc.SubmitReq(path="c.py", text="def c():\n    return 3\n"))["job_id"]
         wait_for(
@@ -251,7 +290,7 @@ def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
                 }
                 >= {held, cancelled}
             ),
-            30,
+            60,
             "p0 holds both for payment",
         )
         m.call("buyer", rpc.CancelReq(job_id=cancelled))
@@ -259,7 +298,8 @@ def test_manual_pay_once_then_refund_after_the_lock(tmp_path: Path) -> None:
         assert refused.returncode != 0 and "no verified result" in refused.stderr
 
         m.kill("node-p0", signal.SIGKILL)
-        prepaid = cli_json(m, "pay", "--job_id", held)
+        # over RPC, not the CLI: the lock runs from here, and process start-up must not eat it
+        prepaid = m.call("buyer", rpc.PayReq(job_id=held))
         assert prepaid["amount_msats"] == PRICE_MSATS
         assert balance(m, "buyer") == 100 - PRICE_SATS
         with pytest.raises(RpcError, match="locked"):  # the lock still holds (over RPC: no CLI start-up)

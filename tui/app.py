@@ -111,7 +111,9 @@ class PylonApp(App[None]):
 
     def flush_now(self) -> None:
         screen = self.main_screen
-        if isinstance(screen, MainScreen) and screen.is_mounted:  # before its mount, there is nothing to draw on
+        if (
+            isinstance(screen, MainScreen) and screen.is_mounted
+        ):  # before its mount, there is nothing to draw on
             screen.flush()
 
     # --- the command palette --------------------------------------------------------------------

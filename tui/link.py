@@ -102,7 +102,9 @@ class Link:
                 self.client = None
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
-            self._set(connected=False, reason=reason, retry_in=self.backoff[0], attempts=0, lost_at=self.clock())
+            self._set(
+                connected=False, reason=reason, retry_in=self.backoff[0], attempts=0, lost_at=self.clock()
+            )
             await anyio.sleep(self.backoff[0])
 
     async def _session(self, client: Client) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.markup import escape
+
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 RATE_BUCKET_S = 5.0  # the jobs/min sparkline's resolution
 RATE_BUCKETS = 48  # four minutes of history
@@ -25,11 +27,30 @@ MAX_LOG_BACKLOG = 500
 Clock = Callable[[], float]
 
 
+class KeySet(dict[str, None]):
+    """A set that remembers insertion order, so new rows appear in the order the daemon sent them."""
+
+    def add(self, key: str) -> None:
+        self[key] = None
+
+    def __ior__(self, other: Iterable[str]) -> KeySet:  # type: ignore[override]
+        for key in other:
+            self[key] = None
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, set | frozenset):
+            return set(self) == other
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class Changes:
     """What changed since the last look: keys of rows to redraw, and whether a panel must."""
 
-    keys: set[str] = field(default_factory=set)
+    keys: KeySet = field(default_factory=KeySet)
     removed: set[str] = field(default_factory=set)
     all: bool = False  # redraw everything (first load, resync)
 
@@ -38,7 +59,7 @@ class Changes:
 
     def take(self) -> Changes:
         out = Changes(self.keys, self.removed, self.all)
-        self.keys, self.removed, self.all = set(), set(), False
+        self.keys, self.removed, self.all = KeySet(), set(), False
         return out
 
 
@@ -56,6 +77,11 @@ class _LogBuffer:
         out = list(self.lines)
         self.lines.clear()
         return out
+
+
+def esc(value: object) -> str:
+    """Daemon data (node names, paths, error text) inside a log line: never read as markup."""
+    return escape(str(value))
 
 
 def short(pubkey: str | None, n: int = 8) -> str:
@@ -133,13 +159,12 @@ class BuyerModel:
             if old is None or not old.get("known"):
                 self.run_jobs.setdefault(rid, {})
                 if old is None:
-                    self.log.add(
-                        f"run [b]{short(rid, 12)}[/] {r.get('repo', '')}: {r.get('files', '?')} files"
-                    )
+                    repo, files = esc(r.get("repo", "")), esc(r.get("files", "?"))
+                    self.log.add(f"run [b]{short(rid, 12)}[/] {repo}: {files} files")
             if old is not None and old.get("finished") is None and r.get("finished") is not None:
                 self.log.add(
-                    f"run [b]{short(rid, 12)}[/] finished: {r.get('completed', 0)} completed, "
-                    f"{r.get('failed', 0)} failed"
+                    f"run [b]{short(rid, 12)}[/] finished: {esc(r.get('completed', 0))} completed, "
+                    f"{esc(r.get('failed', 0))} failed"
                 )
             if merged != old:
                 self.runs[rid] = merged
@@ -228,12 +253,11 @@ class BuyerModel:
             self._count_completion()
             self._completed_tick += 1
         elif state == "failed":
-            self.log.add(
-                f"[red]job failed[/] {job.get('path') or short(job['job_id'])}: {job.get('error') or '?'}"
-                f" (provider {self.node_name(job.get('provider_pubkey'))})"
-            )
+            what, why = esc(job.get("path") or short(job["job_id"])), esc(job.get("error") or "?")
+            who = esc(self.node_name(job.get("provider_pubkey")))
+            self.log.add(f"[red]job failed[/] {what}: {why} (provider {who})")
         elif state == "cancelled":
-            self.log.add(f"[yellow]job cancelled[/] {job.get('path') or short(job['job_id'])}")
+            self.log.add(f"[yellow]job cancelled[/] {esc(job.get('path') or short(job['job_id']))}")
         elif prev is not None and state == "assigned" and prev in ("assigned", "processing"):
             pass  # a re-issue shows up as attempts > 1 in the tables
 
@@ -261,17 +285,17 @@ class BuyerModel:
         return self.log.take()
 
     def _log_node_change(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-        name = new.get("name") or short(new["pubkey"])
+        name = esc(new.get("name") or short(new["pubkey"]))
         if old is None:
             if new.get("online"):
-                self.log.add(f"node [b]{name}[/] online ({new.get('state')})")
+                self.log.add(f"node [b]{name}[/] online ({esc(new.get('state'))})")
             return
         if old.get("online") != new.get("online"):
             self.log.add(
                 f"node [b]{name}[/] {'back online' if new.get('online') else '[red]went offline[/]'}"
             )
         elif old.get("state") != new.get("state"):
-            self.log.add(f"node [b]{name}[/] is {new.get('state')}")
+            self.log.add(f"node [b]{name}[/] is {esc(new.get('state'))}")
         if old.get("banned") != new.get("banned"):
             self.log.add(f"node [b]{name}[/] {'[red]banned[/]' if new.get('banned') else 'unbanned'}")
 
@@ -318,9 +342,9 @@ class NodeModel:
         self.status = status
         self.status_changed = True
         if old is None:
-            self.log.add(f"node [b]{status.get('name')}[/] is {status.get('state')}")
+            self.log.add(f"node [b]{esc(status.get('name'))}[/] is {esc(status.get('state'))}")
         elif old.get("state") != status.get("state"):
-            self.log.add(f"state: {old.get('state')} → [b]{status.get('state')}[/]")
+            self.log.add(f"state: {esc(old.get('state'))} → [b]{esc(status.get('state'))}[/]")
 
     def set_jobs(self, jobs: Iterable[dict[str, Any]]) -> None:
         """Recent jobs from the node's database, which trails its pushes by a flush: a finished
@@ -371,9 +395,9 @@ class NodeModel:
         self.jobs[jid] = job
         self.job_changes.keys.add(jid)
         if state == "failed":
-            self.log.add(f"[red]job failed[/] {job.get('path')}: {job.get('error') or '?'}")
+            self.log.add(f"[red]job failed[/] {esc(job.get('path'))}: {esc(job.get('error') or '?')}")
         elif state == "queued" and old is None:
-            self.log.add(f"job queued {job.get('path')} from {short(job.get('buyer'))}")
+            self.log.add(f"job queued {esc(job.get('path'))} from {esc(short(job.get('buyer')))}")
 
     def active_jobs(self) -> list[dict[str, Any]]:
         return [j for j in self.jobs.values() if j["state"] in ACTIVE_NODE_STATES]

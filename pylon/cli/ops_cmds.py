@@ -43,13 +43,25 @@ def service() -> None:
 @click.argument("role", type=_ROLE)
 @_name_option
 @click.option("--print", "print_only", is_flag=True, help="print the plist/unit instead of installing it")
-@click.option("--platform", "platform_name", type=click.Choice(["macos", "linux"]), default=None,
-              help="with --print: render for this platform (default: this machine's)")
+@click.option(
+    "--platform",
+    "platform_name",
+    type=click.Choice(["macos", "linux"]),
+    default=None,
+    help="with --print: render for this platform (default: this machine's)",
+)
 @click.option("--pylon-exe", default=None, help="the pylon executable the service runs (default: this one)")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @json_option
-def service_install(role: str, name: str | None, print_only: bool, platform_name: str | None,
-                    pylon_exe: str | None, extra: tuple[str, ...], as_json: bool) -> None:
+def service_install(
+    role: str,
+    name: str | None,
+    print_only: bool,
+    platform_name: str | None,
+    pylon_exe: str | None,
+    extra: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Install and start ROLE as a user service; arguments after `--` go to `pylon ROLE up`."""
     from pylon.daemon import service as svc
 
@@ -60,19 +72,34 @@ def service_install(role: str, name: str | None, print_only: bool, platform_name
             fail(f"cannot install a {platform_name} service on this machine; use --print to see the file")
         exe = pylon_exe or svc.find_pylon_exe()
         if print_only:
-            filename, text = svc.render_unit(role, platform=platform, name=name, pylon_exe=exe,
-                                             home=pylon_home(), extra_args=extra)
+            filename, text = svc.render_unit(
+                role, platform=platform, name=name, pylon_exe=exe, home=pylon_home(), extra_args=extra
+            )
             if as_json:
-                emit_json({"role": role, "name": name, "platform": platform, "filename": filename,
-                           "path": str(svc.unit_dir(platform) / filename), "text": text})
+                emit_json(
+                    {
+                        "role": role,
+                        "name": name,
+                        "platform": platform,
+                        "filename": filename,
+                        "path": str(svc.unit_dir(platform) / filename),
+                        "text": text,
+                    }
+                )
             else:
                 click.echo(text, nl=not text.endswith("\n"))
             return
         path = svc.install(role, name, platform=platform, pylon_exe=exe, home=pylon_home(), extra_args=extra)
     except (svc.ServiceError, ValueError) as exc:
         fail(str(exc))
-    report = {"role": role, "name": name, "platform": platform, "path": path, "installed": True,
-              "log": str(svc.log_path(role, name, pylon_home()))}
+    report = {
+        "role": role,
+        "name": name,
+        "platform": platform,
+        "path": path,
+        "installed": True,
+        "log": str(svc.log_path(role, name, pylon_home())),
+    }
     if as_json:
         emit_json(report)
     else:
@@ -117,22 +144,43 @@ def service_status(role: str, name: str | None, as_json: bool) -> None:
         return
     state = "running" if report["running"] else report["state"]
     pid = f" pid {report['pid']}" if report["pid"] else ""
-    stdout.print(f"[bold]{report['unit']}[/]: {state}{pid}  installed={report['installed']}  {report['detail']}")
+    stdout.print(
+        f"[bold]{report['unit']}[/]: {state}{pid}  installed={report['installed']}  {report['detail']}"
+    )
 
 
 @cli.command("doctor")
 @relay_option
-@click.option("--mint", "mint_url", default=lambda: os.environ.get("PYLON_MINT_URL") or None,
-              help="Cashu mint URL to check (default $PYLON_MINT_URL; unset = not checked)")
-@click.option("--ollama-host", default=lambda: os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"),
-              show_default="$OLLAMA_HOST or http://127.0.0.1:11434")
-@click.option("--model", default=lambda: os.environ.get("PYLON_MODEL", "qwen2.5-coder:1.5b"),
-              show_default="$PYLON_MODEL or qwen2.5-coder:1.5b")
-@click.option("--no-ollama", is_flag=True, help="skip Ollama and the model (a deterministic-only node or a buyer)")
+@click.option(
+    "--mint",
+    "mint_url",
+    default=lambda: os.environ.get("PYLON_MINT_URL") or None,
+    help="Cashu mint URL to check (default $PYLON_MINT_URL; unset = not checked)",
+)
+@click.option(
+    "--ollama-host",
+    default=lambda: os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"),
+    show_default="$OLLAMA_HOST or http://127.0.0.1:11434",
+)
+@click.option(
+    "--model",
+    default=lambda: os.environ.get("PYLON_MODEL", "qwen2.5-coder:1.5b"),
+    show_default="$PYLON_MODEL or qwen2.5-coder:1.5b",
+)
+@click.option(
+    "--no-ollama", is_flag=True, help="skip Ollama and the model (a deterministic-only node or a buyer)"
+)
 @click.option("--timeout", "timeout_s", type=float, default=3.0, show_default=True, help="seconds per check")
 @json_option
-def doctor(relays: tuple[str, ...], mint_url: str | None, ollama_host: str, model: str, no_ollama: bool,
-           timeout_s: float, as_json: bool) -> None:
+def doctor(
+    relays: tuple[str, ...],
+    mint_url: str | None,
+    ollama_host: str,
+    model: str,
+    no_ollama: bool,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
     """Check relay, mint, Ollama, model, daemon sockets and keys; exit 1 if any check failed."""
     from pylon.daemon.config import default_relays
     from pylon.doctor import all_ok, format_checks, run_checks
@@ -140,10 +188,16 @@ def doctor(relays: tuple[str, ...], mint_url: str | None, ollama_host: str, mode
     # Not pylon_home(): that would create the directory the home check is about.
     raw = os.environ.get("PYLON_HOME")
     home = Path(raw).expanduser() if raw else Path(platformdirs.user_data_dir("pylon"))
-    checks = anyio.run(lambda: run_checks(
-        relay_urls=list(relays) or default_relays(), mint_url=mint_url,
-        ollama_host=None if no_ollama else ollama_host, model=None if no_ollama else model,
-        home=home, timeout_s=timeout_s))
+    checks = anyio.run(
+        lambda: run_checks(
+            relay_urls=list(relays) or default_relays(),
+            mint_url=mint_url,
+            ollama_host=None if no_ollama else ollama_host,
+            model=None if no_ollama else model,
+            home=home,
+            timeout_s=timeout_s,
+        )
+    )
     ok = all_ok(checks)
     if as_json:
         emit_json(checks)

@@ -94,8 +94,15 @@ def mine(
             tag_list[-1][1] = str(n)
             if compute_id(keys.pubkey, ts, kind, tag_list, content) != digest:
                 raise PowError("nonce splice did not reproduce the event id")  # a serialiser change
-            return NostrEvent(id=digest.hex(), pubkey=keys.pubkey, created_at=ts, kind=kind, tags=tag_list,
-                              content=content, sig=keys.sign(digest))
+            return NostrEvent(
+                id=digest.hex(),
+                pubkey=keys.pubkey,
+                created_at=ts,
+                kind=kind,
+                tags=tag_list,
+                content=content,
+                sig=keys.sign(digest),
+            )
     raise AssertionError("unreachable")
 
 

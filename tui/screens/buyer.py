@@ -109,7 +109,7 @@ class BuyerScreen(MainScreen):
             swarm.show_rate()
         _merge(self._pending["nodes"], m.node_changes.take())
         if self._tick % AGE_REFRESH_TICKS == 0:
-            self._pending["nodes"].keys |= set(m.nodes)
+            self._pending["nodes"].keys |= m.nodes
         jobs = m.job_changes.take()
         _merge(self._pending["jobs"], jobs)
         runs = m.run_changes.take()

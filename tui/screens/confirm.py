@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -24,9 +25,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Static(self.title_text, id="confirm-title")
+            # Names and paths come from the daemons: shown as text, never read as markup.
+            yield Static(Text(self.title_text), id="confirm-title")
             if self.detail:
-                yield Static(self.detail, id="confirm-detail")
+                yield Static(Text(self.detail), id="confirm-detail")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="confirm-yes")
                 yield Button("No (n)", variant="primary", id="confirm-no")

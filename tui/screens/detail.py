@@ -7,6 +7,7 @@ from typing import Any
 
 from pylon.tui.fmt import clock_time
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -35,6 +36,6 @@ class DetailScreen(ModalScreen[None]):
                 shown = f"{clock_time(value)}  ({value:.3f})"
             else:
                 shown = "-" if value is None or value == "" else str(value)
-            table.add_row(key, shown)
+            table.add_row(key, Text(shown))
         with VerticalScroll(id="detail-box"):
             yield Static(table)

@@ -109,10 +109,10 @@ class JobScreen(Screen[None]):
         grid.add_column(style="dim", justify="right")
         grid.add_column()
         grid.add_row("state", state_text(t.get("state"), mark=True))
-        grid.add_row("path", f"{t.get('path', '')}  ({t.get('language') or '?'})")
-        grid.add_row("run", t.get("run_id") or "-")
+        grid.add_row("path", Text(f"{t.get('path', '')}  ({t.get('language') or '?'})"))
+        grid.add_row("run", Text(str(t.get("run_id") or "-")))
         prov = t.get("provider_pubkey")
-        grid.add_row("provider", f"{self.name_of(prov)}  {short(prov, 16)}")
+        grid.add_row("provider", Text(f"{self.name_of(prov)}  {short(prov, 16)}"))
         grid.add_row("attempts", str(t.get("attempts", 0)))
         if t.get("error"):
             grid.add_row("error", Text(str(t["error"]), style="bold red"))
@@ -157,10 +157,10 @@ class JobScreen(Screen[None]):
             present.add(link.get("role"))
             valid = bool(link.get("valid"))
             table.add_row(
-                link.get("role", "?"),
+                Text(str(link.get("role", "?"))),
                 str(link.get("kind", "")),
-                short(link.get("id"), 12),
-                self.name_of(link.get("pubkey")),
+                Text(short(link.get("id"), 12)),
+                Text(self.name_of(link.get("pubkey"))),
                 clock_time(link.get("created_at")),
                 Text("✔ valid" if valid else "✖ INVALID", style="green" if valid else "bold red"),
                 key=f"{i}",

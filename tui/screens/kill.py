@@ -35,10 +35,10 @@ def send_control(
         try:
             result = await app.link.call(req)
         except RpcError as exc:
-            screen.notify(f"{op} failed: {exc.message}", severity="error", timeout=6)
+            screen.notify(f"{op} failed: {exc.message}", severity="error", timeout=6, markup=False)
             return
         if done is not None:
-            screen.notify(done(result))
+            screen.notify(done(result), markup=False)  # names and paths from the daemon: plain text
         if after is not None:
             out = after(result)
             if out is not None:

@@ -8,13 +8,14 @@ from pylon.tui.screens.base import MainScreen
 from pylon.tui.screens.detail import DetailScreen
 from pylon.tui.widgets.conn_bar import ConnBar
 from pylon.tui.widgets.filter_bar import FilterBar
+from pylon.tui.widgets.live_table import LiveTable
 from pylon.tui.widgets.log_pane import LogPane
 from pylon.tui.widgets.node_jobs_table import ActiveJobsTable, NodeJobsTable
 from pylon.tui.widgets.node_summary import Failures, NodeSummary
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 
 class NodeScreen(MainScreen):
@@ -89,8 +90,8 @@ class NodeScreen(MainScreen):
 
     # --- drill down -----------------------------------------------------------------------------
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        job = self.model.jobs.get(event.row_key.value or "")
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+        job = self.model.jobs.get(event.key)
         if job is not None:
             self.app.push_screen(DetailScreen(f"job {job['job_id']}", job))
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pylon.tui.messages import LinkChanged
 from pylon.tui.widgets.conn_bar import ConnBar
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -22,7 +23,7 @@ class WaitingScreen(Screen[None]):
         app: PylonApp = self.app  # type: ignore[assignment]
         yield Header()
         yield ConnBar(app.clock, read_only=app.read_only, id="conn")
-        yield Static(f"waiting for a pylon daemon to answer on {app.link.source.label} …", id="waiting")
+        yield Static(Text(f"waiting for a pylon daemon to answer on {app.link.source.label} …"), id="waiting")
         yield Footer()
 
     def on_link_changed(self, message: LinkChanged) -> None:

@@ -9,7 +9,6 @@ from pylon.tui.fmt import secs, state_text
 from pylon.tui.messages import OpenJob
 from pylon.tui.model import short
 from pylon.tui.widgets.live_table import Cells, LiveTable
-from textual.widgets import DataTable
 
 
 class JobsTable(LiveTable):
@@ -45,7 +44,6 @@ class JobsTable(LiveTable):
     def search_text(self, item: Mapping[str, Any], cells: Cells) -> str:
         return f"{super().search_text(item, cells)} {item['job_id']} {item.get('run_id') or ''}"
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         event.stop()
-        if event.row_key.value:
-            self.post_message(OpenJob(event.row_key.value))
+        self.post_message(OpenJob(event.key))

@@ -22,9 +22,9 @@ class NodeSummary(Static):
         grid.add_column()
         state = str(st.get("state"))
         grid.add_row("state", Text(f" {state.upper()} ", style=f"bold reverse {STATE_STYLE.get(state, '')}"))
-        grid.add_row("node", Text.assemble((st.get("name", ""), "bold"), f"  {st.get('pubkey', '')}"))
+        grid.add_row("node", Text.assemble((str(st.get("name", "")), "bold"), f"  {st.get('pubkey', '')}"))
         models = ", ".join(st.get("models") or []) or "none"
-        grid.add_row("executor", f"{st.get('executor')}   models: {models}")
+        grid.add_row("executor", Text(f"{st.get('executor')}   models: {models}"))
         grid.add_row(
             "slots",
             f"{st.get('running', 0)} running / {st.get('max_concurrency', 1)} max, "
@@ -56,7 +56,7 @@ class Failures(Static):
         table.add_column("jobs", justify="right")
         failures = st.get("failures") or {}
         for reason, n in sorted(failures.items(), key=lambda kv: (-kv[1], kv[0])):
-            table.add_row(Text(reason, style="red"), str(n))
+            table.add_row(Text(str(reason), style="red"), str(n))
         if not failures:
             table.add_row(Text("none", style="dim"), "")
         dropped = st.get("dropped") or {}

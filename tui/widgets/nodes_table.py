@@ -10,7 +10,6 @@ from pylon.tui.messages import OpenProvider
 from pylon.tui.model import short
 from pylon.tui.widgets.live_table import Cells, LiveTable
 from rich.text import Text
-from textual.widgets import DataTable
 
 
 def node_state(node: Mapping[str, Any]) -> str:
@@ -60,7 +59,6 @@ class NodesTable(LiveTable):
     def search_text(self, item: Mapping[str, Any], cells: Cells) -> str:
         return f"{super().search_text(item, cells)} {item['pubkey']}"
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         event.stop()
-        if event.row_key.value:
-            self.post_message(OpenProvider(event.row_key.value))
+        self.post_message(OpenProvider(event.key))

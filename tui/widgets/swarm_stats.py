@@ -68,7 +68,7 @@ class RateSpark(Vertical):
 class TopProviders(DataTable[str]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="none", zebra_stripes=True, **kwargs)
-        self._last: list[tuple[str, ...]] = []
+        self._last: list[tuple[Text | str, ...]] = []
 
     def on_mount(self) -> None:
         self.add_column("top providers", key="name", width=16)
@@ -77,7 +77,7 @@ class TopProviders(DataTable[str]):
 
     def show(self, m: BuyerModel) -> None:
         rows = [
-            (p.get("name") or m.node_name(p["pubkey"]), short(p["pubkey"]), str(p["completed"]))
+            (Text(p.get("name") or m.node_name(p["pubkey"])), short(p["pubkey"]), str(p["completed"]))
             for p in (m.stats or {}).get("top_providers", [])[:10]
         ]
         if rows == self._last:
@@ -111,7 +111,7 @@ class RunsSummary(Static):
             )
             table.add_row(
                 short(r["run_id"], 12),
-                r.get("repo") or "",
+                Text(str(r.get("repo") or "")),
                 bar,
                 f"{done}/{files}",
                 Text(str(r.get("failed") or 0), style="red" if r.get("failed") else "dim"),
