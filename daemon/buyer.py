@@ -265,6 +265,13 @@ class BuyerDaemon:
         req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
                                   chunk_ids=chunk_ids, node=node, run_id=run_id, bid_msats=self.config.bid_msats,
                                   pow_bits=self.config.pow_bits, tasks=tasks)
+        while req.id in self.attempts:
+            # The same file submitted twice within one millisecond signs to the same id: the
+            # clock ticking over gives the second job an id of its own.
+            await anyio.sleep(0.001)
+            req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
+                                      chunk_ids=chunk_ids, node=node, run_id=run_id,
+                                      bid_msats=self.config.bid_msats, pow_bits=self.config.pow_bits, tasks=tasks)
         now = time.time()
         # The request's own timestamp, so stats replayed from the relay come out identical.
         submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000

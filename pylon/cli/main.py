@@ -86,6 +86,8 @@ def node() -> None:
               help="Cashu mint URL where this node accepts payment")
 @click.option("--allow-buyer", "allow_buyers", multiple=True, help="serve only these buyer pubkeys (repeatable)")
 @click.option("--rate", "rate_per_s", type=float, default=0.0, help="per-buyer jobs/s limit (0 = none)")
+@click.option("--burst", "rate_burst", type=int, default=200, show_default=True, help="per-buyer burst with --rate")
+@click.option("--queue", "queue_size", type=int, default=256, show_default=True, help="jobs waiting beyond the running ones")
 @click.option("--payment-required", is_flag=True, help="ask for payment up front (locked, refundable)")
 @click.option("--no-untargeted", is_flag=True, help="only take jobs assigned to this node")
 @click.option("--exec-timeout", type=float, default=60.0, show_default=True)
@@ -94,7 +96,7 @@ def node() -> None:
 def node_up(name: str, executor: str, relays: tuple[str, ...], concurrency: int, heartbeat_s: float,
             price_msats: int, ollama_host: str, model: str, mint_url: str | None, allow_buyers: tuple[str, ...],
             rate_per_s: float, payment_required: bool, no_untargeted: bool, exec_timeout: float,
-            min_pow: int) -> None:
+            min_pow: int, rate_burst: int, queue_size: int) -> None:
     """Run a provider node in the foreground until SIGTERM (then it drains)."""
     from pylon.daemon.config import NodeConfig, default_relays
     from pylon.daemon.provider import run_node
@@ -104,7 +106,8 @@ def node_up(name: str, executor: str, relays: tuple[str, ...], concurrency: int,
                      max_concurrency=concurrency, heartbeat_s=heartbeat_s, price_msats=price_msats,
                      ollama_host=ollama_host, model=model, mint_url=mint_url, allow_buyers=list(allow_buyers),
                      rate_per_s=rate_per_s, payment_required=payment_required,
-                     accept_untargeted=not no_untargeted, exec_timeout_s=exec_timeout, min_pow=min_pow)
+                     accept_untargeted=not no_untargeted, exec_timeout_s=exec_timeout, min_pow=min_pow,
+                     rate_burst=rate_burst, queue_size=queue_size)
     _run_daemon(lambda: run_node(cfg), f"node {name}")
 
 
