@@ -30,6 +30,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -124,7 +125,7 @@ def market_cpu(market: LocalMarket, extra: dict[str, int] | None = None) -> dict
 
 
 def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) -> dict[str, float] | None:
-    """CPU seconds each kind of process spent between two samples: load-independent cost."""
+    """CPU seconds per kind of process between two samples (a busy machine sways it less than wall time)."""
     if any(v is None for v in (*before.values(), *after.values())):
         return None
     out: dict[str, float] = {}
@@ -145,8 +146,8 @@ def cli_map(market: LocalMarket, repo: Path, out: Path) -> tuple[dict[str, Any],
     return json.loads(res.stdout), wall
 
 
-def swarm(repo: Path, work: Path, nodes: int, repeat: int) -> dict[str, Any]:
-    market = LocalMarket(home=work / "home-swarm", nodes=nodes, heartbeat_s=1.0)
+def swarm(repo: Path, work: Path, nodes: int, repeat: int, node_args: list[str]) -> dict[str, Any]:
+    market = LocalMarket(home=work / "home-swarm", nodes=nodes, heartbeat_s=1.0, node_args=node_args)
     t0 = time.perf_counter()
     try:
         market.start(timeout=180)
@@ -259,13 +260,23 @@ async def run_jobs(sock: Path, run_id: str) -> tuple[list[dict[str, Any]], list[
         await client.aclose()
 
 
-def sim(work: Path, repo: Path, nodes: int, concurrency: int, delay: float) -> dict[str, Any]:
+def sim(
+    work: Path, repo: Path, nodes: int, concurrency: int, delay: float, node_args: list[str]
+) -> dict[str, Any]:
     fake, url = start_fake_ollama(delay, work)
     market = LocalMarket(
         home=work / f"home-sim-{concurrency}",
         nodes=nodes,
         heartbeat_s=1.0,
-        node_args=["--executor", "ollama", "--ollama-host", url, "--concurrency", str(concurrency)],
+        node_args=[
+            "--executor",
+            "ollama",
+            "--ollama-host",
+            url,
+            "--concurrency",
+            str(concurrency),
+            *node_args,
+        ],
     )
     try:
         market.start(timeout=180)
@@ -321,10 +332,11 @@ def table(figs: dict[str, dict[str, Any]]) -> None:
                 "yes" if s["ok"] else "no",
             )
         )
-    if (lo := figs.get("local")) and s:
+    if lo := figs.get("local"):
         rows.append(
             (f"map {lo['files']} files in one process", f"{lo['wall_s_median']:.2f} s median", "-", "-")
         )
+    if lo and s:
         rows.append(
             (
                 "swarm vs one process (local / swarm)",
@@ -377,8 +389,10 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=1.0, help="simulated model latency per file (s)")
     ap.add_argument("--only", default="swarm,local,demo,sim", help="which figures (comma-separated)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--node-args", default="", help="extra node flags, e.g. --node-args='--no-untargeted'")
     args = ap.parse_args()
     only = {f.strip() for f in args.only.split(",") if f.strip()}
+    node_args = shlex.split(args.node_args)
 
     configure_logging()
     work = Path(tempfile.mkdtemp(prefix="pylon-bench-repomap-"))
@@ -387,14 +401,16 @@ def main() -> None:
         repo = build_repo(work / "repo", args.files)
         log(f"repo of {args.files} files at {repo}; {args.nodes} nodes; {os.cpu_count()} CPUs")
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "swarm": lambda: swarm(repo, work, args.nodes, args.repeat),
+            "swarm": lambda: swarm(repo, work, args.nodes, args.repeat, node_args),
             "local": lambda: local(repo, work, args.repeat),
             "demo": lambda: demo(repo, work, args.nodes),
         }
         if "sim" in only:
             sim_repo = build_repo(work / "repo-sim", args.sim_files)
             for c in (int(x) for x in args.concurrency.split(",") if x):
-                steps[f"sim-c{c}"] = functools.partial(sim, work, sim_repo, args.nodes, c, args.delay)
+                steps[f"sim-c{c}"] = functools.partial(
+                    sim, work, sim_repo, args.nodes, c, args.delay, node_args
+                )
         for name, step in steps.items():
             if name.split("-")[0] not in only:
                 continue

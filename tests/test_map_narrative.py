@@ -110,6 +110,7 @@ def test_a_model_node_writes_the_narrative(
     model_market: MixedMarket, fake: FakeOllama, repo: Path, tmp_path: Path
 ) -> None:
     llm = model_node_pubkey(model_market)
+    chats_before, jobs_before = len(fake.chat_requests), len(reduce_jobs(model_market))
     res = run_map(model_market, repo, tmp_path / "out")
     assert res["files"] == len(FILES) + 1 and res["completed"] == res["files"] and res["failed"] == 0
 
@@ -120,13 +121,14 @@ def test_a_model_node_writes_the_narrative(
     assert "## Layout" in overview and "## Entry points" in overview
 
     # The model was asked once for a narrative (a chat without a JSON schema), from the facts.
-    reduce_chats = [c for c in fake.chat_requests if "format" not in c or c["format"] is None]
+    chats = fake.chat_requests[chats_before:]
+    reduce_chats = [c for c in chats if "format" not in c or c["format"] is None]
     assert len(reduce_chats) == 1
     facts = reduce_chats[0]["messages"][-1]["content"]
     assert "## Languages" in facts and "go/uuid/uuid.go" in facts and "## Summary" not in facts
 
     # It went out as a job of its own, to the node with the model, and was accepted from it.
-    jobs = reduce_jobs(model_market)
+    jobs = reduce_jobs(model_market)[jobs_before:]
     assert [(j["state"], j["provider_pubkey"]) for j in jobs] == [("completed", llm)]
 
 

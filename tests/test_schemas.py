@@ -43,6 +43,8 @@ def test_every_request_round_trips_as_a_frame() -> None:
         fields = {f: "x" for f in cls.__struct_fields__ if f in ("job_id", "pubkey", "repo", "path", "text")}
         if "amount_sats" in cls.__struct_fields__:
             fields["amount_sats"] = 5
+        if "items" in cls.__struct_fields__:
+            fields["items"] = [rpc.SubmitItem(path="a.py", text="x = 1\n")]
         frame = rpc.Call(id=7, req=cls(**fields))
         assert msgspec.msgpack.decode(msgspec.msgpack.encode(frame), type=rpc.AnyFrame) == frame
 

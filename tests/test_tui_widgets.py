@@ -7,13 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from textual.app import App, ComposeResult
-
 from pylon.tui.app import canned_app
 from pylon.tui.model import Changes, KeySet
 from pylon.tui.testing import screen_text, settle, wait_for
 from pylon.tui.widgets.jobs_table import JobsTable
 from pylon.tui.widgets.runs_tree import RunsTree
+from textual.app import App, ComposeResult
 
 pytestmark = pytest.mark.anyio
 
@@ -24,8 +23,17 @@ def anyio_backend() -> str:
 
 
 def job(i: int, state: str = "assigned") -> dict[str, Any]:
-    return {"job_id": f"job{i:04d}", "run_id": None, "path": f"src/file_{i:04d}.py", "state": state,
-            "provider_pubkey": None, "error": None, "end_to_end": None, "attempts": 1, "paid": False}
+    return {
+        "job_id": f"job{i:04d}",
+        "run_id": None,
+        "path": f"src/file_{i:04d}.py",
+        "state": state,
+        "provider_pubkey": None,
+        "error": None,
+        "end_to_end": None,
+        "attempts": 1,
+        "paid": False,
+    }
 
 
 class TableApp(App[None]):
@@ -101,13 +109,16 @@ async def test_daemon_text_is_never_markup() -> None:
         pk = next(iter(m.nodes))
         evil = {**m.nodes[pk], "name": "[/]evil[bold", "state": "paused"}
         m.set_nodes([evil, *(n for k, n in m.nodes.items() if k != pk)])
-        m.apply("jobs", [{**job(1, "failed"), "path": "app/[id]/page.tsx", "error": "[/red]boom",
-                          "provider_pubkey": pk}])
+        m.apply(
+            "jobs",
+            [{**job(1, "failed"), "path": "app/[id]/page.tsx", "error": "[/red]boom", "provider_pubkey": pk}],
+        )
         app.flush_now()
         await pilot.press("2")
         await wait_for(pilot, lambda: "[/]evil[bold" in screen_text(app), what="the name shown as typed")
         await pilot.press("5")
-        await wait_for(pilot, lambda: "app/[id]/page.tsx: [/red]boom" in screen_text(app), what="the log line")
+        line = "app/[id]/page.tsx: [/red]boom"
+        await wait_for(pilot, lambda: line in screen_text(app), what="the log line, literally")
 
 
 async def test_runs_tree_updates_leaves_in_place() -> None:
@@ -123,6 +134,38 @@ async def test_runs_tree_updates_leaves_in_place() -> None:
         m.apply("jobs", [{**m.jobs[target], "state": "completed", "end_to_end": 0.321}])
         app.flush_now()
         assert tree._leaves[target] is leaf  # the same node, relabelled
-        await wait_for(pilot, lambda: "app.py  completed" in screen_text(app) and "321ms" in screen_text(app),
-                       what="the leaf's new label")
+        await wait_for(
+            pilot,
+            lambda: "app.py  completed" in screen_text(app) and "321ms" in screen_text(app),
+            what="the leaf's new label",
+        )
         await wait_for(pilot, lambda: "7/10" in screen_text(app), what="the run's counts")
+
+
+async def test_every_action_is_in_the_command_palette_and_read_only_removes_the_switches() -> None:
+    for read_only in (False, True):
+        app = canned_app("buyer", read_only=read_only)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot)
+            await pilot.press("3")  # the runs tab: cancel applies here
+            titles = {c.title for c in app.get_system_commands(app.screen)}
+            assert {"Filter", "Help", "Swarm", "Nodes", "Runs", "Jobs", "Log"} <= titles
+            switches = {"Cancel", "Stop all"}
+            assert (switches & titles) == (set() if read_only else switches)
+            assert "Ban/unban" not in titles  # it applies on the nodes tab only
+
+
+async def test_a_socket_of_unknown_kind_gets_the_right_screen_once_it_answers() -> None:
+    from pylon.tui.app import PylonApp
+    from pylon.tui.canned import CANNED_NOW, canned_client
+    from pylon.tui.screens.buyer import BuyerScreen
+    from pylon.tui.source import CannedSource
+
+    source = CannedSource(canned_client("buyer"), label="/srv/pylon/custom.sock")
+    source.kind_hint = None  # as for `pylon-tui --socket PATH` with a name we cannot read
+    app = PylonApp(source, clock=lambda: CANNED_NOW)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BuyerScreen), what="the buyer screen")
+        await settle(pilot)
+        await wait_for(pilot, lambda: "online nodes" in screen_text(app), what="the swarm figures")
+        assert app.title.startswith("pylon · buyer")

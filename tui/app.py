@@ -72,8 +72,11 @@ class PylonApp(App[None]):
 
     @property
     def main_screen(self) -> Screen[None] | None:
-        """The screen at the bottom of the stack: the buyer or node view (or the waiting one)."""
+        """The buyer or node view under any drill-downs and dialogs (or the waiting screen)."""
         stack = self.screen_stack
+        for screen in reversed(stack):
+            if isinstance(screen, MainScreen):
+                return screen
         return stack[0] if stack else None  # empty while the app shuts down
 
     def on_mount(self) -> None:
@@ -84,12 +87,11 @@ class PylonApp(App[None]):
         kind = welcome.daemon
         if kind != self.kind:
             # --socket PATH named a daemon we could not guess, or the socket now holds the other
-            # kind: show the right screen from now on.
+            # kind: close what was open over the old view and show the right one on top.
             self.kind = kind
-            self.title = f"pylon · {kind}"
-            while len(self.screen_stack) > 1:
+            while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen | WaitingScreen):
                 self.pop_screen()
-            self.switch_screen(self._screen_for(kind))
+            self.push_screen(self._screen_for(kind))
         self.title = f"pylon · {kind} {welcome.name}"
         if kind == "buyer":
             return BuyerFeed(self.buyer_model)

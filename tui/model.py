@@ -156,11 +156,10 @@ class BuyerModel:
             rid = r["run_id"]
             old = self.runs.get(rid)
             merged = {**(old or {}), **r, "known": True}
-            if old is None or not old.get("known"):
+            if old is None or not old.get("known"):  # first news of it (or only pushes so far)
                 self.run_jobs.setdefault(rid, {})
-                if old is None:
-                    repo, files = esc(r.get("repo", "")), esc(r.get("files", "?"))
-                    self.log.add(f"run [b]{short(rid, 12)}[/] {repo}: {files} files")
+                repo, files = esc(r.get("repo", "")), esc(r.get("files", "?"))
+                self.log.add(f"run [b]{short(rid, 12)}[/] {repo}: {files} files")
             if old is not None and old.get("finished") is None and r.get("finished") is not None:
                 self.log.add(
                     f"run [b]{short(rid, 12)}[/] finished: {esc(r.get('completed', 0))} completed, "
@@ -309,6 +308,8 @@ class BuyerModel:
 
     def success_rate(self) -> float | None:
         if self.stats is not None:
+            if not (self.stats.get("jobs_completed") or self.stats.get("jobs_failed")):
+                return None  # nothing finished yet: no rate to speak of
             return float(self.stats.get("success_rate") or 0.0)
         done = sum(1 for j in self.jobs.values() if j["state"] in TERMINAL)
         if not done:

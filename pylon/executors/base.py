@@ -14,10 +14,11 @@ import anyio
 from pylon.executors.deterministic import DEFAULT_TIMEOUT_S, EXECUTOR_NAME, extract_file
 from pylon.schemas.events import FileResult
 
-# Extraction costs roughly 5 µs per line; above this size (~2000 lines, ~10 ms) a file is
-# parsed on a worker thread so it cannot stall the node's event loop. Smaller files finish
-# faster than a thread hand-off would.
-THREAD_THRESHOLD_BYTES = 64 * 1024
+# Extraction costs roughly 5 µs per line, but pathological input (unbalanced brackets) can
+# make tree-sitter's query step quadratic: 60 KB once took 4 s. Above this size a file is
+# parsed on a worker thread so it cannot stall the node's event loop (heartbeats, intake) and
+# the node's job timeout can give up on it. Smaller files finish faster than a hand-off.
+THREAD_THRESHOLD_BYTES = 16 * 1024
 
 
 @runtime_checkable
@@ -47,9 +48,9 @@ class DeterministicExecutor:
         job = functools.partial(extract_file, path, text, language, timeout_s=self.timeout_s)
         # len(text) counts characters, not bytes: close enough to pick a thread or not.
         if len(text) > self.thread_threshold_bytes:
-            # The parse stops itself at timeout_s (tree-sitter's progress callback), so a
-            # worker thread never outlives the job.
-            return await anyio.to_thread.run_sync(job)
+            # The parse stops itself at timeout_s, but the symbol query can overrun it on
+            # pathological input: the node's job timeout then abandons the thread.
+            return await anyio.to_thread.run_sync(job, abandon_on_cancel=True)
         return job()
 
     def models(self) -> list[str]:

@@ -45,12 +45,21 @@ class NodeSummary(Static):
         elif m.wallet_note:
             earned.append(f"   {m.wallet_note}", style="dim")
         grid.add_row("earned", earned)
-        self.update(grid)
+        self.update(grid, layout=False)  # fixed height: a heartbeat's new figures need no layout pass
 
 
 class Failures(Static):
+    _last: tuple[Any, ...] | None = None
+
     def show(self, m: NodeModel) -> None:
         st: dict[str, Any] = m.status or {}
+        key = (
+            tuple(sorted((st.get("failures") or {}).items())),
+            tuple(sorted((st.get("dropped") or {}).items())),
+        )
+        if key == self._last:
+            return  # unchanged: skip the redraw (most heartbeats)
+        self._last = key
         table = Table(title="failures by reason", expand=True, title_style="bold", show_edge=False)
         table.add_column("reason")
         table.add_column("jobs", justify="right")

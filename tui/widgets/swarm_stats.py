@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 
 class Figures(Static):
@@ -49,7 +49,7 @@ class Figures(Static):
             fig("p95 end-to-end", secs(stats.get("p95_e2e_s"))),
             fig("jobs/min", f"{stats.get('jobs_per_min', 0.0):.1f}" if stats else "-", "bold cyan"),
         )
-        self.update(grid)
+        self.update(grid, layout=False)  # a fixed-height panel: new figures need no layout pass
 
 
 class RateSpark(Vertical):
@@ -62,30 +62,23 @@ class RateSpark(Vertical):
     def show(self, history: list[float]) -> None:
         self.query_one(Sparkline).data = history
         peak = max(history) if history else 0.0
-        self.query_one("#rate-now", Static).update(f"now {history[-1]:.0f}/min · peak {peak:.0f}/min")
+        self.query_one("#rate-now", Static).update(
+            f"now {history[-1]:.0f}/min · peak {peak:.0f}/min", layout=False
+        )
 
 
-class TopProviders(DataTable[str]):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="none", zebra_stripes=True, **kwargs)
-        self._last: list[tuple[Text | str, ...]] = []
-
-    def on_mount(self) -> None:
-        self.add_column("top providers", key="name", width=16)
-        self.add_column("pubkey", key="pubkey", width=10)
-        self.add_column("completed", key="completed", width=10)
+class TopProviders(Static):
+    """The five busiest providers (a fixed-height panel: redrawn without a layout pass)."""
 
     def show(self, m: BuyerModel) -> None:
-        rows = [
-            (Text(p.get("name") or m.node_name(p["pubkey"])), short(p["pubkey"]), str(p["completed"]))
-            for p in (m.stats or {}).get("top_providers", [])[:10]
-        ]
-        if rows == self._last:
-            return
-        self._last = rows
-        self.clear()
-        for row in rows:
-            self.add_row(*row)
+        table = Table(title="top providers", title_style="bold", expand=True, show_edge=False)
+        table.add_column("provider", ratio=2, no_wrap=True, overflow="ellipsis")
+        table.add_column("pubkey", width=8)
+        table.add_column("completed", justify="right", width=9)
+        for p in (m.stats or {}).get("top_providers", [])[:5]:
+            name = Text(p.get("name") or m.node_name(p["pubkey"]))
+            table.add_row(name, short(p["pubkey"]), str(p["completed"]))
+        self.update(table, layout=False)
 
 
 class RunsSummary(Static):
@@ -117,8 +110,8 @@ class RunsSummary(Static):
                 Text(str(r.get("failed") or 0), style="red" if r.get("failed") else "dim"),
             )
         if not runs:
-            table.add_row(Text("no runs yet: pylon map REPO", style="dim"), "", "", "", "")
-        self.update(table)
+            table.add_row("", Text("no runs yet: pylon map REPO", style="dim"), "", "", "")
+        self.update(table, layout=False)
 
 
 class SwarmStats(Vertical):
