@@ -31,9 +31,10 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pylon.schemas import rpc  # noqa: E402
+
 from pylon.cli.launcher import LocalMarket, free_port  # noqa: E402
 from pylon.rpc.client import RpcClient  # noqa: E402
-from pylon.schemas import rpc  # noqa: E402
 
 PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "nostrdvm_bench.py"
 PEER_VENV = ROOT / "bench" / ".peer-venv"
@@ -62,8 +63,12 @@ async def push_jobs(sock: Path, n: int, batch: int = 50) -> list[str]:
     ids: list[str] = []
     try:
         for start in range(0, n, batch):
-            items = [rpc.SubmitItem(path=f"bench/f{i}.py", text=f"def f{i}():\n    return {i}\n", language="python")
-                     for i in range(start, min(n, start + batch))]
+            items = [
+                rpc.SubmitItem(
+                    path=f"bench/f{i}.py", text=f"def f{i}():\n    return {i}\n", language="python"
+                )
+                for i in range(start, min(n, start + batch))
+            ]
             res = await client.call(rpc.SubmitManyReq(items=items), timeout=60)
             if res["errors"]:
                 raise RuntimeError(f"submissions refused: {res['errors'][:3]}")
@@ -81,7 +86,9 @@ async def wait_done(sock: Path, ids: list[str], timeout: float) -> list[dict]:
         while True:
             jobs = (await client.call(rpc.JobListReq(), timeout=60))["jobs"]
             mine = [j for j in jobs if j["job_id"] in want]
-            if len(mine) == len(want) and all(j["state"] in ("completed", "failed", "cancelled") for j in mine):
+            if len(mine) == len(want) and all(
+                j["state"] in ("completed", "failed", "cancelled") for j in mine
+            ):
                 break
             if time.monotonic() > deadline:
                 break
@@ -93,8 +100,9 @@ async def wait_done(sock: Path, ids: list[str], timeout: float) -> list[dict]:
 
 def run_pylon(nodes: int, jobs: int, lmdb: bool) -> dict:
     home = Path(tempfile.mkdtemp(prefix="pylon-bench-"))
-    market = LocalMarket(home=home, nodes=nodes, memory_relay=not lmdb, heartbeat_s=2.0,
-                         node_args=["--concurrency", "4"])
+    market = LocalMarket(
+        home=home, nodes=nodes, memory_relay=not lmdb, heartbeat_s=2.0, node_args=["--concurrency", "4"]
+    )
     try:
         market.start(timeout=120)
         sock = market.socket_of("buyer")
@@ -113,9 +121,15 @@ def run_pylon(nodes: int, jobs: int, lmdb: bool) -> dict:
     wall = max(last - first, 1e-9)
     node_rss = [v for k, v in rss.items() if k.startswith("node-") and v is not None]
     return {
-        "system": "pylon", "nodes": nodes, "jobs": jobs, "completed": len(done),
-        "failed": sum(t["state"] == "failed" for t in tele), "wall_s": round(wall, 3),
-        "jobs_per_s": round(len(done) / wall, 1), "p50_s": pct(e2e, 0.5), "p95_s": pct(e2e, 0.95),
+        "system": "pylon",
+        "nodes": nodes,
+        "jobs": jobs,
+        "completed": len(done),
+        "failed": sum(t["state"] == "failed" for t in tele),
+        "wall_s": round(wall, 3),
+        "jobs_per_s": round(len(done) / wall, 1),
+        "p50_s": pct(e2e, 0.5),
+        "p95_s": pct(e2e, 0.95),
         "submit_s": round(submit_s, 3),
         "stage_p50_s": {
             "queue_wait": pct([t["queue_wait"] for t in done if t["queue_wait"] is not None], 0.5),
@@ -123,9 +137,12 @@ def run_pylon(nodes: int, jobs: int, lmdb: bool) -> dict:
             "publish": pct([t["publish_time"] for t in done if t["publish_time"] is not None], 0.5),
         },
         "reissued": sum(t["attempts"] > 1 for t in tele),
-        "node_peak_rss_mb": {"max": max(node_rss, default=None),
-                             "median": statistics.median(node_rss) if node_rss else None},
-        "buyer_peak_rss_mb": rss.get("buyer"), "relay": "lmdb" if lmdb else "memory",
+        "node_peak_rss_mb": {
+            "max": max(node_rss, default=None),
+            "median": statistics.median(node_rss) if node_rss else None,
+        },
+        "buyer_peak_rss_mb": rss.get("buyer"),
+        "relay": "lmdb" if lmdb else "memory",
     }
 
 
@@ -149,14 +166,21 @@ def run_peer(jobs: int) -> dict | None:
         return None
     port = free_port()
     try:
-        out = subprocess.run([str(py), str(PEER_SCRIPT), str(jobs), "--port", str(port)], capture_output=True,
-                             text=True, timeout=600, cwd=tempfile.mkdtemp(prefix="peer-"))
+        out = subprocess.run(
+            [str(py), str(PEER_SCRIPT), str(jobs), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tempfile.mkdtemp(prefix="peer-"),
+        )
     except subprocess.TimeoutExpired:
         return None
     for line in out.stdout.splitlines():
         if line.startswith('{"peer"'):
             return json.loads(line)
-    print(f"[bench] the peer printed no figures:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}", file=sys.stderr)
+    print(
+        f"[bench] the peer printed no figures:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}", file=sys.stderr
+    )
     return None
 
 
@@ -176,8 +200,12 @@ def main() -> None:
         if peer and peer.get("jobs_per_s"):
             row["vs_peer"] = {
                 "jobs_per_s_ratio": round(row["jobs_per_s"] / peer["jobs_per_s"], 2),
-                "p50_ratio": round(row["p50_s"] / peer["p50_s"], 2) if row["p50_s"] and peer.get("p50_s") else None,
-                "p95_ratio": round(row["p95_s"] / peer["p95_s"], 2) if row["p95_s"] and peer.get("p95_s") else None,
+                "p50_ratio": round(row["p50_s"] / peer["p50_s"], 2)
+                if row["p50_s"] and peer.get("p50_s")
+                else None,
+                "p95_ratio": round(row["p95_s"] / peer["p95_s"], 2)
+                if row["p95_s"] and peer.get("p95_s")
+                else None,
             }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -185,11 +213,17 @@ def main() -> None:
     for r in rows:
         vp = r.get("vs_peer", {})
         st = r["stage_p50_s"]
-        print(f"{r['nodes']:>5}  {r['jobs_per_s']:>6}  {r['p50_s']!s:>6}  {r['p95_s']!s:>6}  {st['queue_wait']!s:>5}  "
-              f"{st['exec']!s:>5}  {st['publish']!s:>7}  {r['node_peak_rss_mb']['max']!s:>10} MB  "
-              f"{vp.get('jobs_per_s_ratio', '-')}x, {vp.get('p95_ratio', '-')}x")
+        print(
+            f"{r['nodes']:>5}  {r['jobs_per_s']:>6}  {r['p50_s']!s:>6}  {r['p95_s']!s:>6}  "
+            f"{st['queue_wait']!s:>5}  "
+            f"{st['exec']!s:>5}  {st['publish']!s:>7}  {r['node_peak_rss_mb']['max']!s:>10} MB  "
+            f"{vp.get('jobs_per_s_ratio', '-')}x, {vp.get('p95_ratio', '-')}x"
+        )
     if peer:
-        print(f"peer: {peer['jobs_per_s']} jobs/s, p50 {peer['p50_s']} s, p95 {peer['p95_s']} s ({peer['peer']})")
+        print(
+            f"peer: {peer['jobs_per_s']} jobs/s, p50 {peer['p50_s']} s, "
+            f"p95 {peer['p95_s']} s ({peer['peer']})"
+        )
 
 
 if __name__ == "__main__":

@@ -217,6 +217,31 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
     for cls in MainScreen.__subclasses__():  # the buyer and node screens' coalesced refresh
         cls.flush = timed(cls.flush)  # type: ignore[method-assign]
 
+    spans: dict[str, list[float]] = {}
+    if os.environ.get("TUI_BENCH_DEBUG"):  # where the long steps come from
+        from textual.screen import Screen
+        from textual.widgets import RichLog, Sparkline
+
+        from pylon.rpc.framing import FrameReader
+        from pylon.tui.model import BuyerModel
+
+        def spy(cls: Any, name: str) -> None:
+            real = getattr(cls, name)
+
+            def wrapper(*a: Any, **k: Any) -> Any:
+                c0 = time.thread_time()
+                try:
+                    return real(*a, **k)
+                finally:
+                    spans.setdefault(f"{cls.__name__}.{name}", []).append((time.thread_time() - c0) * 1000)
+
+            setattr(cls, name, wrapper)
+
+        for cls, name in ((Screen, "_refresh_layout"), (Screen, "_compositor_refresh"), (BuyerModel, "apply"),
+                          (BuyerModel, "set_jobs"), (RichLog, "write"), (Sparkline, "render"),
+                          (FrameReader, "_frames")):
+            if hasattr(cls, name) and callable(getattr(cls, name)):
+                spy(cls, name)
     lags: list[float] = []
     busy: list[float] = []
     steps: list[float] = []  # CPU ms of each event-loop step (one callback or one task step)
@@ -331,8 +356,11 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
                 }
             )
         )
-        if slow:
-            Path(str(out) + ".slow").write_text("\n".join(f"{t:.1f} {h}" for t, h in sorted(slow)[-20:]))
+        if slow or spans:
+            lines = [f"{t:.1f} {h}" for t, h in sorted(slow)[-10:]]
+            lines += [f"{k}: n={len(v)} max={max(v):.1f} over16={sum(x > 16.7 for x in v)} sum={sum(v):.0f}"
+                      for k, v in spans.items()]
+            Path(str(out) + ".slow").write_text("\n".join(lines))
         app.exit()
 
     profile_to = os.environ.get("TUI_BENCH_PROFILE")

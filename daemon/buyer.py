@@ -20,10 +20,14 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
-
 from pylon.daemon.config import BuyerConfig
 from pylon.daemon.node_registry import NodeRegistry
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
+from pylon.schemas import kinds, rpc
+from pylon.schemas.errors import ErrorCode
+from pylon.schemas.events import DEFAULT_TASKS, FeedbackStatus, FileResult
+from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
+
 from pylon.executors.languages import detect_language
 from pylon.home import buyer_dir, buyer_socket
 from pylon.keys import load_or_create_keys
@@ -32,10 +36,6 @@ from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
-from pylon.schemas import kinds, rpc
-from pylon.schemas.errors import ErrorCode
-from pylon.schemas.events import DEFAULT_TASKS, FeedbackStatus, FileResult
-from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 from pylon.stats.compute import global_stats, provider_stats
 from pylon.stats.telemetry_db import TelemetryDB
 
@@ -131,8 +131,9 @@ class BuyerDaemon:
         self.db = await TelemetryDB.open(self.dir / "telemetry.db")
         await self._load_counters()
         resumed_since = await self._resume_outstanding()
-        self.rpc = RpcServer(buyer_socket(), daemon="buyer", name=self.config.name, pubkey=self.pubkey,
-                             handler=self.handle_rpc)
+        self.rpc = RpcServer(
+            buyer_socket(), daemon="buyer", name=self.config.name, pubkey=self.pubkey, handler=self.handle_rpc
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -140,15 +141,19 @@ class BuyerDaemon:
                 await self.pool.start(tg, wait_s=10)
                 since = int(time.time()) - 3600
                 await self.pool.subscribe(
-                    [Filter(kinds=[kinds.ANNOUNCE, kinds.NUTZAP_INFO], since=since - 86400 * 30),
-                     Filter(kinds=[kinds.HEARTBEAT], since=since)],
-                    self._on_swarm_event, sub_id="swarm",
+                    [
+                        Filter(kinds=[kinds.ANNOUNCE, kinds.NUTZAP_INFO], since=since - 86400 * 30),
+                        Filter(kinds=[kinds.HEARTBEAT], since=since),
+                    ],
+                    self._on_swarm_event,
+                    sub_id="swarm",
                 )
                 # After a crash, replay what the relay stored while we were down.
                 since = min(int(time.time()) - 60, resumed_since or int(time.time()))
                 await self.pool.subscribe(
                     [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[self.pubkey], since=since)],
-                    self._on_job_event, sub_id="jobs",
+                    self._on_job_event,
+                    sub_id="jobs",
                 )
                 tg.start_soon(self._scan_loop)
                 tg.start_soon(self._flush_loop)
@@ -190,12 +195,22 @@ class BuyerDaemon:
                     log.warning("resume_lost_input", job_id=t.job_id, path=t.path)
                 continue
             text = rows[0][0]
-            job = ActiveJob(tele=t, text=text, sha256=nip90.sha256_hex(text.encode()), size=len(text.encode()))
+            job = ActiveJob(
+                tele=t, text=text, sha256=nip90.sha256_hex(text.encode()), size=len(text.encode())
+            )
             atts = await self.db.fetch(
-                "SELECT request_id, node, issued, outcome FROM attempts WHERE job_id = ? ORDER BY issued", (t.job_id,))
+                "SELECT request_id, node, issued, outcome FROM attempts WHERE job_id = ? ORDER BY issued",
+                (t.job_id,),
+            )
             for request_id, node, issued, outcome in atts:
-                att = Attempt(request_id=request_id, job_id=t.job_id, node=node, issued=issued,
-                              picked_up=t.state == JobState.PROCESSING, closed=outcome is not None)
+                att = Attempt(
+                    request_id=request_id,
+                    job_id=t.job_id,
+                    node=node,
+                    issued=issued,
+                    picked_up=t.state == JobState.PROCESSING,
+                    closed=outcome is not None,
+                )
                 self.attempts[request_id] = att
                 if node:
                     job.tried.add(node)
@@ -204,12 +219,18 @@ class BuyerDaemon:
                     if node:
                         self.registry.entry(node).assigned_now += 1
                 oldest = min(oldest, issued)
-            timeout = self.config.result_timeout_s if t.state == JobState.PROCESSING else self.config.pickup_timeout_s
+            timeout = (
+                self.config.result_timeout_s
+                if t.state == JobState.PROCESSING
+                else self.config.pickup_timeout_s
+            )
             job.deadline = (job.current.issued if job.current else time.time()) + timeout
             self.active[t.job_id] = job
         runs = await self.db.fetch(
             "SELECT r.run_id, r.files, sum(j.state = 'completed'), sum(j.state IN ('failed','cancelled')) "
-            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.state = 'running' GROUP BY r.run_id", ())
+            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.state = 'running' GROUP BY r.run_id",
+            (),
+        )
         for run_id, files, done, failed in runs:
             tracker = RunTracker(run_id, files)
             tracker.completed, tracker.failed = int(done or 0), int(failed or 0)
@@ -233,26 +254,43 @@ class BuyerDaemon:
     def validate_input(self, path: str, text: str) -> int:
         size = len(text.encode())
         if size > nip90.MAX_INPUT_BYTES:
-            raise SubmitError(ErrorCode.TOO_LARGE, f"{path} is {size} bytes; files up to {nip90.MAX_INPUT_BYTES} map")
+            raise SubmitError(
+                ErrorCode.TOO_LARGE, f"{path} is {size} bytes; files up to {nip90.MAX_INPUT_BYTES} map"
+            )
         if "\x00" in text:
             raise SubmitError(ErrorCode.BAD_INPUT, f"{path} looks binary (NUL bytes)")
         return size
 
-    async def submit(self, path: str, text: str, *, language: str | None = None, run_id: str | None = None,
-                     wait_node_s: float | None = None, node: str | None = None,
-                     tasks: tuple[str, ...] = DEFAULT_TASKS) -> ActiveJob:
+    async def submit(
+        self,
+        path: str,
+        text: str,
+        *,
+        language: str | None = None,
+        run_id: str | None = None,
+        wait_node_s: float | None = None,
+        node: str | None = None,
+        tasks: tuple[str, ...] = DEFAULT_TASKS,
+    ) -> ActiveJob:
         """Assign one job to `node` (default: the least-loaded live node) and publish it."""
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
         outstanding = len(self.active)
         if outstanding >= self.config.max_outstanding:
-            raise SubmitError(ErrorCode.RATE_LIMITED, f"{outstanding} jobs outstanding; the cap is {self.config.max_outstanding}")
+            raise SubmitError(
+                ErrorCode.RATE_LIMITED,
+                f"{outstanding} jobs outstanding; the cap is {self.config.max_outstanding}",
+            )
         lang = language or detect_language(path, text) or "text"
         if node is None:
-            node = await self._wait_for_node(set(), self.config.pickup_timeout_s if wait_node_s is None else wait_node_s)
+            node = await self._wait_for_node(
+                set(), self.config.pickup_timeout_s if wait_node_s is None else wait_node_s
+            )
         if node is None:
-            raise SubmitError(ErrorCode.PROVIDER_OFFLINE, "no provider node is online; start one with: pylon node up")
+            raise SubmitError(
+                ErrorCode.PROVIDER_OFFLINE, "no provider node is online; start one with: pylon node up"
+            )
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
         inline: str | None = text
@@ -262,22 +300,53 @@ class BuyerDaemon:
                 await self.pool.publish(ch, wait_ok=10)
             chunk_ids = [c.id for c in chunks]
             inline = None
-        req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
-                                  chunk_ids=chunk_ids, node=node, run_id=run_id, bid_msats=self.config.bid_msats,
-                                  pow_bits=self.config.pow_bits, tasks=tasks)
+        req = nip90.build_request(
+            self.keys,
+            path=path,
+            language=lang,
+            text=inline,
+            sha256=sha,
+            size=size,
+            chunk_ids=chunk_ids,
+            node=node,
+            run_id=run_id,
+            bid_msats=self.config.bid_msats,
+            pow_bits=self.config.pow_bits,
+            tasks=tasks,
+        )
         while req.id in self.attempts:
             # The same file submitted twice within one millisecond signs to the same id: the
             # clock ticking over gives the second job an id of its own.
             await anyio.sleep(0.001)
-            req = nip90.build_request(self.keys, path=path, language=lang, text=inline, sha256=sha, size=size,
-                                      chunk_ids=chunk_ids, node=node, run_id=run_id,
-                                      bid_msats=self.config.bid_msats, pow_bits=self.config.pow_bits, tasks=tasks)
+            req = nip90.build_request(
+                self.keys,
+                path=path,
+                language=lang,
+                text=inline,
+                sha256=sha,
+                size=size,
+                chunk_ids=chunk_ids,
+                node=node,
+                run_id=run_id,
+                bid_msats=self.config.bid_msats,
+                pow_bits=self.config.pow_bits,
+                tasks=tasks,
+            )
         now = time.time()
         # The request's own timestamp, so stats replayed from the relay come out identical.
         submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000
-        tele = JobTelemetry(job_id=req.id, run_id=run_id, path=path, language=lang, state=JobState.ASSIGNED,
-                            buyer_pubkey=self.pubkey, provider_pubkey=node, submitted=submitted, attempts=1,
-                            bytes_in=size)
+        tele = JobTelemetry(
+            job_id=req.id,
+            run_id=run_id,
+            path=path,
+            language=lang,
+            state=JobState.ASSIGNED,
+            buyer_pubkey=self.pubkey,
+            provider_pubkey=node,
+            submitted=submitted,
+            attempts=1,
+            bytes_in=size,
+        )
         job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks))
         self._issue(job, req, node, now)
         assert self.db is not None
@@ -297,7 +366,10 @@ class BuyerDaemon:
             job.tried.add(node)
             self.registry.entry(node).assigned_now += 1
         assert self.db is not None
-        self.db.write("INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?)", (req.id, job.tele.job_id, node, now, None, None))
+        self.db.write(
+            "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?)",
+            (req.id, job.tele.job_id, node, now, None, None),
+        )
 
     async def _wait_for_node(self, exclude: set[str], timeout: float) -> str | None:
         node = self.registry.pick(exclude)
@@ -316,11 +388,16 @@ class BuyerDaemon:
             self._close_attempt(att, reason)
         if reason in NO_RETRY or job.tele.attempts >= self.config.max_attempts or self.stopped:
             self._finish(job, JobState.FAILED, error=reason)
-            log.info("job_failed", job_id=job.tele.job_id, path=job.tele.path, error=reason.value, detail=message)
+            log.info(
+                "job_failed", job_id=job.tele.job_id, path=job.tele.path, error=reason.value, detail=message
+            )
             return
         # Prefer a node not tried yet; a swarm of one retries its only node.
-        node = self.registry.pick(job.tried) or self.registry.pick({att.node} if att and att.node else set()) \
+        node = (
+            self.registry.pick(job.tried)
+            or self.registry.pick({att.node} if att and att.node else set())
             or self.registry.pick()
+        )
         if node is None:
             node = await self._wait_for_node(job.tried, self.config.pickup_timeout_s)
         if node is None:
@@ -332,10 +409,20 @@ class BuyerDaemon:
                 await self.pool.publish(ch, wait_ok=10)
             job.chunk_ids = [c.id for c in chunks]
         req = nip90.build_request(
-            self.keys, path=job.tele.path, language=job.tele.language,
-            text=None if job.chunk_ids else job.text, sha256=job.sha256, size=job.size, chunk_ids=job.chunk_ids,
-            node=node, run_id=job.tele.run_id, bid_msats=self.config.bid_msats, attempt=job.tele.attempts + 1,
-            retry_of=job.tele.job_id, pow_bits=self.config.pow_bits, tasks=job.tasks,
+            self.keys,
+            path=job.tele.path,
+            language=job.tele.language,
+            text=None if job.chunk_ids else job.text,
+            sha256=job.sha256,
+            size=job.size,
+            chunk_ids=job.chunk_ids,
+            node=node,
+            run_id=job.tele.run_id,
+            bid_msats=self.config.bid_msats,
+            attempt=job.tele.attempts + 1,
+            retry_of=job.tele.job_id,
+            pow_bits=self.config.pow_bits,
+            tasks=job.tasks,
         )
         job.tele.attempts += 1
         job.tele.provider_pubkey = node
@@ -344,7 +431,13 @@ class BuyerDaemon:
         assert self.db is not None
         self.db.put(job.tele)
         await self.pool.publish(req)
-        log.info("job_reissued", job_id=job.tele.job_id, attempt=job.tele.attempts, node=node[:12], reason=reason.value)
+        log.info(
+            "job_reissued",
+            job_id=job.tele.job_id,
+            attempt=job.tele.attempts,
+            node=node[:12],
+            reason=reason.value,
+        )
         self._note_job(job.tele)
 
     def _close_attempt(self, att: Attempt, outcome: ErrorCode | str) -> None:
@@ -358,15 +451,22 @@ class BuyerDaemon:
                 entry.failed_for_us += 1
         value = outcome.value if isinstance(outcome, ErrorCode) else outcome
         assert self.db is not None
-        self.db.write("UPDATE attempts SET outcome = ?, error = ? WHERE request_id = ?",
-                      ("completed" if value == "completed" else "failed", None if value == "completed" else value,
-                       att.request_id))
+        self.db.write(
+            "UPDATE attempts SET outcome = ?, error = ? WHERE request_id = ?",
+            (
+                "completed" if value == "completed" else "failed",
+                None if value == "completed" else value,
+                att.request_id,
+            ),
+        )
 
     def _finish(self, job: ActiveJob, state: JobState, *, error: ErrorCode | None = None) -> None:
         job.tele.state = state
         job.tele.error = error
         if job.current is not None and not job.current.closed:
-            self._close_attempt(job.current, "completed" if state == JobState.COMPLETED else (error or "cancelled"))
+            self._close_attempt(
+                job.current, "completed" if state == JobState.COMPLETED else (error or "cancelled")
+            )
         self.active.pop(job.tele.job_id, None)
         if state == JobState.COMPLETED:
             self.completed += 1
@@ -493,8 +593,10 @@ class BuyerDaemon:
             self.registry.entry(att.node).completed_for_us += 1
         assert self.db is not None
         # Stored decoded: the event's content may be compressed.
-        self.db.write("INSERT OR REPLACE INTO results VALUES (?,?,?,?)",
-                      (t.job_id, ev.id, ev.pubkey, _result_encoder.encode(parsed.result).decode()))
+        self.db.write(
+            "INSERT OR REPLACE INTO results VALUES (?,?,?,?)",
+            (t.job_id, ev.id, ev.pubkey, _result_encoder.encode(parsed.result).decode()),
+        )
         self._finish(job, JobState.COMPLETED)
         if self.payments is not None:
             self.payments.on_verified_result(t, ev)
@@ -525,7 +627,9 @@ class BuyerDaemon:
                 att = job.current
                 if att is None:
                     continue
-                node_alive = bool(att.node) and self.registry.entry(att.node).online(now, self.config.heartbeat_s)
+                node_alive = bool(att.node) and self.registry.entry(att.node).online(
+                    now, self.config.heartbeat_s
+                )
                 reason = ErrorCode.TIMEOUT if node_alive else ErrorCode.PROVIDER_OFFLINE
                 phase = "execution" if att.picked_up else "pickup"
                 await self._reissue(job, reason, f"no {phase} within the timeout")
@@ -538,9 +642,19 @@ class BuyerDaemon:
 
     def _note_job(self, t: JobTelemetry) -> None:
         if self.rpc is not None and self.rpc.has_subscribers():
-            self._job_pushes.append({"job_id": t.job_id, "run_id": t.run_id, "path": t.path, "state": t.state.value,
-                                     "provider_pubkey": t.provider_pubkey, "error": t.error.value if t.error else None,
-                                     "end_to_end": t.end_to_end, "attempts": t.attempts, "paid": t.is_paid})
+            self._job_pushes.append(
+                {
+                    "job_id": t.job_id,
+                    "run_id": t.run_id,
+                    "path": t.path,
+                    "state": t.state.value,
+                    "provider_pubkey": t.provider_pubkey,
+                    "error": t.error.value if t.error else None,
+                    "end_to_end": t.end_to_end,
+                    "attempts": t.attempts,
+                    "paid": t.is_paid,
+                }
+            )
 
     async def _push_loop(self) -> None:
         """Batched pushes for the TUI: one frame of job updates and one of nodes per tick."""
@@ -555,16 +669,28 @@ class BuyerDaemon:
             self.rpc.publish("nodes", self.registry.info())
             self.rpc.publish("status", self.status())
             for tracker in list(self.runs.values()):
-                self.rpc.publish("run", rpc.MapProgress(run_id=tracker.run_id, files=tracker.total,
-                                                        completed=tracker.completed, failed=tracker.failed))
+                self.rpc.publish(
+                    "run",
+                    rpc.MapProgress(
+                        run_id=tracker.run_id,
+                        files=tracker.total,
+                        completed=tracker.completed,
+                        failed=tracker.failed,
+                    ),
+                )
 
     # --- queries ----------------------------------------------------------------------------
 
     def status(self) -> rpc.BuyerStatus:
         return rpc.BuyerStatus(
-            name=self.config.name, pubkey=self.pubkey, relays=self.pool.urls,
-            online_nodes=self.registry.online_count(), outstanding=len(self.active),
-            completed=self.completed, failed=self.failed, stopped=self.stopped,
+            name=self.config.name,
+            pubkey=self.pubkey,
+            relays=self.pool.urls,
+            online_nodes=self.registry.online_count(),
+            outstanding=len(self.active),
+            completed=self.completed,
+            failed=self.failed,
+            stopped=self.stopped,
             banned=[pk for pk, e in self.registry.nodes.items() if e.banned],
             dropped=dict(self.dropped) | self.pool.dropped,
         )
@@ -595,32 +721,55 @@ class BuyerDaemon:
             entry = self.registry.nodes.get(provider)
             rows = await self.db.fetch(
                 "SELECT a.error, count(*) FROM attempts a JOIN jobs j ON a.job_id = j.job_id "
-                "WHERE a.node = ? AND a.outcome = 'failed' AND NOT (j.state = 'failed' AND j.provider_pubkey = ? "
-                "AND a.request_id = (SELECT max(request_id) FROM attempts WHERE job_id = j.job_id AND node = ?)) "
-                "GROUP BY a.error", (provider, provider, provider))
+                "WHERE a.node = ? AND a.outcome = 'failed' "
+                "AND NOT (j.state = 'failed' AND j.provider_pubkey = ? AND a.request_id = "
+                "(SELECT max(request_id) FROM attempts WHERE job_id = j.job_id AND node = ?)) "
+                "GROUP BY a.error",
+                (provider, provider, provider),
+            )
             by_attempt = {str(r[0]): int(r[1]) for r in rows}
             hb = entry.heartbeat if entry else None
             return provider_stats(
-                jobs, provider, name=names.get(provider, ""),
+                jobs,
+                provider,
+                name=names.get(provider, ""),
                 online=bool(entry and entry.online(time.time(), self.config.heartbeat_s)),
-                uptime_s=hb.uptime_s if hb else None, failures_by_attempt=by_attempt,
+                uptime_s=hb.uptime_s if hb else None,
+                failures_by_attempt=by_attempt,
             )
-        return global_stats(jobs, online_nodes=self.registry.online_count(), names=names,
-                            dropped=dict(self.dropped) | self.pool.dropped)
+        return global_stats(
+            jobs,
+            online_nodes=self.registry.online_count(),
+            names=names,
+            dropped=dict(self.dropped) | self.pool.dropped,
+        )
 
     async def list_jobs(self, run_id: str | None, limit: int) -> rpc.JobList:
         assert self.db is not None
         jobs = await self.db.all_jobs(run_id)
-        items = [rpc.JobListItem(job_id=t.job_id, run_id=t.run_id, state=t.state.value, provider_pubkey=t.provider_pubkey,
-                                 paid=t.is_paid, path=t.path, error=t.error.value if t.error else None,
-                                 end_to_end=t.end_to_end) for t in jobs[-limit:]]
+        items = [
+            rpc.JobListItem(
+                job_id=t.job_id,
+                run_id=t.run_id,
+                state=t.state.value,
+                provider_pubkey=t.provider_pubkey,
+                paid=t.is_paid,
+                path=t.path,
+                error=t.error.value if t.error else None,
+                end_to_end=t.end_to_end,
+            )
+            for t in jobs[-limit:]
+        ]
         return rpc.JobList(jobs=items)
 
     # --- control ----------------------------------------------------------------------------
 
     def cancel(self, job_id: str | None, run_id: str | None) -> int:
-        targets = [j for j in self.active.values()
-                   if (job_id and j.tele.job_id == job_id) or (run_id and j.tele.run_id == run_id)]
+        targets = [
+            j
+            for j in self.active.values()
+            if (job_id and j.tele.job_id == job_id) or (run_id and j.tele.run_id == run_id)
+        ]
         for j in targets:
             self._finish(j, JobState.CANCELLED, error=ErrorCode.CANCELLED)
         return len(targets)

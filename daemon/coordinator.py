@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-
 from pylon.daemon.narrator import attach_narrator
 from pylon.daemon.rpc_server import CallContext, RpcFailure
+from pylon.schemas import rpc
+from pylon.schemas.events import FileResult, RunRoot
+from pylon.schemas.repomap import Snapshot
+from pylon.schemas.telemetry import JobState
+
 from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.repomap.aggregate import build_artifacts
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
-from pylon.schemas import rpc
-from pylon.schemas.events import FileResult, RunRoot
-from pylon.schemas.repomap import Snapshot
-from pylon.schemas.telemetry import JobState
 
 if TYPE_CHECKING:
     from pylon.daemon.buyer import BuyerDaemon
@@ -60,18 +60,32 @@ class MapCoordinator:
         assert self.buyer.db is not None
         rows = await self.buyer.db.fetch(
             "SELECT r.run_id, r.repo, r.files, r.started, r.finished, r.out_dir, "
-            "sum(j.state = 'completed'), sum(j.state = 'failed') FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id "
-            "GROUP BY r.run_id ORDER BY r.started")
+            "sum(j.state = 'completed'), sum(j.state = 'failed') "
+            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id "
+            "GROUP BY r.run_id ORDER BY r.started"
+        )
         out = []
         for run_id, repo, files, started, finished, out_dir, done, failed in rows:
-            out.append(rpc.RunInfo(run_id=run_id, repo=repo, files=files, completed=int(done or 0),
-                                   failed=int(failed or 0), started=started, finished=finished, out_dir=out_dir))
+            out.append(
+                rpc.RunInfo(
+                    run_id=run_id,
+                    repo=repo,
+                    files=files,
+                    completed=int(done or 0),
+                    failed=int(failed or 0),
+                    started=started,
+                    finished=finished,
+                    out_dir=out_dir,
+                )
+            )
         return out
 
     # --- split ------------------------------------------------------------------------------
 
     async def snapshot(self, repo: str) -> Snapshot:
-        clone_dir = buyer_dir() / "clones" / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
+        clone_dir = (
+            buyer_dir() / "clones" / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
+        )
         try:
             return await anyio.to_thread.run_sync(lambda: snapshot_repo(repo, clone_dir))
         except SnapshotError as exc:
@@ -88,27 +102,54 @@ class MapCoordinator:
         if not snap.files:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
             raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
-        if buyer.registry.pick() is None and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None:
+        if (
+            buyer.registry.pick() is None
+            and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None
+        ):
             raise RpcFailure("provider_offline", "no provider node is online; start one with: pylon node up")
-        root_ev = nip90.build_run_root(buyer.keys, RunRoot(repo=repo, snapshot_sha256=snap.snapshot_sha256,
-                                                           files=len(snap.files), skipped=snap.skipped,
-                                                           commit=snap.commit))
+        root_ev = nip90.build_run_root(
+            buyer.keys,
+            RunRoot(
+                repo=repo,
+                snapshot_sha256=snap.snapshot_sha256,
+                files=len(snap.files),
+                skipped=snap.skipped,
+                commit=snap.commit,
+            ),
+        )
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
         out = out_dir or (maps_dir() / run_id[:16])
         tracker = RunTracker(run_id, len(snap.files))
         buyer.runs[run_id] = tracker
         assert buyer.db is not None
-        buyer.db.write("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-                       (run_id, repo, snap.root, len(snap.files), time.time(), None, str(out), snap.snapshot_sha256,
-                        "running"))
+        buyer.db.write(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                run_id,
+                repo,
+                snap.root,
+                len(snap.files),
+                time.time(),
+                None,
+                str(out),
+                snap.snapshot_sha256,
+                "running",
+            ),
+        )
         log.info("map_started", run_id=run_id, repo=repo, files=len(snap.files), skipped=snap.skipped)
 
         async def progress() -> None:
             while not tracker.done.is_set():
                 if ctx is not None:
-                    await ctx.progress(rpc.MapProgress(run_id=run_id, files=tracker.total,
-                                                       completed=tracker.completed, failed=tracker.failed))
+                    await ctx.progress(
+                        rpc.MapProgress(
+                            run_id=run_id,
+                            files=tracker.total,
+                            completed=tracker.completed,
+                            failed=tracker.failed,
+                        )
+                    )
                 with anyio.move_on_after(PROGRESS_INTERVAL_S):
                     await tracker.done.wait()
 
@@ -130,19 +171,38 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
-        narrative = await self.narrative(results, snap, run_id, failed) if self.buyer.narrator is not None else None
+        narrative = (
+            await self.narrative(results, snap, run_id, failed) if self.buyer.narrator is not None else None
+        )
         artifacts = await anyio.to_thread.run_sync(
-            lambda: build_artifacts(out, run_id=run_id, snapshot=snap, results=results, failed=failed,
-                                    narrative=narrative))
+            lambda: build_artifacts(
+                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
+            )
+        )
         buyer.runs.pop(run_id, None)
-        buyer.db.write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id))
+        buyer.db.write(
+            "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
+        )
         await buyer.db.flush()
         providers = len({prov for _, prov, _ in results.values()})
-        summary = rpc.MapSummary(run_id=run_id, files=len(snap.files), completed=len(results), failed=len(failed),
-                                 providers=providers, wall_s=round(time.perf_counter() - t0, 3), artifacts=artifacts,
-                                 skipped=snap.skipped)
-        log.info("map_finished", run_id=run_id, completed=summary.completed, failed=summary.failed,
-                 providers=providers, wall_s=summary.wall_s)
+        summary = rpc.MapSummary(
+            run_id=run_id,
+            files=len(snap.files),
+            completed=len(results),
+            failed=len(failed),
+            providers=providers,
+            wall_s=round(time.perf_counter() - t0, 3),
+            artifacts=artifacts,
+            skipped=snap.skipped,
+        )
+        log.info(
+            "map_finished",
+            run_id=run_id,
+            completed=summary.completed,
+            failed=summary.failed,
+            providers=providers,
+            wall_s=summary.wall_s,
+        )
         return summary
 
     async def finish_resumed_runs(self) -> None:
@@ -150,7 +210,9 @@ class MapCoordinator:
         from pylon.repomap.snapshot import take_snapshot
 
         assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch("SELECT run_id, repo, root, out_dir FROM runs WHERE state = 'running'")
+        rows = await self.buyer.db.fetch(
+            "SELECT run_id, repo, root, out_dir FROM runs WHERE state = 'running'"
+        )
         for run_id, repo, root, out_dir in rows:
             tracker = self.buyer.runs.get(run_id)
             if tracker is None:
@@ -161,13 +223,16 @@ class MapCoordinator:
                 log.warning("resumed_run_snapshot_failed", run_id=run_id, error=str(exc))
                 continue
             # Files the crash kept from being sent at all go out now.
-            sent = {r[0] for r in await self.buyer.db.fetch("SELECT path FROM jobs WHERE run_id = ?", (run_id,))}
+            sent = {
+                r[0] for r in await self.buyer.db.fetch("SELECT path FROM jobs WHERE run_id = ?", (run_id,))
+            }
             for f in snap.files:
                 if f.path in sent:
                     continue
                 try:
-                    await self.buyer.submit(f.path, read_file(Path(snap.root), f.path), language=f.language,
-                                            run_id=run_id)
+                    await self.buyer.submit(
+                        f.path, read_file(Path(snap.root), f.path), language=f.language, run_id=run_id
+                    )
                 except Exception as exc:  # one unreadable file must not stall the run
                     tracker.finish(False)
                     log.warning("map_file_not_sent", path=f.path, error=str(exc))
@@ -175,17 +240,23 @@ class MapCoordinator:
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
             await anyio.to_thread.run_sync(
-                lambda s=snap, o=out_dir, rid=run_id: build_artifacts(Path(o), run_id=rid, snapshot=s,
-                                                                       results=results, failed=failed))
+                lambda s=snap, o=out_dir, rid=run_id, res=results, fl=failed: build_artifacts(
+                    Path(o), run_id=rid, snapshot=s, results=res, failed=fl
+                )
+            )
             self.buyer.runs.pop(run_id, None)
-            self.buyer.db.write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id))
+            self.buyer.db.write(
+                "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
+            )
             log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
         assert self.buyer.db is not None
         rows = await self.buyer.db.fetch(
             "SELECT j.path, j.state, j.error, r.content, r.provider, r.result_id FROM jobs j "
-            "LEFT JOIN results r ON r.job_id = j.job_id WHERE j.run_id = ?", (run_id,))
+            "LEFT JOIN results r ON r.job_id = j.job_id WHERE j.run_id = ?",
+            (run_id,),
+        )
         results: dict[str, tuple[FileResult, str, str]] = {}
         failed: dict[str, str] = {}
         for path, state, error, content, provider, result_id in rows:
@@ -195,8 +266,13 @@ class MapCoordinator:
                 failed[path] = error or state
         return results, failed
 
-    async def narrative(self, results: dict[str, tuple[FileResult, str, str]], snap: Snapshot, run_id: str,
-                        failed: dict[str, str]) -> str | None:
+    async def narrative(
+        self,
+        results: dict[str, tuple[FileResult, str, str]],
+        snap: Snapshot,
+        run_id: str,
+        failed: dict[str, str],
+    ) -> str | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
         try:
             return await self.buyer.narrator(results, snapshot=snap, run_id=run_id, failed=failed)

@@ -6,12 +6,12 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from pylon.nostr.event import InvalidEvent, NostrEvent
-from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
-from pylon.nostr.nip89 import parse_announce
 from pylon.schemas import rpc
 from pylon.schemas.events import Announce, Heartbeat, NodeState, NutzapInfo
 
+from pylon.nostr.event import InvalidEvent, NostrEvent
+from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
+from pylon.nostr.nip89 import parse_announce
 
 MAX_HEARTBEAT_INTERVAL_S = 120.0
 
@@ -121,18 +121,24 @@ class NodeRegistry:
         out = []
         for e in self.nodes.values():
             hb = e.heartbeat
-            out.append(rpc.NodeInfo(
-                pubkey=e.pubkey, name=e.name,
-                state=hb.state.value if hb else "unknown",
-                online=e.online(now, self.heartbeat_s),
-                queue_depth=hb.queue_depth if hb else 0, running=hb.running if hb else 0,
-                completed=hb.completed if hb else 0, failed=hb.failed if hb else 0,
-                last_heartbeat=e.last_heartbeat,
-                executors=e.announce.executors if e.announce else [],
-                models=e.announce.models if e.announce else [],
-                price_msats=e.announce.price_msats if e.announce else 0,
-                assigned_now=e.assigned_now, banned=e.banned,
-            ))
+            out.append(
+                rpc.NodeInfo(
+                    pubkey=e.pubkey,
+                    name=e.name,
+                    state=hb.state.value if hb else "unknown",
+                    online=e.online(now, self.heartbeat_s),
+                    queue_depth=hb.queue_depth if hb else 0,
+                    running=hb.running if hb else 0,
+                    completed=hb.completed if hb else 0,
+                    failed=hb.failed if hb else 0,
+                    last_heartbeat=e.last_heartbeat,
+                    executors=e.announce.executors if e.announce else [],
+                    models=e.announce.models if e.announce else [],
+                    price_msats=e.announce.price_msats if e.announce else 0,
+                    assigned_now=e.assigned_now,
+                    banned=e.banned,
+                )
+            )
         out.sort(key=lambda n: (not n.online, n.name))
         return out
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiosqlite
 import anyio
-
 from pylon.schemas.rpc import NodeJob
 
 SCHEMA = """
@@ -108,8 +107,17 @@ class NodeStore:
         ) as cur:
             rows = await cur.fetchall()
         return [
-            NodeJob(job_id=r[0], buyer=r[1], path=r[2], state=r[3], received=r[4], started=r[5],
-                    finished=r[6], error=r[7], paid_msats=r[8])
+            NodeJob(
+                job_id=r[0],
+                buyer=r[1],
+                path=r[2],
+                state=r[3],
+                received=r[4],
+                started=r[5],
+                finished=r[6],
+                error=r[7],
+                paid_msats=r[8],
+            )
             for r in rows
         ]
 

@@ -17,23 +17,9 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-
-from pylon import __version__
 from pylon.daemon.config import NodeConfig
 from pylon.daemon.node_store import NodeStore
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
-from pylon.executors.base import Executor
-from pylon.executors.deterministic import ExecError
-from pylon.executors.factory import make_executor
-from pylon.home import node_dir, node_socket
-from pylon.keys import load_or_create_keys
-from pylon.logs import get_logger
-from pylon.nostr import nip13, nip90
-from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
-from pylon.nostr.filters import Filter
-from pylon.nostr.heartbeat import build_heartbeat
-from pylon.nostr.nip89 import build_announce
-from pylon.nostr.relay_client import RelayPool
 from pylon.schemas import kinds, rpc
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import (
@@ -46,6 +32,20 @@ from pylon.schemas.events import (
     NodeState,
     ResultTiming,
 )
+
+from pylon import __version__
+from pylon.executors.base import Executor
+from pylon.executors.deterministic import ExecError
+from pylon.executors.factory import make_executor
+from pylon.home import node_dir, node_socket
+from pylon.keys import load_or_create_keys
+from pylon.logs import get_logger
+from pylon.nostr import nip13, nip90
+from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
+from pylon.nostr.filters import Filter
+from pylon.nostr.heartbeat import build_heartbeat
+from pylon.nostr.nip89 import build_announce
+from pylon.nostr.relay_client import RelayPool
 
 log = get_logger("pylon.node")
 
@@ -96,7 +96,9 @@ class ProviderNode:
         self.dir = node_dir(config.name)
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
-        self.executor = executor or make_executor(config.executor, ollama_host=config.ollama_host, model=config.model)
+        self.executor = executor or make_executor(
+            config.executor, ollama_host=config.ollama_host, model=config.model
+        )
         self.pool = RelayPool(config.relays)
         self.state = NodeState.ONLINE
         self.started_at = time.time()
@@ -121,8 +123,13 @@ class ProviderNode:
         counts = await self.store.counters()
         self.counters.completed, self.counters.failed = counts["completed"], counts["failed"]
         self.counters.failures = await self.store.failures()
-        self.rpc = RpcServer(node_socket(self.config.name), daemon="node", name=self.config.name,
-                             pubkey=self.pubkey, handler=self.handle_rpc)
+        self.rpc = RpcServer(
+            node_socket(self.config.name),
+            daemon="node",
+            name=self.config.name,
+            pubkey=self.pubkey,
+            handler=self.handle_rpc,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -137,19 +144,28 @@ class ProviderNode:
                 await self._announce()
                 await self.pool.subscribe(
                     [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=int(time.time()) - 30)],
-                    self._on_request, sub_id="assigned",
+                    self._on_request,
+                    sub_id="assigned",
                 )
                 if self.config.accept_untargeted:
                     await self.pool.subscribe(
                         [Filter(kinds=[kinds.JOB_REQUEST], since=int(time.time()))],
-                        self._on_request, sub_id="open", prefilter=self._is_untargeted,
+                        self._on_request,
+                        sub_id="open",
+                        prefilter=self._is_untargeted,
                     )
                 for _ in range(max(1, self.config.max_concurrency)):
                     tg.start_soon(self._worker)
                 tg.start_soon(self._heartbeat_loop)
                 tg.start_soon(self._flush_loop)
-                log.info("node_started", name=self.config.name, pubkey=self.pubkey, relays=self.pool.urls,
-                         executor=self.executor.name, concurrency=self.config.max_concurrency)
+                log.info(
+                    "node_started",
+                    name=self.config.name,
+                    pubkey=self.pubkey,
+                    relays=self.pool.urls,
+                    executor=self.executor.name,
+                    concurrency=self.config.max_concurrency,
+                )
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
@@ -203,7 +219,9 @@ class ProviderNode:
             self._reject(req, ErrorCode.RATE_LIMITED, "buyer not on this node's allow-list")
             return
         if self.config.rate_per_s > 0:
-            bucket = self._buckets.setdefault(req.buyer, TokenBucket(self.config.rate_per_s, self.config.rate_burst))
+            bucket = self._buckets.setdefault(
+                req.buyer, TokenBucket(self.config.rate_per_s, self.config.rate_burst)
+            )
             if not bucket.take():
                 self._reject(req, ErrorCode.RATE_LIMITED, "rate limit exceeded, slow down")
                 return
@@ -214,7 +232,9 @@ class ProviderNode:
             self._reject(req, ErrorCode.RATE_LIMITED, "queue full")
             return
         if req.size > nip90.MAX_INPUT_BYTES:
-            self._reject(req, ErrorCode.TOO_LARGE, f"input is {req.size} bytes; the limit is {nip90.MAX_INPUT_BYTES}")
+            self._reject(
+                req, ErrorCode.TOO_LARGE, f"input is {req.size} bytes; the limit is {nip90.MAX_INPUT_BYTES}"
+            )
             return
         if self.payments is not None and self.payments.hold_for_payment(req):
             return  # payment-required: it runs once its nutzap is redeemed
@@ -288,13 +308,16 @@ class ProviderNode:
             return
         timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
         try:
-            ev, parts = nip90.build_result_with_parts(self.keys, request=req, result=result, timing=timing,
-                                                      amount_msats=self.config.price_msats)
+            ev, parts = nip90.build_result_with_parts(
+                self.keys, request=req, result=result, timing=timing, amount_msats=self.config.price_msats
+            )
             for part in parts:  # stored before the result that points at them
                 await self.pool.publish(part, wait_ok=10)
         except nip90.ResultTooLarge as exc:
             self._fail(job, ExecError(ErrorCode.TOO_LARGE, str(exc)), finished_ms)
-            await self._publish_feedback(req, FeedbackStatus.ERROR, error=ErrorCode.TOO_LARGE, message=str(exc))
+            await self._publish_feedback(
+                req, FeedbackStatus.ERROR, error=ErrorCode.TOO_LARGE, message=str(exc)
+            )
             return
         await self.pool.publish(ev)
         self.counters.completed += 1
@@ -304,20 +327,32 @@ class ProviderNode:
     def _fail(self, job: _Job, error: ExecError, finished_ms: int) -> None:
         self.counters.failed += 1
         self.counters.failures[error.code.value] = self.counters.failures.get(error.code.value, 0) + 1
-        self._record(job, "aborted" if error.code == ErrorCode.CANCELLED else "failed", finished_ms, error.code.value)
+        self._record(
+            job, "aborted" if error.code == ErrorCode.CANCELLED else "failed", finished_ms, error.code.value
+        )
         self._push_job(job, "failed", error=error.code.value)
 
     async def _reduce(self, req: JobRequest, facts: str) -> FileResult:
         """The LLM reduce step of a map: the input is its facts, the result's summary the narrative."""
         reduce = getattr(self.executor, "reduce", None)
         if reduce is None:
-            raise ExecError(ErrorCode.BAD_INPUT, f"the {self.executor.name} executor cannot do the reduce task")
+            raise ExecError(
+                ErrorCode.BAD_INPUT, f"the {self.executor.name} executor cannot do the reduce task"
+            )
         narrative = await reduce(facts)
         data = facts.encode()
-        return FileResult(path=req.path, language=req.language or "markdown", lines=facts.count("\n") + 1,
-                          symbols=[], imports=[], summary=narrative, executor=self.executor.name,
-                          model=str(getattr(self.executor, "model", "")), input_sha256=nip90.sha256_hex(data),
-                          bytes_in=len(data))
+        return FileResult(
+            path=req.path,
+            language=req.language or "markdown",
+            lines=facts.count("\n") + 1,
+            symbols=[],
+            imports=[],
+            summary=narrative,
+            executor=self.executor.name,
+            model=str(getattr(self.executor, "model", "")),
+            input_sha256=nip90.sha256_hex(data),
+            bytes_in=len(data),
+        )
 
     async def _input_text(self, req: JobRequest) -> str:
         if req.text is not None:
@@ -333,33 +368,56 @@ class ProviderNode:
             code = ErrorCode.TOO_LARGE if exc.reason == "too_large" else ErrorCode.BAD_INPUT
             raise ExecError(code, f"input chunks: {exc}") from exc
 
-    def _record(self, job: _Job, state: str, finished_ms: int | None = None, error: str | None = None) -> None:
+    def _record(
+        self, job: _Job, state: str, finished_ms: int | None = None, error: str | None = None
+    ) -> None:
         if self.store is None:
             return
         r = job.request
-        self.store.record(rpc.NodeJob(
-            job_id=r.job_id, buyer=r.buyer, path=r.path, state=state, received=job.received_ms / 1000,
-            started=job.started_ms / 1000 if job.started_ms else None,
-            finished=finished_ms / 1000 if finished_ms else None, error=error,
-        ))
+        self.store.record(
+            rpc.NodeJob(
+                job_id=r.job_id,
+                buyer=r.buyer,
+                path=r.path,
+                state=state,
+                received=job.received_ms / 1000,
+                started=job.started_ms / 1000 if job.started_ms else None,
+                finished=finished_ms / 1000 if finished_ms else None,
+                error=error,
+            )
+        )
 
     def _push_job(self, job: _Job, state: str, error: str | None = None) -> None:
         if self.rpc is not None:
-            self.rpc.publish("job", {"job_id": job.request.job_id, "path": job.request.path, "state": state,
-                                     "buyer": job.request.buyer, "error": error})
+            self.rpc.publish(
+                "job",
+                {
+                    "job_id": job.request.job_id,
+                    "path": job.request.path,
+                    "state": state,
+                    "buyer": job.request.buyer,
+                    "error": error,
+                },
+            )
 
     # --- publishing -------------------------------------------------------------------------
 
-    def _feedback_now(self, req: JobRequest, status: FeedbackStatus, *,
-                      error: ErrorCode | None = None, message: str = "") -> None:
+    def _feedback_now(
+        self, req: JobRequest, status: FeedbackStatus, *, error: ErrorCode | None = None, message: str = ""
+    ) -> None:
         """Queue feedback from a synchronous path (intake) without spawning a task."""
-        self.pool.publish_nowait(nip90.build_feedback(self.keys, job_id=req.job_id, buyer=req.buyer, status=status,
-                                                      error=error, message=message))
+        self.pool.publish_nowait(
+            nip90.build_feedback(
+                self.keys, job_id=req.job_id, buyer=req.buyer, status=status, error=error, message=message
+            )
+        )
 
-    async def _publish_feedback(self, req: JobRequest, status: FeedbackStatus, *,
-                                error: ErrorCode | None = None, message: str = "") -> None:
-        ev = nip90.build_feedback(self.keys, job_id=req.job_id, buyer=req.buyer, status=status,
-                                  error=error, message=message)
+    async def _publish_feedback(
+        self, req: JobRequest, status: FeedbackStatus, *, error: ErrorCode | None = None, message: str = ""
+    ) -> None:
+        ev = nip90.build_feedback(
+            self.keys, job_id=req.job_id, buyer=req.buyer, status=status, error=error, message=message
+        )
         await self.pool.publish(ev)
 
     async def _refresh_capabilities(self) -> None:
@@ -376,18 +434,29 @@ class ProviderNode:
         return names
 
     async def _announce(self) -> None:
-        ann = Announce(name=self.config.name, version=__version__, executors=self._executors(),
-                       models=self.announced_models, max_concurrency=self.config.max_concurrency,
-                       price_msats=self.config.price_msats)
+        ann = Announce(
+            name=self.config.name,
+            version=__version__,
+            executors=self._executors(),
+            models=self.announced_models,
+            max_concurrency=self.config.max_concurrency,
+            price_msats=self.config.price_msats,
+        )
         await self.pool.publish(build_announce(self.keys, self.config.name, ann), wait_ok=5)
         if self.payments is not None:
             await self.payments.publish_nutzap_info()
 
     def heartbeat(self) -> Heartbeat:
-        return Heartbeat(state=self.state, queue_depth=len(self.queued), running=len(self.running),
-                         completed=self.counters.completed, failed=self.counters.failed,
-                         uptime_s=round(time.time() - self.started_at, 1), interval_s=self.config.heartbeat_s,
-                         name=self.config.name)
+        return Heartbeat(
+            state=self.state,
+            queue_depth=len(self.queued),
+            running=len(self.running),
+            completed=self.counters.completed,
+            failed=self.counters.failed,
+            uptime_s=round(time.time() - self.started_at, 1),
+            interval_s=self.config.heartbeat_s,
+            name=self.config.name,
+        )
 
     async def _publish_heartbeat(self) -> None:
         await self.pool.publish(build_heartbeat(self.keys, self.config.name, self.heartbeat()))
@@ -416,11 +485,19 @@ class ProviderNode:
 
     def status(self) -> rpc.NodeStatus:
         return rpc.NodeStatus(
-            name=self.config.name, pubkey=self.pubkey, state=self.state, running=len(self.running),
-            queued=len(self.queued), completed=self.counters.completed, failed=self.counters.failed,
-            executor=self.executor.name, models=self.announced_models,
-            max_concurrency=self.config.max_concurrency, uptime_s=round(time.time() - self.started_at, 1),
-            failures=dict(self.counters.failures), dropped=dict(self.counters.dropped) | self.pool.dropped,
+            name=self.config.name,
+            pubkey=self.pubkey,
+            state=self.state,
+            running=len(self.running),
+            queued=len(self.queued),
+            completed=self.counters.completed,
+            failed=self.counters.failed,
+            executor=self.executor.name,
+            models=self.announced_models,
+            max_concurrency=self.config.max_concurrency,
+            uptime_s=round(time.time() - self.started_at, 1),
+            failures=dict(self.counters.failures),
+            dropped=dict(self.counters.dropped) | self.pool.dropped,
         )
 
     async def set_state(self, state: NodeState) -> rpc.NodeStatus:
@@ -444,8 +521,14 @@ class ProviderNode:
             self.counters.failed += 1
             self.counters.failures["cancelled"] = self.counters.failures.get("cancelled", 0) + 1
             self._record(job, "aborted", now_ms(), "cancelled")
-            self._spawn(self._publish_feedback(job.request, FeedbackStatus.ERROR, error=ErrorCode.CANCELLED,
-                                               message="aborted by the node operator"))
+            self._spawn(
+                self._publish_feedback(
+                    job.request,
+                    FeedbackStatus.ERROR,
+                    error=ErrorCode.CANCELLED,
+                    message="aborted by the node operator",
+                )
+            )
         return True
 
     async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:

@@ -49,7 +49,9 @@ class NostrKeys:
     def sign(self, digest: bytes) -> str:
         """BIP-340 signature over a 32-byte digest, with fresh auxiliary randomness."""
         sig = ffi.new("unsigned char[64]")
-        if not lib.secp256k1_schnorrsig_sign32(GLOBAL_CONTEXT.ctx, sig, digest, self._keypair, os.urandom(32)):
+        if not lib.secp256k1_schnorrsig_sign32(
+            GLOBAL_CONTEXT.ctx, sig, digest, self._keypair, os.urandom(32)
+        ):
             raise ValueError("signing failed")
         return bytes(ffi.buffer(sig)).hex()
 

@@ -151,9 +151,30 @@ class WalletFundReq(Req, tag="wallet_fund"):
 
 
 Request = (
-    StatusReq | StatsReq | SubscribeReq | PauseReq | ResumeReq | DrainReq | AbortJobReq | NodeJobsReq
-    | SubmitReq | SubmitManyReq | JobStatusReq | JobResultsReq | JobListReq | NodesReq | RunsReq | MapReq | PayReq
-    | RefundReq | CancelReq | StopAllReq | BanReq | TrailReq | ReceiptsReq | WalletBalanceReq
+    StatusReq
+    | StatsReq
+    | SubscribeReq
+    | PauseReq
+    | ResumeReq
+    | DrainReq
+    | AbortJobReq
+    | NodeJobsReq
+    | SubmitReq
+    | SubmitManyReq
+    | JobStatusReq
+    | JobResultsReq
+    | JobListReq
+    | NodesReq
+    | RunsReq
+    | MapReq
+    | PayReq
+    | RefundReq
+    | CancelReq
+    | StopAllReq
+    | BanReq
+    | TrailReq
+    | ReceiptsReq
+    | WalletBalanceReq
     | WalletFundReq
 )
 
@@ -335,8 +356,31 @@ class WalletBalance(msgspec.Struct):
 
 
 __all__ = [
-    "MAX_FRAME_BYTES", "RPC_VERSION", "AnyFrame", "BuyerStatus", "Call", "FileResult", "GlobalStats",
-    "Hello", "JobList", "JobListItem", "JobTelemetry", "MapProgress", "MapSummary", "NodeInfo",
-    "NodeJob", "NodeStatus", "PayResult", "Progress", "ProviderStats", "Push", "Reply", "Request",
-    "RpcErrorCode", "RunInfo", "SubmitResult", "WalletBalance", "Welcome",
+    "MAX_FRAME_BYTES",
+    "RPC_VERSION",
+    "AnyFrame",
+    "BuyerStatus",
+    "Call",
+    "FileResult",
+    "GlobalStats",
+    "Hello",
+    "JobList",
+    "JobListItem",
+    "JobTelemetry",
+    "MapProgress",
+    "MapSummary",
+    "NodeInfo",
+    "NodeJob",
+    "NodeStatus",
+    "PayResult",
+    "Progress",
+    "ProviderStats",
+    "Push",
+    "Reply",
+    "Request",
+    "RpcErrorCode",
+    "RunInfo",
+    "SubmitResult",
+    "WalletBalance",
+    "Welcome",
 ]

@@ -25,7 +25,9 @@ def have_universal_ctags() -> bool:
 def ctags_definitions(path: Path, language: str = "Python") -> set[tuple[str, int]]:
     out = subprocess.run(
         [CTAGS, "--output-format=json", "--fields=+nK", "-f", "-", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     wanted = DEFINITION_KINDS[language]
     defs = set()

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pylon.schemas import rpc
 
 from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
-from pylon.schemas import rpc
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,13 @@ def wait_jobs(m: LocalMarket, ids: list[str], timeout: float = 60) -> list[dict]
 
 
 def test_node_rate_limit_answers_rate_limited(tmp_path: Path) -> None:
-    m = LocalMarket(home=tmp_path / "h", nodes=1, memory_relay=True,
-                    node_args=["--rate", "0.01", "--burst", "3"], buyer_args=["--pickup-timeout", "5"])
+    m = LocalMarket(
+        home=tmp_path / "h",
+        nodes=1,
+        memory_relay=True,
+        node_args=["--rate", "0.01", "--burst", "3"],
+        buyer_args=["--pickup-timeout", "5"],
+    )
     try:
         m.start(timeout=60)
         res = m.call("buyer", rpc.SubmitManyReq(items=items(8, "r")))
@@ -79,8 +84,13 @@ def test_allow_lists_on_node_and_buyer(tmp_path: Path) -> None:
 
 def test_buyer_caps_outstanding_jobs(tmp_path: Path) -> None:
     # The node wants proof of work the buyer does not do, so the jobs stay outstanding.
-    m = LocalMarket(home=tmp_path / "h", nodes=1, memory_relay=True, node_args=["--min-pow", "30"],
-                    buyer_args=["--max-outstanding", "2", "--pickup-timeout", "30"])
+    m = LocalMarket(
+        home=tmp_path / "h",
+        nodes=1,
+        memory_relay=True,
+        node_args=["--min-pow", "30"],
+        buyer_args=["--max-outstanding", "2", "--pickup-timeout", "30"],
+    )
     try:
         m.start(timeout=60)
         res = m.call("buyer", rpc.SubmitManyReq(items=items(3, "c")))

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pylon.schemas import kinds, rpc
+from pylon.schemas.events import FileResult, ResultTiming
 
 from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
 from pylon.nostr import nip90
 from pylon.nostr.event import sign_event
 from pylon.nostr.relay_client import RelayPool
-from pylon.schemas import kinds, rpc
-from pylon.schemas.events import FileResult, ResultTiming
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,9 @@ def submit_file(m: LocalMarket, path: Path) -> tuple[int, str, str]:
     return out.returncode, out.stdout, out.stderr
 
 
-def test_missing_binary_non_utf8_and_oversized_files_are_clear_cli_errors(market: LocalMarket, tmp_path: Path) -> None:
+def test_missing_binary_non_utf8_and_oversized_files_are_clear_cli_errors(
+    market: LocalMarket, tmp_path: Path
+) -> None:
     binary = tmp_path / "blob.py"
     binary.write_bytes(b"abc\x00def")
     latin = tmp_path / "latin.py"
@@ -54,7 +56,9 @@ def test_missing_binary_non_utf8_and_oversized_files_are_clear_cli_errors(market
 
 def test_a_file_of_almost_one_mebibyte_maps(market: LocalMarket, tmp_path: Path) -> None:
     big = tmp_path / "big_module.py"
-    lines = [f"def handler_{i}(request, *args):\n    return request.respond({i}, args)\n\n" for i in range(14_000)]
+    lines = [
+        f"def handler_{i}(request, *args):\n    return request.respond({i}, args)\n\n" for i in range(14_000)
+    ]
     big.write_text("".join(lines)[: 1024 * 1024 - 100].rsplit("\n\n", 1)[0] + "\n")
     assert 900_000 < big.stat().st_size <= 1024 * 1024
     code, out, err = submit_file(market, big)
@@ -101,16 +105,23 @@ def test_forged_results_are_dropped_and_counted(market: LocalMarket, tmp_path: P
     buyer_pk = market.call("buyer", rpc.StatusReq())["pubkey"]
     node_keys = load_or_create_keys(market.home / "nodes" / "n0" / "nostr.key")
     mallory = NostrKeys.generate()
-    req = nip90.parse_request(sign_event(mallory, kinds.JOB_REQUEST, "", [["i", "x", "text"],
-                                                                         ["param", "path", "ok.py"]]))
-    req = type(req)(**{f: getattr(req, f) for f in req.__struct_fields__} | {"job_id": job_id, "buyer": buyer_pk})
+    req = nip90.parse_request(
+        sign_event(mallory, kinds.JOB_REQUEST, "", [["i", "x", "text"], ["param", "path", "ok.py"]])
+    )
+    req = type(req)(
+        **{f: getattr(req, f) for f in req.__struct_fields__} | {"job_id": job_id, "buyer": buyer_pk}
+    )
     fake = FileResult(path="ok.py", language="python", lines=1, symbols=[], imports=[], summary="forged")
     good_shape = nip90.build_result(node_keys, request=req, result=fake, timing=ResultTiming(1, 2, 3))
     forged = [
         nip90.build_result(mallory, request=req, result=fake, timing=ResultTiming(1, 2, 3)),  # not assigned
         sign_event(node_keys, kinds.JOB_RESULT, good_shape.content + " ", good_shape.tags),  # hash mismatch
-        sign_event(node_keys, kinds.JOB_RESULT, '{"oops": 1}',
-                   [["x", nip90.sha256_hex(b'{"oops": 1}')] if t[0] == "x" else t for t in good_shape.tags]),
+        sign_event(
+            node_keys,
+            kinds.JOB_RESULT,
+            '{"oops": 1}',
+            [["x", nip90.sha256_hex(b'{"oops": 1}')] if t[0] == "x" else t for t in good_shape.tags],
+        ),
     ]
     # A bad signature never gets this far: the relay itself refuses it.
     before = market.call("buyer", rpc.StatusReq())["dropped"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 from ctags_oracle import ctags_definitions, have_universal_ctags, recall
+from pylon.schemas import kinds, rpc
 
 from pylon.cli.launcher import LocalMarket
 from pylon.nostr.event import verify_event
 from pylon.nostr.filters import Filter
-from pylon.schemas import kinds, rpc
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,9 @@ def wait_all_terminal(m: LocalMarket, job_ids: list[str], timeout: float = 120) 
     while time.monotonic() < deadline:
         listing = m.call("buyer", rpc.JobListReq())
         states = {j["job_id"]: j for j in listing["jobs"] if j["job_id"] in job_ids}
-        if len(states) == len(job_ids) and all(j["state"] in ("completed", "failed", "cancelled")
-                                                for j in states.values()):
+        if len(states) == len(job_ids) and all(
+            j["state"] in ("completed", "failed", "cancelled") for j in states.values()
+        ):
             return states
         time.sleep(0.2)
     raise TimeoutError(f"jobs not finished: {[s['state'] for s in states.values()]}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 from nostr_sdk import Event
+from pylon.schemas.events import FileResult, ResultTiming, Symbol
 
 from pylon.keys import NostrKeys, load_or_create_keys
 from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent, encode_event, sign_event, verify_event
-from pylon.schemas.events import FileResult, ResultTiming, Symbol
 
 
 def test_signed_events_verify_here_and_in_nostr_sdk() -> None:
@@ -47,8 +47,17 @@ def test_big_input_is_chunked_and_reassembled() -> None:
     assert len(text.encode()) > nip90.INLINE_LIMIT
     sha, chunks = nip90.build_chunks(k, text)
     assert all(len(encode_event(c)) < 64 * 1024 for c in chunks)
-    req_ev = nip90.build_request(k, path="big.py", language="python", text=None, sha256=sha,
-                                 size=len(text.encode()), chunk_ids=[c.id for c in chunks], node=None, run_id=None)
+    req_ev = nip90.build_request(
+        k,
+        path="big.py",
+        language="python",
+        text=None,
+        sha256=sha,
+        size=len(text.encode()),
+        chunk_ids=[c.id for c in chunks],
+        node=None,
+        run_id=None,
+    )
     req = nip90.parse_request(req_ev)
     assert nip90.reassemble(req, list(reversed(chunks))) == text
     with pytest.raises(InvalidEvent, match="missing_chunk"):
@@ -59,16 +68,29 @@ def test_chunks_from_someone_else_are_refused() -> None:
     k, mallory = NostrKeys.generate(), NostrKeys.generate()
     text = "x = 1\n" * 20000
     sha, chunks = nip90.build_chunks(mallory, text)
-    req = nip90.parse_request(nip90.build_request(k, path="a.py", language="python", text=None, sha256=sha,
-                                                  size=len(text), chunk_ids=[c.id for c in chunks], node=None,
-                                                  run_id=None))
+    req = nip90.parse_request(
+        nip90.build_request(
+            k,
+            path="a.py",
+            language="python",
+            text=None,
+            sha256=sha,
+            size=len(text),
+            chunk_ids=[c.id for c in chunks],
+            node=None,
+            run_id=None,
+        )
+    )
     with pytest.raises(InvalidEvent, match="chunk_mismatch"):
         nip90.reassemble(req, chunks)
 
 
 def _request(k: NostrKeys):
-    return nip90.parse_request(nip90.build_request(k, path="a.py", language="python", text="x=1", sha256="",
-                                                   size=3, node=None, run_id="r" * 64))
+    return nip90.parse_request(
+        nip90.build_request(
+            k, path="a.py", language="python", text="x=1", sha256="", size=3, node=None, run_id="r" * 64
+        )
+    )
 
 
 def test_result_hash_and_payload_are_checked() -> None:
@@ -89,8 +111,12 @@ def test_result_hash_and_payload_are_checked() -> None:
 
 def test_huge_results_are_compressed_to_fit() -> None:
     buyer, node = NostrKeys.generate(), NostrKeys.generate()
-    syms = [Symbol(name=f"function_number_{i}", kind="function", line=i, signature=f"def function_number_{i}(a, b)")
-            for i in range(3000)]
+    syms = [
+        Symbol(
+            name=f"function_number_{i}", kind="function", line=i, signature=f"def function_number_{i}(a, b)"
+        )
+        for i in range(3000)
+    ]
     fr = FileResult(path="a.py", language="python", lines=3000, symbols=syms, imports=[], summary="s")
     ev = nip90.build_result(node, request=_request(buyer), result=fr, timing=ResultTiming(1, 2, 3))
     assert len(encode_event(ev)) < 64 * 1024 and ev.tag_value("encoding") == nip90.COMPRESSED
@@ -102,10 +128,19 @@ def test_results_beyond_one_event_travel_as_parts() -> None:
 
     buyer, node = NostrKeys.generate(), NostrKeys.generate()
     rng = random.Random(7)
-    syms = [Symbol(name="".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(24)), kind="function",
-                   line=i, signature="") for i in range(6000)]
+    syms = [
+        Symbol(
+            name="".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(24)),
+            kind="function",
+            line=i,
+            signature="",
+        )
+        for i in range(6000)
+    ]
     fr = FileResult(path="a.py", language="python", lines=6000, symbols=syms, imports=[], summary="s")
-    ev, parts = nip90.build_result_with_parts(node, request=_request(buyer), result=fr, timing=ResultTiming(1, 2, 3))
+    ev, parts = nip90.build_result_with_parts(
+        node, request=_request(buyer), result=fr, timing=ResultTiming(1, 2, 3)
+    )
     assert parts and ev.content == "" and nip90.result_part_ids(ev) == [p.id for p in parts]
     assert all(len(encode_event(p)) < 64 * 1024 for p in parts)
     assert nip90.parse_result(ev, list(reversed(parts))).result == fr

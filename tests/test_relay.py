@@ -80,8 +80,13 @@ def test_relay_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     m = LocalMarket(home=tmp_path / "home", nodes=0, memory_relay=True)
     try:
         m.start_relay()
-        out = subprocess.run([*m.node_argv("x")[:3], "relay", "up", "--port", str(m.relay_port), "--memory"],
-                             env=m.env(), capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [*m.node_argv("x")[:3], "relay", "up", "--port", str(m.relay_port), "--memory"],
+            env=m.env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode != 0 and "cannot start the relay" in out.stderr
     finally:
         m.stop()

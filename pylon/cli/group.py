@@ -7,8 +7,12 @@ import click
 from pylon import __version__
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document on stdout")
-relay_option = click.option("--relay", "relays", multiple=True,
-                            help="relay URL (repeatable); default $PYLON_RELAYS or ws://127.0.0.1:7777")
+relay_option = click.option(
+    "--relay",
+    "relays",
+    multiple=True,
+    help="relay URL (repeatable); default $PYLON_RELAYS or ws://127.0.0.1:7777",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -97,9 +97,15 @@ class LocalMarket:
 
     def _spawn(self, name: str, argv: list[str]) -> Proc:
         log_path = self.home / "logs" / f"{name}.log"
-        fh = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its life
-        popen = subprocess.Popen(argv, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        fh = open(log_path, "ab")
+        popen = subprocess.Popen(
+            argv,
+            env=self.env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         fh.close()
         proc = Proc(name=name, argv=argv, popen=popen, log_path=log_path)
         self.procs[name] = proc
@@ -119,8 +125,17 @@ class LocalMarket:
         _wait_http(f"{self.mint_url}/v1/info", 60, self.procs["mint"])
 
     def node_argv(self, name: str) -> list[str]:
-        args = ["node", "up", "--name", name, "--relay", self.relay_url, "--heartbeat", str(self.heartbeat_s),
-                *self.node_args]
+        args = [
+            "node",
+            "up",
+            "--name",
+            name,
+            "--relay",
+            self.relay_url,
+            "--heartbeat",
+            str(self.heartbeat_s),
+            *self.node_args,
+        ]
         if self.with_mint and "--mint" not in self.node_args:
             args += ["--mint", str(self.mint_url)]
         return pylon_argv(*args)
@@ -129,7 +144,15 @@ class LocalMarket:
         self._spawn(f"node-{name}", self.node_argv(name))
 
     def start_buyer(self) -> None:
-        args = ["buyer", "up", "--relay", self.relay_url, "--heartbeat", str(self.heartbeat_s), *self.buyer_args]
+        args = [
+            "buyer",
+            "up",
+            "--relay",
+            self.relay_url,
+            "--heartbeat",
+            str(self.heartbeat_s),
+            *self.buyer_args,
+        ]
         if self.with_mint and "--mint" not in self.buyer_args:
             args += ["--mint", str(self.mint_url)]
         self._spawn("buyer", pylon_argv(*args))
@@ -198,8 +221,9 @@ class LocalMarket:
             time.sleep(0.2)
 
     def cli(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(pylon_argv(*args), env=self.env(), capture_output=True, text=True, timeout=timeout,
-                              check=check)
+        return subprocess.run(
+            pylon_argv(*args), env=self.env(), capture_output=True, text=True, timeout=timeout, check=check
+        )
 
     # --- stopping ---------------------------------------------------------------------------
 
@@ -211,8 +235,11 @@ class LocalMarket:
             p.popen.wait(timeout=30)
 
     def stop(self, timeout: float = 15.0) -> None:
-        order = [n for n in self.procs if n == "buyer"] + [n for n in self.procs if n.startswith("node-")] + \
-                [n for n in self.procs if n in ("mint", "relay")]
+        order = (
+            [n for n in self.procs if n == "buyer"]
+            + [n for n in self.procs if n.startswith("node-")]
+            + [n for n in self.procs if n in ("mint", "relay")]
+        )
         for name in order:
             p = self.procs[name]
             if p.alive():

@@ -15,21 +15,34 @@ from pylon.home import buyer_socket, pylon_home
 from pylon.schemas import rpc
 
 
-def run_map(repo: str, out: Path | None, *, show_progress: bool = True, socket: Path | None = None) -> dict[str, Any]:
+def run_map(
+    repo: str, out: Path | None, *, show_progress: bool = True, socket: Path | None = None
+) -> dict[str, Any]:
     repo_arg = repo
     if "://" not in repo and not repo.startswith("git@"):
         repo_arg = str(Path(repo).expanduser().resolve())
     req = rpc.MapReq(repo=repo_arg, out_dir=str(out.resolve()) if out else None)
     if not show_progress:
         return call(socket or buyer_socket(), req, timeout=None)
-    with Progress(TextColumn("[bold]mapping[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(), console=stderr,
-                  transient=False) as bar:
+    with Progress(
+        TextColumn("[bold]mapping[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=False,
+    ) as bar:
         task = bar.add_task(repo, total=None, failed=0)
 
         def on_progress(p: dict[str, Any]) -> None:
-            bar.update(task, total=p["files"], completed=p["completed"] + p["failed"], failed=p["failed"],
-                       description=f"{repo} ({p['run_id'][:10]}…)")
+            bar.update(
+                task,
+                total=p["files"],
+                completed=p["completed"] + p["failed"],
+                failed=p["failed"],
+                description=f"{repo} ({p['run_id'][:10]}…)",
+            )
 
         res = call(socket or buyer_socket(), req, timeout=None, on_progress=on_progress)
         bar.update(task, total=res["files"], completed=res["completed"] + res["failed"], failed=res["failed"])
@@ -42,7 +55,9 @@ def resolve_run_dir(run_or_dir: str) -> Path:
         return p
     maps = pylon_home() / "maps"
     if maps.is_dir():
-        hits = [d for d in maps.iterdir() if d.name.startswith(run_or_dir[:16]) or run_or_dir.startswith(d.name)]
+        hits = [
+            d for d in maps.iterdir() if d.name.startswith(run_or_dir[:16]) or run_or_dir.startswith(d.name)
+        ]
         if len(hits) == 1:
             return hits[0]
     fail(f"{run_or_dir}: not a map output directory or a known run id")
@@ -50,7 +65,9 @@ def resolve_run_dir(run_or_dir: str) -> Path:
 
 @cli.command("map")
 @click.argument("args", nargs=-1, required=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="where to write the artifacts")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="where to write the artifacts"
+)
 @click.option("--limit", type=int, default=10, show_default=True, help="with query: how many hits")
 @json_option
 def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bool) -> None:
@@ -66,8 +83,10 @@ def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bo
     if as_json:
         emit_json(res)
         return
-    stdout.print(f"run [bold]{res['run_id']}[/]: {res['completed']}/{res['files']} files mapped by "
-                 f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed)")
+    stdout.print(
+        f"run [bold]{res['run_id']}[/]: {res['completed']}/{res['files']} files mapped by "
+        f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed)"
+    )
     if res.get("skipped"):
         stdout.print("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(res["skipped"].items())))
     for name, path in res["artifacts"].items():

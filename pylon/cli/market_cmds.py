@@ -36,18 +36,35 @@ def project_source() -> Path:
 @cli.command("up")
 @click.option("--nodes", type=int, default=3, show_default=True)
 @click.option("--relay-port", type=int, default=7777, show_default=True)
-@click.option("--mint/--no-mint", "with_mint", default=True, show_default=True, help="start the testnet mint too")
+@click.option(
+    "--mint/--no-mint", "with_mint", default=True, show_default=True, help="start the testnet mint too"
+)
 @click.option("--mint-port", type=int, default=3338, show_default=True)
 @click.option("--heartbeat", type=float, default=2.0, show_default=True)
 @click.option("--verbose", is_flag=True, help="daemon logs at info level")
 @json_option
-def up(nodes: int, relay_port: int, with_mint: bool, mint_port: int, heartbeat: float, verbose: bool,
-       as_json: bool) -> None:
+def up(
+    nodes: int,
+    relay_port: int,
+    with_mint: bool,
+    mint_port: int,
+    heartbeat: float,
+    verbose: bool,
+    as_json: bool,
+) -> None:
     """Relay, mint, buyer and N nodes for a laptop; Ctrl-C stops them all."""
     node_args, buyer_args = paid_market_args(with_mint)
-    market = LocalMarket(home=pylon_home(), nodes=nodes, relay_port=relay_port, with_mint=with_mint,
-                         mint_port=mint_port if with_mint else 0, heartbeat_s=heartbeat, quiet=not verbose,
-                         node_args=node_args, buyer_args=buyer_args)
+    market = LocalMarket(
+        home=pylon_home(),
+        nodes=nodes,
+        relay_port=relay_port,
+        with_mint=with_mint,
+        mint_port=mint_port if with_mint else 0,
+        heartbeat_s=heartbeat,
+        quiet=not verbose,
+        node_args=node_args,
+        buyer_args=buyer_args,
+    )
     try:
         with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
             market.start(timeout=120)
@@ -55,12 +72,20 @@ def up(nodes: int, relay_port: int, with_mint: bool, mint_port: int, heartbeat: 
     except (TimeoutError, RuntimeError, RpcError, OSError) as exc:
         market.stop()
         fail(str(exc))
-    info = {"home": str(market.home), "relay": market.relay_url, "mint": market.mint_url, "nodes": market.node_names(),
-            "logs": str(market.home / "logs"), "buyer_balance_sats": balance}
+    info = {
+        "home": str(market.home),
+        "relay": market.relay_url,
+        "mint": market.mint_url,
+        "nodes": market.node_names(),
+        "logs": str(market.home / "logs"),
+        "buyer_balance_sats": balance,
+    }
     if as_json:
         emit_json(info)
     else:
-        stderr.print(f"[green]up[/]: relay {market.relay_url}, {nodes} nodes, buyer; PYLON_HOME={market.home}")
+        stderr.print(
+            f"[green]up[/]: relay {market.relay_url}, {nodes} nodes, buyer; PYLON_HOME={market.home}"
+        )
         stderr.print("try: pylon map . | pylon stats | pylon-tui buyer   (Ctrl-C stops everything)")
     try:
         # blocked first: SIGTERM's default action would end us before sigwait saw it, orphaning the market
@@ -89,8 +114,14 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
     home = Path(tempfile.mkdtemp(prefix="pylon-demo-"))
     out_root = Path.cwd() / "pylon-out"
     node_args, buyer_args = paid_market_args(with_mint)
-    market = LocalMarket(home=home, nodes=nodes, with_mint=with_mint, heartbeat_s=1.0, node_args=node_args,
-                         buyer_args=buyer_args)
+    market = LocalMarket(
+        home=home,
+        nodes=nodes,
+        with_mint=with_mint,
+        heartbeat_s=1.0,
+        node_args=node_args,
+        buyer_args=buyer_args,
+    )
     runs: list[dict[str, Any]] = []
     try:
         with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
@@ -118,8 +149,15 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
             shutil.rmtree(home, ignore_errors=True)
     total_s = time.perf_counter() - t_start
     board = scoreboard(runs, stats, jobs, paid=with_mint)
-    doc = {"repo": target, "nodes": nodes, "runs": runs, "scoreboard": board, "up_s": round(t_up, 2),
-           "total_s": round(total_s, 2), "home": str(home) if keep else None}
+    doc = {
+        "repo": target,
+        "nodes": nodes,
+        "runs": runs,
+        "scoreboard": board,
+        "up_s": round(t_up, 2),
+        "total_s": round(total_s, 2),
+        "home": str(home) if keep else None,
+    }
     if as_json:
         emit_json(doc)
         return
@@ -134,36 +172,79 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
     stdout.rule("scoreboard vs. v0.1 targets")
     table = Table("metric", "value", "target", "ok")
     for row in board["rows"]:
-        table.add_row(row["metric"], str(row["value"]), row["target"], "[green]yes[/]" if row["ok"] else "[red]no[/]")
+        table.add_row(
+            row["metric"], str(row["value"]), row["target"], "[green]yes[/]" if row["ok"] else "[red]no[/]"
+        )
     stdout.print(table)
     walls = [r["wall_s"] for r in runs]
-    stdout.print(f"map wall time: {min(walls):.2f}s best, {statistics.median(walls):.2f}s median; "
-                 f"stack up in {t_up:.1f}s; whole demo {total_s:.1f}s")
+    stdout.print(
+        f"map wall time: {min(walls):.2f}s best, {statistics.median(walls):.2f}s median; "
+        f"stack up in {t_up:.1f}s; whole demo {total_s:.1f}s"
+    )
 
 
-def scoreboard(runs: list[dict[str, Any]], stats: dict[str, Any], jobs: list[dict[str, Any]], *,
-               paid: bool = False) -> dict[str, Any]:
-    providers = len({j["provider_pubkey"] for j in jobs if j["state"] == "completed" and j["provider_pubkey"]})
+def scoreboard(
+    runs: list[dict[str, Any]], stats: dict[str, Any], jobs: list[dict[str, Any]], *, paid: bool = False
+) -> dict[str, Any]:
+    providers = len(
+        {j["provider_pubkey"] for j in jobs if j["state"] == "completed" and j["provider_pubkey"]}
+    )
     all_ok = all(r["failed"] == 0 for r in runs)
     rows = [
-        {"metric": "providers with ≥1 job", "value": providers, "target": f"≥ {TARGETS['providers']}",
-         "ok": providers >= TARGETS["providers"]},
-        {"metric": "jobs", "value": stats["jobs_total"], "target": f"≥ {TARGETS['jobs']}",
-         "ok": stats["jobs_total"] >= TARGETS["jobs"]},
-        {"metric": "success rate", "value": stats["success_rate"], "target": f"≥ {TARGETS['success_rate']}",
-         "ok": stats["success_rate"] >= TARGETS["success_rate"]},
-        {"metric": "p50 end-to-end (s)", "value": stats["p50_e2e_s"], "target": f"< {TARGETS['p50_e2e_s']}",
-         "ok": stats["p50_e2e_s"] is not None and stats["p50_e2e_s"] < TARGETS["p50_e2e_s"]},
-        {"metric": "p95 end-to-end (s)", "value": stats["p95_e2e_s"], "target": f"< {TARGETS['p95_e2e_s']}",
-         "ok": stats["p95_e2e_s"] is not None and stats["p95_e2e_s"] < TARGETS["p95_e2e_s"]},
-        {"metric": "runs with every file mapped", "value": f"{sum(r['failed'] == 0 for r in runs)}/{len(runs)}",
-         "target": "all", "ok": all_ok},
+        {
+            "metric": "providers with ≥1 job",
+            "value": providers,
+            "target": f"≥ {TARGETS['providers']}",
+            "ok": providers >= TARGETS["providers"],
+        },
+        {
+            "metric": "jobs",
+            "value": stats["jobs_total"],
+            "target": f"≥ {TARGETS['jobs']}",
+            "ok": stats["jobs_total"] >= TARGETS["jobs"],
+        },
+        {
+            "metric": "success rate",
+            "value": stats["success_rate"],
+            "target": f"≥ {TARGETS['success_rate']}",
+            "ok": stats["success_rate"] >= TARGETS["success_rate"],
+        },
+        {
+            "metric": "p50 end-to-end (s)",
+            "value": stats["p50_e2e_s"],
+            "target": f"< {TARGETS['p50_e2e_s']}",
+            "ok": stats["p50_e2e_s"] is not None and stats["p50_e2e_s"] < TARGETS["p50_e2e_s"],
+        },
+        {
+            "metric": "p95 end-to-end (s)",
+            "value": stats["p95_e2e_s"],
+            "target": f"< {TARGETS['p95_e2e_s']}",
+            "ok": stats["p95_e2e_s"] is not None and stats["p95_e2e_s"] < TARGETS["p95_e2e_s"],
+        },
+        {
+            "metric": "runs with every file mapped",
+            "value": f"{sum(r['failed'] == 0 for r in runs)}/{len(runs)}",
+            "target": "all",
+            "ok": all_ok,
+        },
     ]
     completed = [j for j in jobs if j["state"] == "completed"]
     n_paid = sum(1 for j in completed if j.get("paid"))
     if paid:
-        rows.append({"metric": "completed jobs paid (testnet ecash)", "value": f"{n_paid}/{len(completed)}",
-                     "target": "all", "ok": n_paid == len(completed)})
-    return {"providers": providers, "jobs": stats["jobs_total"], "success_rate": stats["success_rate"],
-            "p50_e2e_s": stats["p50_e2e_s"], "p95_e2e_s": stats["p95_e2e_s"], "paid_jobs": n_paid,
-            "rows": rows}
+        rows.append(
+            {
+                "metric": "completed jobs paid (testnet ecash)",
+                "value": f"{n_paid}/{len(completed)}",
+                "target": "all",
+                "ok": n_paid == len(completed),
+            }
+        )
+    return {
+        "providers": providers,
+        "jobs": stats["jobs_total"],
+        "success_rate": stats["success_rate"],
+        "p50_e2e_s": stats["p50_e2e_s"],
+        "p95_e2e_s": stats["p95_e2e_s"],
+        "paid_jobs": n_paid,
+        "rows": rows,
+    }

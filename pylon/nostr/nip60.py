@@ -16,7 +16,9 @@ from pylon.schemas.events import Redemption
 _decoder = msgspec.json.Decoder(Redemption)
 
 
-def build_redemption(keys: NostrKeys, *, redemption: Redemption, buyer: str, relay_hint: str = "") -> NostrEvent:
+def build_redemption(
+    keys: NostrKeys, *, redemption: Redemption, buyer: str, relay_hint: str = ""
+) -> NostrEvent:
     tags = [
         ["direction", redemption.direction],
         ["amount", str(redemption.amount_sats), "sat"],

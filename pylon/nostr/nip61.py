@@ -18,7 +18,9 @@ MAX_PROOFS = 64
 _proof_decoder = msgspec.json.Decoder(dict)
 
 
-def build_nutzap_info(keys: NostrKeys, *, mints: list[str], relays: list[str], p2pk_pubkey: str) -> NostrEvent:
+def build_nutzap_info(
+    keys: NostrKeys, *, mints: list[str], relays: list[str], p2pk_pubkey: str
+) -> NostrEvent:
     tags = [["mint", m, "sat"] for m in mints] + [["relay", r] for r in relays] + [["pubkey", p2pk_pubkey]]
     return sign_event(keys, kinds.NUTZAP_INFO, "", tags)
 
@@ -81,5 +83,14 @@ def parse_nutzap(ev: NostrEvent) -> Nutzap:
         amount_msats = int(amount)
     except ValueError as exc:
         raise InvalidEvent("bad_amount") from exc
-    return Nutzap(payment_id=ev.id, job_id=job_id, result_id=result_id, node=node, buyer=ev.pubkey, mint=mint,
-                  amount_msats=amount_msats, proofs=proofs, unit=ev.tag_value("unit", "sat") or "sat")
+    return Nutzap(
+        payment_id=ev.id,
+        job_id=job_id,
+        result_id=result_id,
+        node=node,
+        buyer=ev.pubkey,
+        mint=mint,
+        amount_msats=amount_msats,
+        proofs=proofs,
+        unit=ev.tag_value("unit", "sat") or "sat",
+    )

@@ -321,7 +321,9 @@ def build_result(
     amount_msats: int = 0,
 ) -> NostrEvent:
     """A result that fits in one event (ResultTooLarge otherwise: use build_result_with_parts)."""
-    ev, parts = build_result_with_parts(keys, request=request, result=result, timing=timing, amount_msats=amount_msats)
+    ev, parts = build_result_with_parts(
+        keys, request=request, result=result, timing=timing, amount_msats=amount_msats
+    )
     if parts:
         raise ResultTooLarge(f"the result for {result.path} needs {len(parts)} part events")
     return ev
@@ -348,10 +350,19 @@ def build_result_with_parts(
         if len(pieces) > MAX_RESULT_PARTS:
             raise ResultTooLarge(f"the result for {result.path} is {len(content)} bytes even compressed")
         for idx, piece in enumerate(pieces):
-            parts.append(sign_event(keys, kinds.JOB_FEEDBACK, piece, [
-                ["status", FeedbackStatus.PARTIAL.value], ["e", request.job_id], ["p", request.buyer],
-                [PART_TAG, digest, str(idx), str(len(pieces))],
-            ]))
+            parts.append(
+                sign_event(
+                    keys,
+                    kinds.JOB_FEEDBACK,
+                    piece,
+                    [
+                        ["status", FeedbackStatus.PARTIAL.value],
+                        ["e", request.job_id],
+                        ["p", request.buyer],
+                        [PART_TAG, digest, str(idx), str(len(pieces))],
+                    ],
+                )
+            )
         content = ""
     tags = [
         ["e", request.job_id],

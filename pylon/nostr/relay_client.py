@@ -45,8 +45,13 @@ class PublishError(Exception):
 
 
 class _Subscription:
-    def __init__(self, sub_id: str, filters: list[Filter], handler: EventHandler,
-                 prefilter: Callable[[NostrEvent], bool] | None = None) -> None:
+    def __init__(
+        self,
+        sub_id: str,
+        filters: list[Filter],
+        handler: EventHandler,
+        prefilter: Callable[[NostrEvent], bool] | None = None,
+    ) -> None:
         self.sub_id = sub_id
         self.filters = filters
         self.handler = handler
@@ -236,7 +241,9 @@ class RelayPool:
             else:
                 log.warning("subscription_closed", relay=conn.url, sub=sub_id, reason=reason)
         elif verb == "NOTICE":
-            log.info("relay_notice", relay=conn.url, notice=_str_decoder.decode(parts[1]) if len(parts) > 1 else "")
+            log.info(
+                "relay_notice", relay=conn.url, notice=_str_decoder.decode(parts[1]) if len(parts) > 1 else ""
+            )
 
     def _on_ok(self, event_id: str, ok: bool, msg: str) -> None:
         # A duplicate is still stored: the relay has it, which is all a publisher wants.
@@ -338,9 +345,16 @@ class RelayPool:
     def pending(self) -> int:
         return len(self._outbox)
 
-    async def subscribe(self, filters: list[Filter], handler: EventHandler, sub_id: str | None = None,
-                        prefilter: Callable[[NostrEvent], bool] | None = None) -> str:
-        """Deliver matching events to `handler`; `prefilter` may reject one before its signature is checked."""
+    async def subscribe(
+        self,
+        filters: list[Filter],
+        handler: EventHandler,
+        sub_id: str | None = None,
+        prefilter: Callable[[NostrEvent], bool] | None = None,
+    ) -> str:
+        """Deliver matching events to `handler`.
+
+        `prefilter` may reject an event before its signature is checked (cheap intake filters)."""
         sub_id = sub_id or f"s{next(self._ids)}"
         sub = _Subscription(sub_id, filters, handler, prefilter)
         self._subs[sub_id] = sub
@@ -354,7 +368,9 @@ class RelayPool:
             for c in self.conns:
                 await c.send(_encoder.encode(["CLOSE", sub_id]))
 
-    async def query(self, filters: list[Filter], *, timeout: float = 10.0, page: int = 500) -> list[NostrEvent]:
+    async def query(
+        self, filters: list[Filter], *, timeout: float = 10.0, page: int = 500
+    ) -> list[NostrEvent]:
         """Stored events matching `filters`, from every relay, verified, oldest first.
 
         Relays cap a query's result (the embedded relay at 500), so each filter is paged

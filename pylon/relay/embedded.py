@@ -60,8 +60,12 @@ def allow_list_policy(allowed: set[str]) -> Any:
                 return WritePolicyResult.ACCEPT()
             self.rejected += 1
             if self.rejected in (1, 10, 100) or self.rejected % 1000 == 0:
-                log.warning("relay_write_blocked", author=event.author().to_hex()[:16], peer=socket_addr,
-                            rejected=self.rejected)
+                log.warning(
+                    "relay_write_blocked",
+                    author=event.author().to_hex()[:16],
+                    peer=socket_addr,
+                    rejected=self.rejected,
+                )
             return WritePolicyResult.REJECT("this relay accepts events only from its allow-list")
 
     return AllowList()
@@ -70,8 +74,14 @@ def allow_list_policy(allowed: set[str]) -> Any:
 class EmbeddedRelay:
     """Start with `await relay.start()`; the relay lives as long as the event loop does."""
 
-    def __init__(self, *, port: int = DEFAULT_PORT, data_dir: Path | None = None, host: str = "127.0.0.1",
-                 allow: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = DEFAULT_PORT,
+        data_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        allow: set[str] | None = None,
+    ) -> None:
         self.port = port
         self.host = host
         self.data_dir = data_dir
@@ -103,8 +113,13 @@ class EmbeddedRelay:
         self._relay = builder.build()
         await self._relay.run()
         self.url = str(await self._relay.url())
-        log.info("relay_started", url=self.url, lmdb=str(self.data_dir) if self.data_dir else None,
-                 max_event_bytes=MAX_EVENT_BYTES, allow_list=len(self.allow) if self.allow else None)
+        log.info(
+            "relay_started",
+            url=self.url,
+            lmdb=str(self.data_dir) if self.data_dir else None,
+            max_event_bytes=MAX_EVENT_BYTES,
+            allow_list=len(self.allow) if self.allow else None,
+        )
         return self.url
 
     async def stop(self) -> None:
@@ -113,8 +128,14 @@ class EmbeddedRelay:
             self._relay = None
 
 
-async def run_relay_forever(*, port: int, data_dir: Path | None, host: str = "127.0.0.1",
-                            ready_file: Path | None = None, allow: set[str] | None = None) -> None:
+async def run_relay_forever(
+    *,
+    port: int,
+    data_dir: Path | None,
+    host: str = "127.0.0.1",
+    ready_file: Path | None = None,
+    allow: set[str] | None = None,
+) -> None:
     """`pylon relay up`: serve until cancelled (SIGTERM/SIGINT are turned into cancellation)."""
     relay = EmbeddedRelay(port=port, data_dir=data_dir, host=host, allow=allow)
     url = await relay.start()

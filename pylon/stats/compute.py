@@ -12,7 +12,7 @@ def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile of already-sorted values (None for none)."""
     if not values:
         return None
-    idx = min(len(values) - 1, max(0, int(round(q * len(values) + 0.5)) - 1))
+    idx = min(len(values) - 1, max(0, round(q * len(values) + 0.5) - 1))
     return round(values[idx], 4)
 
 
@@ -48,7 +48,9 @@ def global_stats(
         jobs_per_min=round(len(completed) / span_min, 2) if completed else 0.0,
         p50_e2e_s=percentile(e2e, 0.5),
         p95_e2e_s=percentile(e2e, 0.95),
-        top_providers=[ProviderCount(pubkey=pk, completed=n, name=names.get(pk, "")) for pk, n in per.most_common(top)],
+        top_providers=[
+            ProviderCount(pubkey=pk, completed=n, name=names.get(pk, "")) for pk, n in per.most_common(top)
+        ],
         p50_queue_wait_s=median(j.queue_wait for j in completed if j.queue_wait is not None),
         p50_exec_s=median(j.exec_time for j in completed if j.exec_time is not None),
         p50_publish_s=median(j.publish_time for j in completed if j.publish_time is not None),

@@ -56,7 +56,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _placeholders = ",".join("?" for _ in FIELDS)
 _update = ",".join(f"{f}=excluded.{f}" for f in FIELDS if f != "job_id")
-UPSERT = f"INSERT INTO jobs ({','.join(FIELDS)}) VALUES ({_placeholders}) ON CONFLICT(job_id) DO UPDATE SET {_update}"
+UPSERT = (
+    f"INSERT INTO jobs ({','.join(FIELDS)}) VALUES ({_placeholders}) "
+    f"ON CONFLICT(job_id) DO UPDATE SET {_update}"
+)
 
 
 def row_of(t: JobTelemetry) -> tuple[Any, ...]:
