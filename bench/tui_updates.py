@@ -237,6 +237,20 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
 
             setattr(cls, name, wrapper)
 
+        from textual.widget import Widget
+
+        real_render_lines = Widget.render_lines
+
+        def render_lines(self: Widget, crop: Any) -> Any:
+            c0 = time.thread_time()
+            try:
+                return real_render_lines(self, crop)
+            finally:
+                spans.setdefault(f"render_lines[{type(self).__name__}]", []).append(
+                    (time.thread_time() - c0) * 1000
+                )
+
+        Widget.render_lines = render_lines  # type: ignore[method-assign]
         for cls, name in ((Screen, "_refresh_layout"), (Screen, "_compositor_refresh"), (BuyerModel, "apply"),
                           (BuyerModel, "set_jobs"), (RichLog, "write"), (Sparkline, "render"),
                           (FrameReader, "_frames")):

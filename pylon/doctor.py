@@ -72,6 +72,7 @@ async def check_relay(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
     """Open a websocket to the relay and ask it for one announce (a REQ answered with EOSE)."""
     from nostr_sdk import ClientBuilder, Filter, Kind, RelayUrl, ReqTarget
 
+    from pylon.nostr.sdk_loop import bind_running_loop
     from pylon.schemas.kinds import ANNOUNCE
 
     name = f"relay {url}"
@@ -80,6 +81,7 @@ async def check_relay(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
         relay_url = RelayUrl.parse(url)
     except Exception as exc:  # nostr-sdk raises its own error types
         return Check(name, False, f"not a relay URL: {exc}", "use ws://HOST:PORT or wss://HOST")
+    bind_running_loop()
     client = ClientBuilder().build()
     started = time.monotonic()
     try:

@@ -52,6 +52,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def relay_url() -> AsyncIterator[str]:
     from nostr_sdk import LocalRelayBuilder
 
+    from pylon.nostr.sdk_loop import bind_running_loop
+
+    bind_running_loop()  # another test's closed loop may still be bound
     relay = LocalRelayBuilder().build()  # binds a free port itself
     await relay.run()
     try:

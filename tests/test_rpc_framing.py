@@ -36,6 +36,7 @@ SAMPLE_REQUESTS: list[Request] = [
     rpc.AbortJobReq(job_id="j1"),
     rpc.NodeJobsReq(limit=5),
     rpc.SubmitReq(path="a/b.py", text="print('héllo')\n", language="python", run_id="r1"),
+    rpc.SubmitManyReq(items=[rpc.SubmitItem(path="a.py", text="x = 1\n", language="python")], run_id="r1"),
     rpc.JobStatusReq(job_id="j1"),
     rpc.JobResultsReq(job_id="j1"),
     rpc.JobListReq(run_id="r1", limit=3),

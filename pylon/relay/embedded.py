@@ -14,7 +14,6 @@ challenges, which Pylon's own client does not do.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import anyio
 
 from pylon.logs import get_logger
+from pylon.nostr.sdk_loop import bind_running_loop
 
 log = get_logger("pylon.relay")
 
@@ -91,7 +91,6 @@ class EmbeddedRelay:
         self.url = f"ws://{host}:{port}"
 
     async def start(self) -> str:
-        import nostr_sdk
         from nostr_sdk import LocalRelayBuilder, NostrLmdb, RateLimit
 
         builder = (
@@ -100,10 +99,8 @@ class EmbeddedRelay:
             .port(self.port)
             .rate_limit(RateLimit(max_reqs=MAX_REQS_PER_CONN, notes_per_minute=NOTES_PER_MINUTE))
         )
-        if self.data_dir is not None or self.allow:
-            # The LMDB backend and the write policy call back into Python from Rust threads;
-            # uniffi needs the loop.
-            nostr_sdk.nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())
+        # The LMDB backend and the write policy call back into Python from Rust threads.
+        bind_running_loop()
         if self.allow:
             self._policy = allow_list_policy(self.allow)
             builder = builder.write_policy(self._policy)

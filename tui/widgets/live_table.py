@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from pylon.tui.model import Changes
+from pylon.tui.widgets.grows_in_place import GrowsInPlace
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -31,7 +32,7 @@ Cells = tuple[str | Text, ...]
 CELL_PAD = 1
 
 
-class LiveTable(ScrollView, can_focus=True):
+class LiveTable(GrowsInPlace, ScrollView, can_focus=True):
     """Subclasses set COLUMNS ((key, label, width), …) and implement `cells`."""
 
     COLUMNS: tuple[tuple[str, str, int], ...] = ()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pylon.tui.widgets.grows_in_place import GrowsInPlace
 from textual.widgets import RichLog
 
 
-class LogPane(RichLog):
+class LogPane(GrowsInPlace, RichLog):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(markup=True, wrap=False, max_lines=2000, auto_scroll=True, **kwargs)
         self.filter_text = ""

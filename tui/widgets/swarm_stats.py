@@ -18,37 +18,55 @@ from textual.widgets import Sparkline, Static
 class Figures(Static):
     """Big numbers: online nodes, outstanding, completed, failed, success rate, latency, rate."""
 
+    _last: tuple[str, ...] | None = None
+
     def show(self, m: BuyerModel) -> None:
         st, stats = m.status or {}, m.stats or {}
+        online = st.get("online_nodes", m.online_count())
+        failed = stats.get("jobs_failed", st.get("failed"))
+        values = (
+            f"{online} / {len(m.nodes)}",
+            str(st.get("outstanding", "-")),
+            str(stats.get("jobs_completed", st.get("completed", "-"))),
+            str("-" if failed is None else failed),
+            pct(m.success_rate()),
+            secs(stats.get("p50_e2e_s")),
+            secs(stats.get("p95_e2e_s")),
+            f"{stats.get('jobs_per_min', 0.0):.1f}" if stats else "-",
+        )
+        if values == self._last:
+            return  # the same figures: skip the redraw
+        self._last = values
+        styles = (
+            "bold green" if online else "bold red",
+            "bold cyan",
+            "bold green",
+            "bold red" if failed else "bold",
+            "bold",
+            "bold",
+            "bold",
+            "bold cyan",
+        )
+        labels = (
+            "online nodes",
+            "outstanding",
+            "completed",
+            "failed",
+            "success rate",
+            "p50 end-to-end",
+            "p95 end-to-end",
+            "jobs/min",
+        )
+        figs = [
+            Text.assemble((f"{label}\n", "dim"), (value, style))
+            for label, value, style in zip(labels, values, styles, strict=True)
+        ]
         grid = Table.grid(padding=(0, 3))
         for _ in range(4):
             grid.add_column(justify="left")
-        online = st.get("online_nodes", m.online_count())
-        known = len(m.nodes)
-
-        def fig(label: str, value: str, style: str = "bold") -> Text:
-            t = Text()
-            t.append(f"{label}\n", style="dim")
-            t.append(value, style=style)
-            return t
-
-        grid.add_row(
-            fig("online nodes", f"{online} / {known}", "bold green" if online else "bold red"),
-            fig("outstanding", str(st.get("outstanding", "-")), "bold cyan"),
-            fig("completed", str(stats.get("jobs_completed", st.get("completed", "-"))), "bold green"),
-            fig(
-                "failed",
-                str(stats.get("jobs_failed", st.get("failed", "-"))),
-                "bold red" if stats.get("jobs_failed", st.get("failed")) else "bold",
-            ),
-        )
+        grid.add_row(*figs[:4])
         grid.add_row(Text(""), Text(""), Text(""), Text(""))
-        grid.add_row(
-            fig("success rate", pct(m.success_rate())),
-            fig("p50 end-to-end", secs(stats.get("p50_e2e_s"))),
-            fig("p95 end-to-end", secs(stats.get("p95_e2e_s"))),
-            fig("jobs/min", f"{stats.get('jobs_per_min', 0.0):.1f}" if stats else "-", "bold cyan"),
-        )
+        grid.add_row(*figs[4:])
         self.update(grid, layout=False)  # a fixed-height panel: new figures need no layout pass
 
 
@@ -70,28 +88,52 @@ class RateSpark(Vertical):
 class TopProviders(Static):
     """The five busiest providers (a fixed-height panel: redrawn without a layout pass)."""
 
+    _last: list[tuple[str, str, str]] | None = None
+
     def show(self, m: BuyerModel) -> None:
+        rows = [
+            (p.get("name") or m.node_name(p["pubkey"]), short(p["pubkey"]), str(p["completed"]))
+            for p in (m.stats or {}).get("top_providers", [])[:5]
+        ]
+        if rows == self._last:
+            return
+        self._last = rows
         table = Table(title="top providers", title_style="bold", expand=True, show_edge=False)
         table.add_column("provider", ratio=2, no_wrap=True, overflow="ellipsis")
         table.add_column("pubkey", width=8)
         table.add_column("completed", justify="right", width=9)
-        for p in (m.stats or {}).get("top_providers", [])[:5]:
-            name = Text(p.get("name") or m.node_name(p["pubkey"]))
-            table.add_row(name, short(p["pubkey"]), str(p["completed"]))
+        for name, pubkey, completed in rows:
+            table.add_row(Text(name), pubkey, completed)
         self.update(table, layout=False)
 
 
 class RunsSummary(Static):
     """The latest runs, one line each, with a progress bar."""
 
+    _last: list[tuple[Any, ...]] | None = None
+
     def show(self, m: BuyerModel) -> None:
+        runs = sorted(m.runs.values(), key=lambda r: r.get("started") or 0)[-6:]
+        key = [
+            (
+                r["run_id"],
+                r.get("repo"),
+                r.get("files"),
+                r.get("completed"),
+                r.get("failed"),
+                r.get("finished"),
+            )
+            for r in runs
+        ]
+        if key == self._last:
+            return
+        self._last = key
         table = Table(title="runs", title_style="bold", expand=True, show_edge=False)
         table.add_column("run", width=14)
         table.add_column("repo", ratio=2, overflow="ellipsis", no_wrap=True)
         table.add_column("progress", ratio=1)
         table.add_column("done", justify="right", width=9)
         table.add_column("failed", justify="right", width=6)
-        runs = sorted(m.runs.values(), key=lambda r: r.get("started") or 0)[-6:]
         for r in reversed(runs):
             files = int(r.get("files") or 0)
             done = int(r.get("completed") or 0) + int(r.get("failed") or 0)
