@@ -219,11 +219,11 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
 
     spans: dict[str, list[float]] = {}
     if os.environ.get("TUI_BENCH_DEBUG"):  # where the long steps come from
+        from pylon.tui.model import BuyerModel
         from textual.screen import Screen
         from textual.widgets import RichLog, Sparkline
 
         from pylon.rpc.framing import FrameReader
-        from pylon.tui.model import BuyerModel
 
         def spy(cls: Any, name: str) -> None:
             real = getattr(cls, name)
@@ -251,9 +251,15 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
                 )
 
         Widget.render_lines = render_lines  # type: ignore[method-assign]
-        for cls, name in ((Screen, "_refresh_layout"), (Screen, "_compositor_refresh"), (BuyerModel, "apply"),
-                          (BuyerModel, "set_jobs"), (RichLog, "write"), (Sparkline, "render"),
-                          (FrameReader, "_frames")):
+        for cls, name in (
+            (Screen, "_refresh_layout"),
+            (Screen, "_compositor_refresh"),
+            (BuyerModel, "apply"),
+            (BuyerModel, "set_jobs"),
+            (RichLog, "write"),
+            (Sparkline, "render"),
+            (FrameReader, "_frames"),
+        ):
             if hasattr(cls, name) and callable(getattr(cls, name)):
                 spy(cls, name)
     lags: list[float] = []
@@ -332,7 +338,8 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
         if tab == "runs":
             from pylon.tui.widgets.runs_tree import RunsTree
 
-            leaves = screen.query_one(RunsTree).leaf_count  # type: ignore[union-attr]
+            tree = screen.query_one(RunsTree)  # type: ignore[union-attr]
+            leaves = f"{tree.dir_count}d/{tree.leaf_count}l"  # a 2,000-file run: directories, closed
         wall = marks["end"] - marks["start"]
         cpu = marks["cpu1"] - marks["cpu0"]
         gaps = [b - a for a, b in zip(app.frame_times, app.frame_times[1:], strict=False)]
@@ -372,8 +379,10 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
         )
         if slow or spans:
             lines = [f"{t:.1f} {h}" for t, h in sorted(slow)[-10:]]
-            lines += [f"{k}: n={len(v)} max={max(v):.1f} over16={sum(x > 16.7 for x in v)} sum={sum(v):.0f}"
-                      for k, v in spans.items()]
+            lines += [
+                f"{k}: n={len(v)} max={max(v):.1f} over16={sum(x > 16.7 for x in v)} sum={sum(v):.0f}"
+                for k, v in spans.items()
+            ]
             Path(str(out) + ".slow").write_text("\n".join(lines))
         app.exit()
 
@@ -538,7 +547,7 @@ def main() -> None:
         ("steps >16.7ms", 14, lambda r: f"{r['steps_over_one_frame']}/{r['steps']}"),
         ("lag ms p99/max", 15, lambda r: f"{r['lag_p99_ms']:.0f}/{r['lag_max_ms']:.0f}"),
         ("jobs", 6, lambda r: str(r["jobs_seen"])),
-        ("rows", 6, lambda r: str(r["rows"] if r["rows"] is not None else (r["leaves"] or "-"))),
+        ("shown", 9, lambda r: str(r["rows"] if r["rows"] is not None else (r["leaves"] or "-"))),
     ]
     print("".join(name.rjust(width) if k else name.ljust(width) for k, (name, width, _) in enumerate(cols)))
     for r in results:

@@ -42,6 +42,8 @@ from pylon.stats.telemetry_db import TelemetryDB
 log = get_logger("pylon.buyer")
 
 SCAN_INTERVAL_S = 0.2
+RESYNC_INTERVAL_S = 2.0
+RESYNC_QUIET_S = 2.0
 OUTAGE_HOLD_S = 60.0  # how long job clocks stop while no relay or no node is in sight
 FLUSH_INTERVAL_S = 0.2
 PUSH_INTERVAL_S = 0.5
@@ -156,6 +158,7 @@ class BuyerDaemon:
                     sub_id="jobs",
                 )
                 tg.start_soon(self._scan_loop)
+                tg.start_soon(self._resync_loop)
                 tg.start_soon(self._flush_loop)
                 tg.start_soon(self._push_loop)
                 if self.payments is not None:
@@ -633,6 +636,31 @@ class BuyerDaemon:
                 reason = ErrorCode.TIMEOUT if node_alive else ErrorCode.PROVIDER_OFFLINE
                 phase = "execution" if att.picked_up else "pickup"
                 await self._reissue(job, reason, f"no {phase} within the timeout")
+
+    async def _resync_loop(self) -> None:
+        """Ask the relay again for news of attempts that have gone quiet.
+
+        Relays may drop live events for a lagging subscriber; rather than wait out a whole
+        pickup or result timeout, attempts quiet for a couple of seconds are looked up by id.
+        """
+        while True:
+            await anyio.sleep(RESYNC_INTERVAL_S)
+            now = time.time()
+            quiet = [
+                j.current.request_id
+                for j in list(self.active.values())
+                if j.current is not None and not j.current.closed and now - j.current.issued > RESYNC_QUIET_S
+            ]
+            for i in range(0, len(quiet), 100):
+                batch = quiet[i : i + 100]
+                try:
+                    await self.pool.resync(
+                        "jobs",
+                        [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], e=batch, p=[self.pubkey])],
+                    )
+                except Exception as exc:  # best effort; the timeouts still stand behind it
+                    log.warning("resync_failed", error=str(exc))
+                    break
 
     async def _flush_loop(self) -> None:
         assert self.db is not None

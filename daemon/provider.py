@@ -52,6 +52,8 @@ log = get_logger("pylon.node")
 CHUNK_FETCH_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 30.0
 FLUSH_INTERVAL_S = 0.25
+RESYNC_INTERVAL_S = 2.0
+RESYNC_LOOKBACK_S = 20
 
 
 class TokenBucket:
@@ -157,6 +159,7 @@ class ProviderNode:
                 for _ in range(max(1, self.config.max_concurrency)):
                     tg.start_soon(self._worker)
                 tg.start_soon(self._heartbeat_loop)
+                tg.start_soon(self._resync_loop)
                 tg.start_soon(self._flush_loop)
                 log.info(
                     "node_started",
@@ -474,6 +477,21 @@ class ProviderNode:
                 if (self._executors(), self.announced_models) != before:
                     await self._announce()
             await anyio.sleep(self.config.heartbeat_s)
+
+    async def _resync_loop(self) -> None:
+        """Catch requests the relay failed to push live (it drops events for lagging subscribers)."""
+        while True:
+            await anyio.sleep(RESYNC_INTERVAL_S)
+            since = int(time.time() - RESYNC_LOOKBACK_S)
+            try:
+                late = await self.pool.resync(
+                    "assigned", [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=since)]
+                )
+            except Exception as exc:  # a resync is best effort; the next one tries again
+                log.warning("resync_failed", error=str(exc))
+                continue
+            if late:
+                log.info("resync_recovered", requests=late)
 
     async def _flush_loop(self) -> None:
         assert self.store is not None

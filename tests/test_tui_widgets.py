@@ -169,3 +169,52 @@ async def test_a_socket_of_unknown_kind_gets_the_right_screen_once_it_answers() 
         await settle(pilot)
         await wait_for(pilot, lambda: "online nodes" in screen_text(app), what="the swarm figures")
         assert app.title.startswith("pylon · buyer")
+
+
+async def test_a_big_run_shows_closed_directories_with_counts_until_one_is_opened() -> None:
+    app = canned_app("buyer")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        m = app.buyer_model
+        big = "bb" * 32
+        m.set_runs(
+            [
+                {
+                    "run_id": big,
+                    "repo": "/src/big",
+                    "files": 150,
+                    "completed": 0,
+                    "failed": 0,
+                    "started": 2e9,
+                    "finished": None,
+                }
+            ]
+        )
+        m.apply(
+            "jobs",
+            [
+                {
+                    **job(i, "completed" if i % 3 else "processing"),
+                    "run_id": big,
+                    "path": f"pkg{i % 5}/mod_{i:03d}.py",
+                }
+                for i in range(150)
+            ],
+        )
+        app.flush_now()
+        await pilot.press("3")
+        tree = app.screen.query_one(RunsTree)
+        await wait_for(pilot, lambda: tree.dir_count >= 5, what="the big run's directories")
+        assert tree.leaf_count == 0  # the newest run opened itself, but its directories are closed
+        await wait_for(
+            pilot,
+            lambda: "pkg0/  20/30  ✔20 completed  ⟳10 processing" in screen_text(app),
+            what="a closed directory's counts",
+        )
+        assert tree.select_job("job0005")  # drilling to a subtask opens its directory
+        assert tree.leaf_count == 30
+        m.apply("jobs", [{**m.jobs["job0000"], "state": "completed"}])
+        app.flush_now()
+        await wait_for(
+            pilot, lambda: "pkg0/  21/30  ✔21 completed" in screen_text(app), what="the counts moving"
+        )

@@ -114,7 +114,7 @@ def node() -> None:
     "--queue",
     "queue_size",
     type=int,
-    default=256,
+    default=4096,
     show_default=True,
     help="jobs waiting beyond the running ones",
 )

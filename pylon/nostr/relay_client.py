@@ -175,6 +175,7 @@ class RelayPool:
         self.dropped: dict[str, int] = {}
         self.received = 0
         self.published = 0
+        self.resynced = 0  # events a live subscription missed and a resync delivered
 
     @property
     def urls(self) -> list[str]:
@@ -268,31 +269,40 @@ class RelayPool:
         q = self._queries.get(sub_id)
         if q is not None:
             if ev.id not in q.events:
-                try:
-                    verify_event(ev)
-                except InvalidEvent as exc:
-                    self._count(exc.reason)
-                    return
+                if ev.id not in self._verified:
+                    try:
+                        verify_event(ev)
+                    except InvalidEvent as exc:
+                        self._count(exc.reason)
+                        return
+                    self._remember_verified(ev.id)
                 q.events[ev.id] = ev
             return
         sub = self._subs.get(sub_id)
         if sub is None:
             return
+        self._deliver(sub, ev)
+
+    def _remember_verified(self, event_id: str) -> None:
+        self._verified[event_id] = None
+        if len(self._verified) > SEEN_CAP:
+            self._verified.popitem(last=False)
+
+    def _deliver(self, sub: _Subscription, ev: NostrEvent) -> bool:
+        sub_id = sub.sub_id
         # De-duplicated per subscription: two subscriptions that both match an event each get it.
         key = sub_id + ev.id
         if key in self._seen:
-            return
+            return False
         if sub.prefilter is not None and not sub.prefilter(ev):
-            return  # not wanted: skip the signature check too
+            return False  # not wanted: skip the signature check too
         if ev.id not in self._verified:
             try:
                 verify_event(ev)
             except InvalidEvent as exc:
                 self._count(exc.reason)
-                return
-            self._verified[ev.id] = None
-            if len(self._verified) > SEEN_CAP:
-                self._verified.popitem(last=False)
+                return False
+            self._remember_verified(ev.id)
         self._seen[key] = None
         if len(self._seen) > SEEN_CAP:
             self._seen.popitem(last=False)
@@ -305,6 +315,25 @@ class RelayPool:
                 self._tg.start_soon(_guard, res, sub_id)
         except Exception:
             log.exception("event_handler_failed", sub=sub_id, event_id=ev.id)
+        return True
+
+    async def resync(self, sub_id: str, filters: list[Filter] | None = None, *, timeout: float = 10.0) -> int:
+        """Fetch stored events for a live subscription and deliver those it never got.
+
+        Relays may drop live events for a subscriber that lags behind (the embedded relay does
+        under bursts); a periodic resync over a short look-back closes that gap. Returns how
+        many events were delivered late.
+        """
+        sub = self._subs.get(sub_id)
+        if sub is None:
+            return 0
+        events = await self.query(filters or sub.filters, timeout=timeout)
+        late = 0
+        for ev in events:
+            if self._deliver(sub, ev):
+                late += 1
+        self.resynced += late
+        return late
 
     # --- API --------------------------------------------------------------------------------
 

@@ -141,7 +141,10 @@ class RunsTree(GrowsInPlace, Tree[Data]):
             self._leaves[jid] = parent.add_leaf(self.job_label(job), data=("job", jid))
 
     def _small(self, rid: str) -> bool:
-        return len(self.model.run_jobs.get(rid, ())) <= OPEN_DIRS_UP_TO
+        # By what the run will hold (its file count), not what has arrived: a run streaming in
+        # starts small.
+        files = int(self.model.runs.get(rid, {}).get("files") or 0)
+        return max(files, len(self.model.run_jobs.get(rid, ()))) <= OPEN_DIRS_UP_TO
 
     def _open_newest(self) -> None:
         """The newest unfinished run opens itself, once: the operator sees it fill in."""
