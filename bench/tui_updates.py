@@ -11,8 +11,14 @@ tick (one map run), so each tick carries ~240 job updates and the 50-node list.
 
 The app runs unmodified (the real RpcSource, Link, models and screens) in its own process on a
 real pseudo-terminal of 160×48, with one tab in view per run. It reports its own CPU time while
-the stream lasts, the frames Textual actually wrote to the terminal, how long each coalesced
-refresh took, and how late a 60 Hz timer fired (event-loop lag: what a keypress would wait).
+the stream lasts, the frames Textual actually wrote to the terminal, the CPU each coalesced
+refresh took, the longest event-loop step in CPU time (what a keypress or a frame can wait
+behind the app's own work, unaffected by other processes on a shared box), and how late a
+60 Hz timer woke (wall clock).
+
+Digging in: TUI_BENCH_DEBUG=1 writes, beside each run's stats, the slowest loop steps and the
+time spent in layout, rendering and the model; TUI_BENCH_PROFILE=PREFIX writes a cProfile of
+the app per tab (PREFIX-TAB.prof).
 """
 
 from __future__ import annotations
@@ -223,8 +229,6 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
         from textual.screen import Screen
         from textual.widgets import RichLog, Sparkline
 
-        from pylon.rpc.framing import FrameReader
-
         def spy(cls: Any, name: str) -> None:
             real = getattr(cls, name)
 
@@ -258,7 +262,6 @@ def run_app(sock: Path, tab: str, n_jobs: int, out: Path) -> None:
             (BuyerModel, "set_jobs"),
             (RichLog, "write"),
             (Sparkline, "render"),
-            (FrameReader, "_frames"),
         ):
             if hasattr(cls, name) and callable(getattr(cls, name)):
                 spy(cls, name)

@@ -194,15 +194,17 @@ async def test_a_map_run_fills_in_as_a_tree_and_a_job_drills_down_to_its_trail(
         tree.focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, JobScreen), what="the job screen")
-        await wait_for(
-            pilot,
-            lambda: "end to end" in screen_text(app) and "provenance trail" in screen_text(app),
-            timeout=20,
-            what="the telemetry and the trail",
-        )
+        await wait_for(pilot, lambda: "end to end" in screen_text(app), what="the job's telemetry")
+
+        def trail_answered() -> bool:  # the chain's verdict, or the reason there is none
+            text = screen_text(app)
+            return "verified" in text or "trail unavailable" in text
+
+        await wait_for(pilot, trail_answered, timeout=40, what="the provenance trail")
         text = screen_text(app)
         assert jid in text and "completed" in text
-        assert "request" in text  # the chain's first link (or, if the trail is unavailable, the reason why)
+        if "trail unavailable" not in text:
+            assert "request" in text and "result" in text  # the links, each marked valid or not
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, BuyerScreen), what="back on the buyer screen")
 

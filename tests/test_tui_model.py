@@ -238,7 +238,7 @@ async def test_link_retries_with_backoff_then_loads_and_reconnects_after_a_drop(
         with anyio.fail_after(5):
             await connected.wait()
         lost = states[before]
-        assert not lost.connected and lost.ever_connected
+        assert not lost.connected and lost.ever_connected and lost.lost_at is not None
         assert model.status["name"] == "n0"
         assert source.connects == 5
         tg.cancel_scope.cancel()

@@ -74,7 +74,9 @@ class Link:
         self.backoff = backoff
         self.client: Client | None = None
         self.welcome: rpc.Welcome | None = None
-        self.state = LinkState(connected=False, label=source.label, reason="connecting…", since=clock())
+        self.state = LinkState(
+            connected=False, label=source.label, daemon=source.kind_hint, reason="connecting…", since=clock()
+        )
         self.resyncs = 0
         self.dropped_pushes = 0
         self.poll_errors = 0

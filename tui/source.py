@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import anyio
 from pylon.schemas import rpc
 
-from pylon.rpc.client import DaemonNotRunning, RpcClient, RpcError, socket_for
+from pylon.rpc.client import RpcClient, RpcError, socket_for
 
 
 class Client(Protocol):
@@ -121,14 +121,3 @@ class CannedSource:
     async def connect(self) -> Client:
         self.client.reopen()
         return self.client
-
-
-class DownSource:
-    """A source whose daemon never answers (screenshots of the disconnected banner)."""
-
-    def __init__(self, label: str, kind_hint: str) -> None:
-        self.label = label
-        self.kind_hint = kind_hint
-
-    async def connect(self) -> Client:
-        raise DaemonNotRunning(f"nothing is listening on {self.label}")
