@@ -36,8 +36,8 @@ from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
-from pylon.stats.compute import global_stats, provider_stats
-from pylon.stats.telemetry_db import TelemetryDB
+from pylon.stats.compute import apply_result, global_stats, provider_stats
+from pylon.stats.telemetry_db import FAILURES_BY_ATTEMPT_SQL, TelemetryDB
 
 log = get_logger("pylon.buyer")
 
@@ -303,25 +303,9 @@ class BuyerDaemon:
                 await self.pool.publish(ch, wait_ok=10)
             chunk_ids = [c.id for c in chunks]
             inline = None
-        req = nip90.build_request(
-            self.keys,
-            path=path,
-            language=lang,
-            text=inline,
-            sha256=sha,
-            size=size,
-            chunk_ids=chunk_ids,
-            node=node,
-            run_id=run_id,
-            bid_msats=self.config.bid_msats,
-            pow_bits=self.config.pow_bits,
-            tasks=tasks,
-        )
-        while req.id in self.attempts:
-            # The same file submitted twice within one millisecond signs to the same id: the
-            # clock ticking over gives the second job an id of its own.
-            await anyio.sleep(0.001)
-            req = nip90.build_request(
+
+        def sign_request() -> NostrEvent:
+            return nip90.build_request(
                 self.keys,
                 path=path,
                 language=lang,
@@ -335,6 +319,13 @@ class BuyerDaemon:
                 pow_bits=self.config.pow_bits,
                 tasks=tasks,
             )
+
+        req = sign_request()
+        while req.id in self.attempts:
+            # The same file submitted twice within one millisecond signs to the same id: the
+            # clock ticking over gives the second job an id of its own.
+            await anyio.sleep(0.001)
+            req = sign_request()
         now = time.time()
         # The request's own timestamp, so stats replayed from the relay come out identical.
         submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000
@@ -575,23 +566,8 @@ class BuyerDaemon:
             self._close_attempt(job.current, ErrorCode.TIMEOUT) if job.current else None
             job.current = att
             t.provider_pubkey = att.node or ev.pubkey
-        t.provider_pubkey = ev.pubkey
-        tm = parsed.timing
-        t.started = tm.started_ms / 1000 if tm.started_ms else None
-        t.finished = tm.finished_ms / 1000 if tm.finished_ms else None
-        t.published = tm.published_ms / 1000 if tm.published_ms else ev.created_at
-        if t.picked_up is None:
-            t.picked_up = tm.received_ms / 1000 if tm.received_ms else t.started
-        if t.submitted is not None:
-            t.queue_wait = _dur(t.submitted, t.started)
-            t.end_to_end = _dur(t.submitted, t.published)
-        t.exec_time = _dur(t.started, t.finished)
-        t.publish_time = _dur(t.finished, t.published)
+        apply_result(t, ev, parsed)
         t.received = now
-        t.result_id = ev.id
-        t.result_hash = parsed.content_sha256
-        t.bytes_out = len(ev.content.encode())
-        t.amount_msats = parsed.amount_msats
         if att.node:
             self.registry.entry(att.node).completed_for_us += 1
         assert self.db is not None
@@ -747,14 +723,7 @@ class BuyerDaemon:
         names = self.registry.names()
         if provider:
             entry = self.registry.nodes.get(provider)
-            rows = await self.db.fetch(
-                "SELECT a.error, count(*) FROM attempts a JOIN jobs j ON a.job_id = j.job_id "
-                "WHERE a.node = ? AND a.outcome = 'failed' "
-                "AND NOT (j.state = 'failed' AND j.provider_pubkey = ? AND a.request_id = "
-                "(SELECT max(request_id) FROM attempts WHERE job_id = j.job_id AND node = ?)) "
-                "GROUP BY a.error",
-                (provider, provider, provider),
-            )
+            rows = await self.db.fetch(FAILURES_BY_ATTEMPT_SQL, (provider, provider, provider))
             by_attempt = {str(r[0]): int(r[1]) for r in rows}
             hb = entry.heartbeat if entry else None
             return provider_stats(
@@ -869,12 +838,6 @@ class BuyerDaemon:
                     if handled is not None:
                         return handled
                 raise RpcFailure("unknown_method", f"the buyer does not answer {type(req).__name__}")
-
-
-def _dur(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None:
-        return None
-    return round(max(0.0, b - a), 4)
 
 
 async def run_buyer(config: BuyerConfig, *, extra: list[Any] | None = None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from pylon.nostr.event import NostrEvent
+from pylon.nostr.nip90 import ParsedResult
 from pylon.schemas.telemetry import GlobalStats, JobState, JobTelemetry, ProviderCount, ProviderStats
 
 
@@ -85,3 +87,30 @@ def provider_stats(
         median_e2e_s=median(j.end_to_end for j in completed if j.end_to_end is not None),
         earned_msats=sum(j.amount_msats for j in completed if j.is_paid),
     )
+
+
+def _dur(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round(max(0.0, b - a), 4)
+
+
+def apply_result(t: JobTelemetry, ev: NostrEvent, parsed: ParsedResult) -> None:
+    """Fill a job's telemetry from its accepted result's tags (live and replay share this,
+    which is what makes `pylon stats --replay` agree with the live figures)."""
+    tm = parsed.timing
+    t.provider_pubkey = ev.pubkey
+    t.started = tm.started_ms / 1000 if tm.started_ms else None
+    t.finished = tm.finished_ms / 1000 if tm.finished_ms else None
+    t.published = tm.published_ms / 1000 if tm.published_ms else ev.created_at
+    if t.picked_up is None:
+        t.picked_up = tm.received_ms / 1000 if tm.received_ms else t.started
+    if t.submitted is not None:
+        t.queue_wait = _dur(t.submitted, t.started)
+        t.end_to_end = _dur(t.submitted, t.published)
+    t.exec_time = _dur(t.started, t.finished)
+    t.publish_time = _dur(t.finished, t.published)
+    t.result_id = ev.id
+    t.result_hash = parsed.content_sha256
+    t.bytes_out = len(ev.content.encode())
+    t.amount_msats = parsed.amount_msats

@@ -44,8 +44,8 @@ from pylon.schemas import kinds
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import Feedback, FeedbackStatus, Heartbeat, JobRequest
 from pylon.schemas.telemetry import GlobalStats, JobState, JobTelemetry, ProviderStats
-from pylon.stats.compute import global_stats, provider_stats
-from pylon.stats.telemetry_db import TelemetryDB
+from pylon.stats.compute import apply_result, global_stats, provider_stats
+from pylon.stats.telemetry_db import FAILURES_BY_ATTEMPT_SQL, TelemetryDB
 
 log = get_logger("pylon.stats.replay")
 
@@ -55,12 +55,6 @@ STALE_AFTER_S = 75.0  # pickup timeout (10 s) + result timeout (60 s) + slack
 ID_BATCH = 100  # ids per `#e` filter: a batch's feedback and results stay well under a page
 
 # The per-attempt failures a provider is charged with, as BuyerDaemon.stats() counts them.
-FAILURES_BY_ATTEMPT_SQL = (
-    "SELECT a.error, count(*) FROM attempts a JOIN jobs j ON a.job_id = j.job_id "
-    "WHERE a.node = ? AND a.outcome = 'failed' AND NOT (j.state = 'failed' AND j.provider_pubkey = ? "
-    "AND a.request_id = (SELECT max(request_id) FROM attempts WHERE job_id = j.job_id AND node = ?)) "
-    "GROUP BY a.error"
-)
 _ATTEMPT_INSERT = "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?)"
 
 
@@ -344,12 +338,6 @@ def _file_answer(
 # --- the buyer's state machine, replayed -------------------------------------------------------
 
 
-def _dur(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None:
-        return None
-    return round(max(0.0, b - a), 4)  # as daemon/buyer.py
-
-
 def _replay_job(job: _Job, now: float, stale_after_s: float) -> JobTelemetry:
     first = job.attempts[0]
     req = first.req
@@ -437,23 +425,8 @@ def _replay_job(job: _Job, now: float, stale_after_s: float) -> JobTelemetry:
 
 
 def _complete(t: JobTelemetry, ev: NostrEvent, parsed: nip90.ParsedResult) -> None:
-    """The same fields, from the same tags, as BuyerDaemon._on_result."""
-    tm = parsed.timing
-    t.provider_pubkey = ev.pubkey
-    t.started = tm.started_ms / 1000 if tm.started_ms else None
-    t.finished = tm.finished_ms / 1000 if tm.finished_ms else None
-    t.published = tm.published_ms / 1000 if tm.published_ms else ev.created_at
-    if t.picked_up is None:
-        t.picked_up = tm.received_ms / 1000 if tm.received_ms else t.started
-    if t.submitted is not None:
-        t.queue_wait = _dur(t.submitted, t.started)
-        t.end_to_end = _dur(t.submitted, t.published)
-    t.exec_time = _dur(t.started, t.finished)
-    t.publish_time = _dur(t.finished, t.published)
-    t.result_id = ev.id
-    t.result_hash = parsed.content_sha256
-    t.bytes_out = len(ev.content.encode())
-    t.amount_msats = parsed.amount_msats
+    """The same fields, from the same tags, as BuyerDaemon._accept_result."""
+    apply_result(t, ev, parsed)
     t.state = JobState.COMPLETED
     t.error = None
 

@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS receipts (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Failed attempts of a provider, less the last attempt of a job that failed for good (that
+# one counts as the job's failure).
+FAILURES_BY_ATTEMPT_SQL = (
+    "SELECT a.error, count(*) FROM attempts a JOIN jobs j ON a.job_id = j.job_id "
+    "WHERE a.node = ? AND a.outcome = 'failed' AND NOT (j.state = 'failed' AND j.provider_pubkey = ? "
+    "AND a.request_id = (SELECT max(request_id) FROM attempts WHERE job_id = j.job_id AND node = ?)) "
+    "GROUP BY a.error"
+)
+
 _placeholders = ",".join("?" for _ in FIELDS)
 _update = ",".join(f"{f}=excluded.{f}" for f in FIELDS if f != "job_id")
 UPSERT = (
