@@ -209,6 +209,32 @@ class PylonWallet:
         log.info("wallet_funded", amount_sats=amount, balance_sats=new_balance)
         return new_balance
 
+    async def _funded_swap(self, total: int, swap: Callable[[], Awaitable[list[Proof]]]) -> list[Proof]:
+        """Run `swap` (which must spend `total` sats of ours) and reserve what it returns.
+
+        If the mint says we held proofs it has seen spent (a swap whose answer was lost, or the
+        file changed under us), re-read, drop them and try once more.
+        """
+        await self._ensure_mint()
+        for attempt in (1, 2):
+            if self.balance() < total:
+                raise PaymentError(
+                    PaymentErrorCode.INSUFFICIENT_FUNDS, f"balance {self.balance()} sats < {total} sats"
+                )
+            try:
+                send = await swap()
+                break
+            except Exception as exc:
+                err = _mint_error(exc, refund=False)
+                if attempt == 2 or err is None or err.code != PaymentErrorCode.SPENT:
+                    raise
+                held = {p.secret for p in self._w.proofs if not p.reserved}
+                await self._reconcile()
+                if held == {p.secret for p in self._w.proofs if not p.reserved}:
+                    raise
+        await self._w.set_reserved_for_send(send, reserved=True)
+        return send
+
     async def send_locked(
         self,
         amount_sats: int,
@@ -244,27 +270,12 @@ class PylonWallet:
 
         lock = P2PKSecret(kind=SecretKind.P2PK.value, data=to_key, tags=Tags(tags))
 
+        async def swap() -> list[Proof]:
+            _, send = await self._w.swap_to_send(self._w.proofs, amount, secret_lock=lock)
+            return send
+
         async def op() -> list[dict]:
-            await self._ensure_mint()
-            for attempt in (1, 2):
-                if self.balance() < amount:
-                    raise PaymentError(
-                        PaymentErrorCode.INSUFFICIENT_FUNDS, f"balance {self.balance()} sats < {amount} sats"
-                    )
-                try:
-                    _, send = await self._w.swap_to_send(self._w.proofs, amount, secret_lock=lock)
-                    break
-                except Exception as exc:
-                    err = _mint_error(exc, refund=False)
-                    if attempt == 2 or err is None or err.code != PaymentErrorCode.SPENT:
-                        raise
-                    # we held proofs the mint has seen spent (a swap whose answer was lost, or
-                    # the file changed under us): re-read, drop them, try once more
-                    held = {p.secret for p in self._w.proofs if not p.reserved}
-                    await self._reconcile()
-                    if held == {p.secret for p in self._w.proofs if not p.reserved}:
-                        raise
-            await self._w.set_reserved_for_send(send, reserved=True)
+            send = await self._funded_swap(amount, swap)
             return [p.to_dict(include_dleq=True) for p in send]
 
         proofs = await self._locked(op, refund=False)
@@ -339,24 +350,7 @@ class PylonWallet:
             return new[len(keep_amounts) :]
 
         async def op() -> list[list[dict]]:
-            await self._ensure_mint()
-            for attempt in (1, 2):
-                if self.balance() < total:
-                    raise PaymentError(
-                        PaymentErrorCode.INSUFFICIENT_FUNDS, f"balance {self.balance()} sats < {total} sats"
-                    )
-                try:
-                    send = await swap()
-                    break
-                except Exception as exc:
-                    err = _mint_error(exc, refund=False)
-                    if attempt == 2 or err is None or err.code != PaymentErrorCode.SPENT:
-                        raise
-                    held = {p.secret for p in self._w.proofs if not p.reserved}
-                    await self._reconcile()
-                    if held == {p.secret for p in self._w.proofs if not p.reserved}:
-                        raise
-            await self._w.set_reserved_for_send(send, reserved=True)
+            send = await self._funded_swap(total, swap)
             out: list[list[dict]] = [[] for _ in amounts]
             for i, p in zip(owner, send, strict=True):
                 out[i].append(p.to_dict(include_dleq=True))
