@@ -218,3 +218,40 @@ async def test_a_big_run_shows_closed_directories_with_counts_until_one_is_opene
         await wait_for(
             pilot, lambda: "pkg0/  21/30  ✔21 completed" in screen_text(app), what="the counts moving"
         )
+
+
+async def test_a_run_that_finished_before_the_tui_saw_it_still_opens_itself() -> None:
+    """A 6-file run can start and finish between two TUI updates (it did on CI): the newest run
+    must open even when it arrives already finished, or its subtasks never show."""
+    app = canned_app("buyer")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        m = app.buyer_model
+        quick = "dd" * 32
+        m.set_runs(
+            [
+                *({**r, "finished": r.get("finished") or 3e9} for r in m.runs.values()),
+                {
+                    "run_id": quick,
+                    "repo": "/src/quick",
+                    "files": 6,
+                    "completed": 6,
+                    "failed": 0,
+                    "started": 3e9,
+                    "finished": 3e9 + 1,
+                },
+            ]
+        )
+        m.apply(
+            "jobs",
+            [{**job(900 + i, "completed"), "run_id": quick, "path": f"q{i}.py"} for i in range(6)],
+        )
+        app.flush_now()
+        await pilot.press("3")
+        tree = app.screen.query_one(RunsTree)
+        await wait_for(
+            pilot,
+            lambda: all(f"job{900 + i:04d}" in tree._leaves for i in range(6)),
+            what="the finished run's six leaves",
+        )
+        await wait_for(pilot, lambda: "q5.py  completed" in screen_text(app), what="a leaf on screen")

@@ -1,7 +1,7 @@
 """The runs: each map run a tree of its subtasks, grouped by directory, that fills in as results arrive.
 
 Nothing is built before someone looks: a run's directories are made when the run is expanded
-(the newest run opens by itself), and in a big run a directory's subtasks only when that
+(the newest run opens by itself, finished or not), and in a big run a directory's subtasks only when that
 directory is expanded, each directory showing its counts per state meanwhile. After that a job
 update rewrites one leaf's label (and its directory's counts) in place. Textual's Tree walks
 every expanded node when its lines change, so a 2,000-file run left fully open would cost a
@@ -147,11 +147,16 @@ class RunsTree(GrowsInPlace, Tree[Data]):
         return max(files, len(self.model.run_jobs.get(rid, ()))) <= OPEN_DIRS_UP_TO
 
     def _open_newest(self) -> None:
-        """The newest unfinished run opens itself, once: the operator sees it fill in."""
-        active = [r for r in self.model.runs.values() if r.get("finished") is None]
-        if not active:
+        """The newest run opens itself, once: the operator sees it fill in.
+
+        An unfinished run is preferred; failing that the newest finished one, because a small run
+        can start and finish between two updates of the TUI and must not stay closed for that.
+        """
+        runs = list(self.model.runs.values())
+        if not runs:
             return
-        rid = max(active, key=lambda r: r.get("started") or 0)["run_id"]
+        active = [r for r in runs if r.get("finished") is None]
+        rid = max(active or runs, key=lambda r: r.get("started") or 0)["run_id"]
         if rid in self._auto_opened or rid not in self._runs:
             return
         self._auto_opened.add(rid)
