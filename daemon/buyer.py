@@ -845,8 +845,10 @@ async def run_buyer(config: BuyerConfig, *, extra: list[Any] | None = None) -> N
     buyer = BuyerDaemon(config)
     for attach in extra or []:
         attach(buyer)
-    async with anyio.create_task_group() as tg:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # The receiver must outlive the task group: closed early, it hands SIGTERM back to the
+    # default action, which kills the daemon mid-job instead of draining it.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
             await tg.start(buyer.run)
 
             async def wait_signal() -> None:

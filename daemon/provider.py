@@ -591,8 +591,10 @@ async def _quiet(coro: Any) -> None:
 async def run_node(config: NodeConfig) -> None:
     """`pylon node up`: run in the foreground until SIGTERM/SIGINT, then drain and exit."""
     node = ProviderNode(config)
-    async with anyio.create_task_group() as tg:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # The receiver must outlive the task group: closed early, it hands SIGTERM back to the
+    # default action, which kills the daemon mid-job instead of draining it.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
             await tg.start(node.run)
 
             async def wait_signal() -> None:

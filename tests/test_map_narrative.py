@@ -43,8 +43,8 @@ class MixedMarket(LocalMarket):
 
     per_node_args: dict[str, list[str]] = field(default_factory=dict)
 
-    def node_argv(self, name: str) -> list[str]:
-        return super().node_argv(name) + self.per_node_args.get(name, [])
+    def node_cli_args(self, name: str) -> list[str]:
+        return super().node_cli_args(name) + self.per_node_args.get(name, [])
 
 
 def make_repo(root: Path) -> Path:

@@ -18,8 +18,12 @@ from typing import Any
 
 import anyio
 
+from pylon.cli.spawner_client import ForkedProcess, NodeSpawner, SpawnerUnavailable
+from pylon.logs import get_logger
 from pylon.rpc.client import DaemonNotRunning, RpcClient, RpcError
 from pylon.schemas import rpc
+
+log = get_logger(__name__)
 
 # What `pylon up` and `pylon demo` charge and fund when they run a mint, so the demo pays.
 DEMO_PRICE_MSATS = 1000
@@ -47,7 +51,7 @@ def pylon_argv(*args: str) -> list[str]:
 class Proc:
     name: str
     argv: list[str]
-    popen: subprocess.Popen[bytes] | None = None
+    popen: subprocess.Popen[bytes] | ForkedProcess | None = None
     log_path: Path | None = None
 
     def alive(self) -> bool:
@@ -67,7 +71,11 @@ class LocalMarket:
     buyer_args: list[str] = field(default_factory=list)
     node_prefix: str = "n"
     quiet: bool = True
+    # Nodes forked from one process that imported their code once (pylon.cli.node_spawner):
+    # on Linux, where fork() is safe for it; elsewhere, or if it cannot start, plain processes.
+    fork_nodes: bool = sys.platform.startswith("linux")
     procs: dict[str, Proc] = field(default_factory=dict)
+    _spawner: NodeSpawner | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -94,6 +102,26 @@ class LocalMarket:
 
     def node_names(self) -> list[str]:
         return [f"{self.node_prefix}{i}" for i in range(self.nodes)]
+
+    def _start_spawner(self) -> None:
+        if self.fork_nodes and self._spawner is None:
+            self._spawner = NodeSpawner(self.env(), self.home / "logs" / "spawner.log")
+
+    def _fork(self, name: str, args: list[str]) -> Proc | None:
+        """Start `pylon ARGS...` as a fork of the spawner, or None if it can't."""
+        if self._spawner is None:
+            return None
+        log_path = self.home / "logs" / f"{name}.log"
+        try:
+            child = self._spawner.spawn(args, log_path, self.env())
+        except SpawnerUnavailable as exc:
+            log.info("node_spawner_unavailable", why=str(exc))
+            self._spawner.close()
+            self._spawner = None
+            return None
+        proc = Proc(name=name, argv=pylon_argv(*args), popen=child, log_path=log_path)
+        self.procs[name] = proc
+        return proc
 
     def _spawn(self, name: str, argv: list[str]) -> Proc:
         log_path = self.home / "logs" / f"{name}.log"
@@ -125,6 +153,9 @@ class LocalMarket:
         _wait_http(f"{self.mint_url}/v1/info", 60, self.procs["mint"])
 
     def node_argv(self, name: str) -> list[str]:
+        return pylon_argv(*self.node_cli_args(name))
+
+    def node_cli_args(self, name: str) -> list[str]:
         args = [
             "node",
             "up",
@@ -138,10 +169,12 @@ class LocalMarket:
         ]
         if self.with_mint and "--mint" not in self.node_args:
             args += ["--mint", str(self.mint_url)]
-        return pylon_argv(*args)
+        return args
 
     def start_node(self, name: str) -> None:
-        self._spawn(f"node-{name}", self.node_argv(name))
+        self._start_spawner()
+        if self._fork(f"node-{name}", self.node_cli_args(name)) is None:
+            self._spawn(f"node-{name}", self.node_argv(name))
 
     def start_buyer(self) -> None:
         args = [
@@ -158,6 +191,7 @@ class LocalMarket:
         self._spawn("buyer", pylon_argv(*args))
 
     def start(self, timeout: float = 60.0) -> None:
+        self._start_spawner()  # it imports the node's code while the relay and mint start
         self.start_relay()
         if self.with_mint:
             self.start_mint()
@@ -255,6 +289,9 @@ class LocalMarket:
             except subprocess.TimeoutExpired:
                 os.killpg(p.popen.pid, signal.SIGKILL)
                 p.popen.wait(timeout=5)
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
 
     def __enter__(self) -> LocalMarket:
         return self
