@@ -195,9 +195,11 @@ class LocalMarket:
         self.start_relay()
         if self.with_mint:
             self.start_mint()
+        # The buyer imports for a second or so; it finds the nodes by their heartbeats whenever
+        # they come, so it starts first and the two overlap.
+        self.start_buyer()
         for name in self.node_names():
             self.start_node(name)
-        self.start_buyer()
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60.0, nodes: int | None = None) -> None:
@@ -269,18 +271,23 @@ class LocalMarket:
             p.popen.wait(timeout=30)
 
     def stop(self, timeout: float = 15.0) -> None:
-        order = (
-            [n for n in self.procs if n == "buyer"]
-            + [n for n in self.procs if n.startswith("node-")]
-            + [n for n in self.procs if n in ("mint", "relay")]
-        )
-        for name in order:
+        """SIGTERM the buyer and the nodes and let them drain, then the mint and the relay: a node
+        stopped after its relay would wait in vain for its last heartbeat to be acknowledged."""
+        deadline = time.monotonic() + timeout
+        daemons = [n for n in self.procs if n == "buyer" or n.startswith("node-")]
+        self._terminate(daemons, deadline)
+        self._terminate([n for n in self.procs if n in ("mint", "relay")], deadline + 5)
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
+
+    def _terminate(self, names: list[str], deadline: float) -> None:
+        for name in names:
             p = self.procs[name]
             if p.alive():
                 assert p.popen is not None
                 p.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name in order:
+        for name in names:
             p = self.procs[name]
             if p.popen is None:
                 continue
@@ -289,9 +296,6 @@ class LocalMarket:
             except subprocess.TimeoutExpired:
                 os.killpg(p.popen.pid, signal.SIGKILL)
                 p.popen.wait(timeout=5)
-        if self._spawner is not None:
-            self._spawner.close()
-            self._spawner = None
 
     def __enter__(self) -> LocalMarket:
         return self
