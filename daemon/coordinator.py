@@ -239,9 +239,14 @@ class MapCoordinator:
             with anyio.move_on_after(RUN_TIMEOUT_S):
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
+            narrative = (
+                await self.narrative(results, snap, run_id, failed)
+                if self.buyer.narrator is not None
+                else None
+            )
             await anyio.to_thread.run_sync(
-                lambda s=snap, o=out_dir, rid=run_id, res=results, fl=failed: build_artifacts(
-                    Path(o), run_id=rid, snapshot=s, results=res, failed=fl
+                lambda s=snap, o=out_dir, rid=run_id, res=results, fl=failed, n=narrative: build_artifacts(
+                    Path(o), run_id=rid, snapshot=s, results=res, failed=fl, narrative=n
                 )
             )
             self.buyer.runs.pop(run_id, None)

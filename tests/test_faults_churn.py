@@ -152,7 +152,8 @@ def test_relay_restart_keeps_events_and_daemons_reconnect(tmp_path: Path) -> Non
 
 def test_buyer_killed_mid_run_resumes(tmp_path: Path) -> None:
     """The buyer is killed (-9) during a 60-file map; started again it picks the run up from
-    SQLite and the relay, finishes it and writes the artifacts."""
+    SQLite and the relay, finishes it and writes the artifacts. The `pylon map` that lost it
+    waits for it, follows the run to its end and prints the run's summary."""
     m = LocalMarket(home=tmp_path / "home", nodes=3, memory_relay=False, heartbeat_s=1.0, buyer_args=FAST)
     try:
         m.start(timeout=60)
@@ -161,8 +162,8 @@ def test_buyer_killed_mid_run_resumes(tmp_path: Path) -> None:
         bg = BackgroundCli(m, "map", str(repo), "--json", "--out", str(out))
         wait_for("first result", lambda: any(j["state"] == "completed" for j in jobs(m)), 60, 0.02)
         m.kill("buyer", signal.SIGKILL)
-        assert bg.wait(30) != 0  # the CLI lost its buyer
         killed_at = time.time()
+        assert bg.proc.poll() is None  # the CLI waits for its buyer to come back
         m.start_buyer()
 
         def finished() -> dict | None:
@@ -178,5 +179,14 @@ def test_buyer_killed_mid_run_resumes(tmp_path: Path) -> None:
         assert all(j["state"] == "completed" for j in run_jobs)
         assert len({j["path"] for j in run_jobs}) == 60
         assert set(accepted_results_per_job(m).values()) == {1}
+
+        assert bg.wait(60) == 0, bg.err
+        assert "lost the buyer mid-run" in bg.err
+        summary = json.loads(bg.out)
+        assert summary["run_id"] == run["run_id"] and summary["resumed"] is True
+        assert (summary["files"], summary["completed"], summary["failed"]) == (60, 60, 0)
+        assert 1 <= summary["providers"] <= 3
+        assert summary["artifacts"]["repo_map"] == str(out / "repo_map.json")
+        assert set(summary["artifacts"]) == {"repo_map", "overview", "index"}
     finally:
         m.stop()

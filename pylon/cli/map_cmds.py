@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,39 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pylon.cli.group import cli, json_option
+from pylon.cli.map_follow import RunLost, follow_run
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.cli.rpc_call import call
 from pylon.home import buyer_socket, pylon_home
+from pylon.rpc.client import CLOSED, RpcError
 from pylon.schemas import rpc
+
+# How long `pylon map` waits for a lost buyer to come back and finish the run.
+REATTACH_TIMEOUT_S = 600.0
+
+
+def map_call(sock: Path, req: rpc.MapReq, on_progress: Callable[[dict[str, Any]], None] | None) -> Any:
+    """The map call; if the buyer goes away mid-run, wait for it to come back and finish it."""
+    run: dict[str, str] = {}
+
+    def progress(p: dict[str, Any]) -> None:
+        run["id"] = p["run_id"]
+        if on_progress is not None:
+            on_progress(p)
+
+    try:
+        return call(sock, req, timeout=None, on_progress=progress, reraise_closed=True)
+    except RpcError as exc:
+        if exc.code != CLOSED or "id" not in run:
+            fail(f"{exc.code}: {exc.message}")
+    stderr.print(
+        f"[yellow]lost the buyer mid-run[/]; waiting for it to come back and finish run "
+        f"{run['id'][:16]} (Ctrl-C stops waiting; the run goes on)"
+    )
+    try:
+        return follow_run(sock, run["id"], timeout=REATTACH_TIMEOUT_S, on_progress=on_progress)
+    except RunLost as lost:
+        fail(str(lost))
 
 
 def run_map(
@@ -23,7 +53,7 @@ def run_map(
         repo_arg = str(Path(repo).expanduser().resolve())
     req = rpc.MapReq(repo=repo_arg, out_dir=str(out.resolve()) if out else None)
     if not show_progress:
-        return call(socket or buyer_socket(), req, timeout=None)
+        return map_call(socket or buyer_socket(), req, None)
     with Progress(
         TextColumn("[bold]mapping[/] {task.description}"),
         BarColumn(),
@@ -44,7 +74,7 @@ def run_map(
                 description=f"{repo} ({p['run_id'][:10]}…)",
             )
 
-        res = call(socket or buyer_socket(), req, timeout=None, on_progress=on_progress)
+        res = map_call(socket or buyer_socket(), req, on_progress)
         bar.update(task, total=res["files"], completed=res["completed"] + res["failed"], failed=res["failed"])
     return res
 

@@ -6,16 +6,26 @@ from pathlib import Path
 from typing import Any
 
 from pylon.cli.output import fail
-from pylon.rpc.client import DaemonNotRunning, RpcError, call_sync
+from pylon.rpc.client import CLOSED, DaemonNotRunning, RpcError, call_sync
 from pylon.schemas.rpc import Request
 
 
-def call(path: Path, req: Request, *, timeout: float | None = 30, on_progress: Any = None) -> Any:
+def call(
+    path: Path,
+    req: Request,
+    *,
+    timeout: float | None = 30,
+    on_progress: Any = None,
+    reraise_closed: bool = False,
+) -> Any:
+    """`reraise_closed`: a connection lost mid-call is the caller's to handle (RpcError CLOSED)."""
     try:
         return call_sync(path, req, timeout=timeout, on_progress=on_progress)
     except DaemonNotRunning as exc:
         fail(str(exc))
     except RpcError as exc:
+        if reraise_closed and exc.code == CLOSED:
+            raise
         fail(f"{exc.code}: {exc.message}")
     except TimeoutError:
         fail(f"the daemon at {path} did not answer within {timeout}s")
