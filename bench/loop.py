@@ -101,7 +101,14 @@ async def wait_done(sock: Path, ids: list[str], timeout: float) -> list[dict]:
 def run_pylon(nodes: int, jobs: int, lmdb: bool) -> dict:
     home = Path(tempfile.mkdtemp(prefix="pylon-bench-"))
     market = LocalMarket(
-        home=home, nodes=nodes, memory_relay=not lmdb, heartbeat_s=2.0, node_args=["--concurrency", "4"]
+        home=home,
+        nodes=nodes,
+        memory_relay=not lmdb,
+        heartbeat_s=2.0,
+        node_args=["--concurrency", "4"],
+        # A node's memory as a provider runs it (one `pylon node up` of its own), not a fork
+        # sharing the spawner's pages, which RSS would count in full anyway.
+        fork_nodes=False,
     )
     try:
         market.start(timeout=120)

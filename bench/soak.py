@@ -219,6 +219,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         memory_relay=False,
         heartbeat_s=args.heartbeat,
         with_mint=args.mint,
+        fork_nodes=False,  # peak memory per node as a provider runs it, one process of its own
         node_args=["--concurrency", str(args.concurrency), *(["--price", str(price)] if price else [])],
         buyer_args=[
             "--pickup-timeout",
