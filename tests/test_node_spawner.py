@@ -44,6 +44,10 @@ def test_forked_nodes_are_processes_of_their_own(tmp_path: Path) -> None:
         pids = {p.pid for p in children.values() if p is not None}
         assert len(pids) == 3 and os.getpid() not in pids
         spawner_pid = m._spawner._proc.pid
+        for name, p in children.items():
+            assert p is not None
+            cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            assert cmdline.startswith(f"pylon node up --name {name} ")  # what ps shows
         for pid in pids:
             assert parent_pid(pid) == spawner_pid
             assert os.getsid(pid) == pid  # a session of its own: Ctrl-C at `pylon up` is ours to pass on

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import select
+import shlex
 import signal
 import sys
 from typing import Any
@@ -81,9 +82,15 @@ def run_child(argv: list[str], log_path: str, env: dict[str, str], close_fds: li
         os.dup2(log_fd, 2)
         os.close(log_fd)
         os.close(null_fd)
+        sys.argv = ["pylon", *argv]
+        # ps and pgrep should show the node, not the spawner it was forked from. (Before the
+        # environment is replaced: setproctitle borrows the memory the environment sits in.)
+        with contextlib.suppress(ImportError):
+            import setproctitle
+
+            setproctitle.setproctitle(shlex.join(sys.argv))
         os.environ.clear()
         os.environ.update(env)
-        sys.argv = ["pylon", *argv]
         from pylon.cli.main import main
 
         try:
