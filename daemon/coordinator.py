@@ -171,18 +171,7 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
-        narrative = (
-            await self.narrative(results, snap, run_id, failed) if self.buyer.narrator is not None else None
-        )
-        artifacts = await anyio.to_thread.run_sync(
-            lambda: build_artifacts(
-                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
-            )
-        )
-        buyer.runs.pop(run_id, None)
-        buyer.db.write(
-            "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
-        )
+        artifacts = await self.reduce(run_id, snap, out, results, failed)
         await buyer.db.flush()
         providers = len({prov for _, prov, _ in results.values()})
         summary = rpc.MapSummary(
@@ -239,21 +228,33 @@ class MapCoordinator:
             with anyio.move_on_after(RUN_TIMEOUT_S):
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
-            narrative = (
-                await self.narrative(results, snap, run_id, failed)
-                if self.buyer.narrator is not None
-                else None
-            )
-            await anyio.to_thread.run_sync(
-                lambda s=snap, o=out_dir, rid=run_id, res=results, fl=failed, n=narrative: build_artifacts(
-                    Path(o), run_id=rid, snapshot=s, results=res, failed=fl, narrative=n
-                )
-            )
-            self.buyer.runs.pop(run_id, None)
-            self.buyer.db.write(
-                "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
-            )
+            await self.reduce(run_id, snap, Path(out_dir), results, failed)
             log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
+
+    async def reduce(
+        self,
+        run_id: str,
+        snap: Snapshot,
+        out: Path,
+        results: dict[str, tuple[FileResult, str, str]],
+        failed: dict[str, str],
+    ) -> dict[str, str]:
+        """The fan-in: the model's narrative when a model node is about, the artifacts, and the
+        run marked done. Returns the artifacts' paths."""
+        narrative = (
+            await self.narrative(results, snap, run_id, failed) if self.buyer.narrator is not None else None
+        )
+        artifacts = await anyio.to_thread.run_sync(
+            lambda: build_artifacts(
+                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
+            )
+        )
+        self.buyer.runs.pop(run_id, None)
+        assert self.buyer.db is not None
+        self.buyer.db.write(
+            "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
+        )
+        return artifacts
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
         assert self.buyer.db is not None

@@ -14,7 +14,7 @@ from pylon.cli.map_follow import RunLost, follow_run
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.cli.rpc_call import call
 from pylon.home import buyer_socket, pylon_home
-from pylon.rpc.client import CLOSED, RpcError
+from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 
 # How long `pylon map` waits for a lost buyer to come back and finish the run.
@@ -32,8 +32,8 @@ def map_call(sock: Path, req: rpc.MapReq, on_progress: Callable[[dict[str, Any]]
 
     try:
         return call(sock, req, timeout=None, on_progress=progress, reraise_closed=True)
-    except RpcError as exc:
-        if exc.code != CLOSED or "id" not in run:
+    except RpcError as exc:  # the connection was lost (CLOSED): other errors already failed
+        if "id" not in run:
             fail(f"{exc.code}: {exc.message}")
     stderr.print(
         f"[yellow]lost the buyer mid-run[/]; waiting for it to come back and finish run "
