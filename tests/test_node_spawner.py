@@ -123,3 +123,23 @@ def test_without_a_usable_spawner_nodes_start_as_plain_processes(
         assert online(m) == 2
     finally:
         m.stop()
+
+
+def test_nodes_outlive_a_killed_spawner_and_still_stop(tmp_path: Path) -> None:
+    """The spawner killed -9: its nodes go on serving, and stopping them still works (their
+    exit status died with the spawner, so it reads -1)."""
+    m = LocalMarket(home=tmp_path / "home", nodes=2, memory_relay=True)
+    try:
+        m.start(timeout=60)
+        assert m._spawner is not None
+        m._spawner._proc.kill()
+        m._spawner._proc.wait(timeout=10)
+        assert online(m) == 2
+        node = m.procs["node-n0"].popen
+        assert node is not None and node.poll() is None
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == -1
+        wait_for("n0 offline", lambda: online(m) == 1, 30)
+    finally:
+        m.stop()
+    assert all(p.popen is not None and p.popen.poll() is not None for p in m.procs.values())

@@ -135,10 +135,16 @@ class NodeSpawner:
             if pid in self._exits:
                 return self._exits[pid]
         if self._proc.poll() is not None:
-            # No parent left to report it: the node was handed to init; ask the kernel.
+            # No parent left to report it: the node was handed to init; ask the kernel. The
+            # status is lost with the spawner (-1); a zombie init does not reap has ended too.
             try:
                 os.kill(pid, 0)
-            except ProcessLookupError:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (ProcessLookupError, FileNotFoundError):
+                return -1
+            except OSError:
+                return None
+            if state in ("Z", "X"):
                 return -1
         return None
 
