@@ -41,7 +41,7 @@ from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.nip60 import parse_redemption
-from pylon.nostr.nip61 import build_nutzap, parse_nutzap, parse_nutzap_info
+from pylon.nostr.nip61 import build_nutzap, mint_key, parse_nutzap, parse_nutzap_info
 from pylon.nostr.relay_client import PublishError
 from pylon.payments import PaymentError, PylonWallet, inspect_proofs, msats_for_sats, sats_for_msats
 
@@ -63,11 +63,6 @@ NODE_REFUND = "refunded_by_node"
 # payments.state: created (proofs made, nutzap not yet accepted by a relay) → sent → redeemed
 # (the node's receipt came) | refunded (we took it back) | refunded_by_node
 UNSETTLED = ("created", "sent")
-
-
-def mint_key(url: str) -> str:
-    """Mint URLs compare without a trailing slash and case-insensitively in scheme and host."""
-    return url.strip().rstrip("/").lower()
 
 
 @dataclass

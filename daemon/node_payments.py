@@ -41,7 +41,7 @@ from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.nip60 import build_redemption
-from pylon.nostr.nip61 import build_nutzap, build_nutzap_info, parse_nutzap
+from pylon.nostr.nip61 import build_nutzap, build_nutzap_info, mint_key, parse_nutzap
 from pylon.nostr.relay_client import PublishError
 from pylon.payments import PaymentError, PylonWallet, covers, inspect_proofs, msats_for_sats, p2pk_keys_match
 
@@ -64,10 +64,6 @@ CREATE TABLE IF NOT EXISTS nutzaps (
 );
 CREATE INDEX IF NOT EXISTS nutzaps_job ON nutzaps(job_id);
 """
-
-
-def mint_key(url: str) -> str:
-    return url.strip().rstrip("/").lower()
 
 
 @dataclass

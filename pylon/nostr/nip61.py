@@ -18,6 +18,11 @@ MAX_PROOFS = 64
 _proof_decoder = msgspec.json.Decoder(dict)
 
 
+def mint_key(url: str) -> str:
+    """A mint URL as nutzaps and nutzap info compare them: no trailing slash, case-insensitive."""
+    return url.strip().rstrip("/").lower()
+
+
 def build_nutzap_info(
     keys: NostrKeys, *, mints: list[str], relays: list[str], p2pk_pubkey: str
 ) -> NostrEvent:

@@ -74,10 +74,6 @@ def _batches(ids: Sequence[str], n: int = ID_BATCH) -> list[list[str]]:
     return [list(ids[i : i + n]) for i in range(0, len(ids), n)]
 
 
-def _mint_key(url: str) -> str:
-    return url.rstrip("/").lower()
-
-
 async def build_trail(pool: RelayPool, job_id: str, *, timeout: float = 10.0) -> Trail:
     """The trail of `job_id` from the relays `pool` talks to (its own read-only connections:
     the pool's query would drop the very events a trail must show)."""
@@ -475,7 +471,7 @@ def _check_payment(
             it.problems.append("proofs are not all P2PK-locked to one key")
         elif not p2pk_keys_match(info.lock_pubkey, node_info.p2pk_pubkey):
             it.problems.append("locked to a key other than the node's kind-10019 P2PK key")
-        if _mint_key(zap.mint) not in {_mint_key(m) for m in node_info.mints}:
+        if nip61.mint_key(zap.mint) not in {nip61.mint_key(m) for m in node_info.mints}:
             it.problems.append(f"mint {zap.mint} is not one the node accepts")
     return it, res_item.ev.id if res_item else None
 
