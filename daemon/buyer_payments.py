@@ -36,6 +36,7 @@ from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import NutzapInfo
 from pylon.schemas.telemetry import JobState, JobTelemetry
 
+from pylon.batching import take_batch
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
@@ -278,12 +279,7 @@ class BuyerPayments:
         """Auto policy: whatever is queued goes out in one swap with the mint, then is published."""
         assert self._tg is not None
         async for first in self._recv:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._recv.receive_nowait())
-                except anyio.WouldBlock:
-                    break
+            batch = take_batch(first, self._recv, MAX_BATCH)
             items: list[_Item] = []
             for t in batch:
                 try:

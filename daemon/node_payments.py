@@ -36,6 +36,7 @@ from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FeedbackStatus, JobRequest, Nutzap, Redemption
 from pylon.schemas.payments import ProofInfo
 
+from pylon.batching import take_batch
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
@@ -251,12 +252,7 @@ class NodePayments:
     async def _redeemer(self) -> None:
         """One swap for whatever nutzaps are waiting; one by one when that swap is refused."""
         async for first in self._recv:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._recv.receive_nowait())
-                except anyio.WouldBlock:
-                    break
+            batch = take_batch(first, self._recv, MAX_BATCH)
             try:
                 await self._redeem_batch(batch)
             except Exception:
