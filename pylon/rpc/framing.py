@@ -16,6 +16,7 @@ import msgspec
 from anyio.abc import ByteReceiveStream
 
 from pylon.schemas.rpc import MAX_FRAME_BYTES, AnyFrame, Frame, Request
+from pylon.untrusted import DECODE_ERRORS
 
 HEADER_BYTES = 4
 _READ_CHUNK = 64 * 1024
@@ -74,7 +75,7 @@ def decode_frame(body: bytes) -> AnyFrame:
     except msgspec.ValidationError as e:
         frame_id, code = _salvage(body)
         raise FrameError(f"invalid frame: {e}", frame_id=frame_id, code=code) from e
-    except (ValueError, RecursionError) as e:  # DecodeError; UnicodeDecodeError; absurd nesting
+    except DECODE_ERRORS as e:  # DecodeError; UnicodeDecodeError; absurd nesting (RecursionError)
         raise FrameError(f"undecodable frame: {e}") from e
 
 
@@ -82,7 +83,7 @@ def _salvage(body: bytes) -> tuple[int, str]:
     """From a frame that is msgpack but not a valid Frame: its call id (if any) and the error code."""
     try:
         raw = _loose_decoder.decode(body)
-    except (ValueError, RecursionError):
+    except DECODE_ERRORS:
         return 0, "bad_frame"
     if not isinstance(raw, dict) or raw.get("t") != "call":
         return 0, "bad_frame"
