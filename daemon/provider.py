@@ -174,6 +174,10 @@ class ProviderNode:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.store.close()
+                aclose = getattr(self.executor, "aclose", None)
+                if aclose is not None:  # parse worker processes, Ollama's HTTP pool
+                    with anyio.move_on_after(5):
+                        await aclose()
 
     async def drain_and_stop(self, tg_scope: anyio.CancelScope) -> None:
         """SIGTERM: take no new work, finish what is queued and running (bounded), then stop."""

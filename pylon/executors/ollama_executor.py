@@ -125,6 +125,7 @@ class OllamaExecutor:
         self.max_chars = max_chars
         self.num_ctx = num_ctx
         self._base = base
+        self._parser: Any = None  # a DeterministicExecutor: hostile files parse in its worker processes
         self._models: list[str] = []
         self._client: ollama.AsyncClient | None = None
         self._client_loop: object | None = None
@@ -144,6 +145,9 @@ class OllamaExecutor:
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.close()
+        parser, self._parser = self._parser, None
+        if parser is not None:
+            await parser.aclose()
 
     async def __aenter__(self) -> OllamaExecutor:
         return self
@@ -221,9 +225,12 @@ class OllamaExecutor:
     async def _extract(self, path: str, text: str, language: str) -> FileResult:
         extract = self._base
         if extract is None:
-            from pylon.executors.deterministic import extract_file
+            # The file is a stranger's: it is parsed where a runaway parse can be killed.
+            if self._parser is None:
+                from pylon.executors.base import DeterministicExecutor
 
-            extract = extract_file
+                self._parser = DeterministicExecutor()
+            return await self._parser.run(path, text, language)
         if inspect.iscoroutinefunction(extract):
             return await extract(path, text, language)
         # tree-sitter parsing is CPU bound; keep the event loop free
