@@ -552,7 +552,8 @@ def extract_file(
     tree = _parse(lang, source, deadline)
     defs, raw_imports = _collect(lang, source, tree.root_node, deadline)
     pairs = _finish(_nest(defs), source, lang, deadline)
-    if time.monotonic() > deadline:
+    # >=, not >: a limit of 0 then fails every parsed file, whatever the machine's speed.
+    if time.monotonic() >= deadline:
         raise ExecError(ErrorCode.TIMEOUT, "extraction exceeded the time limit")
     imports = list(dict.fromkeys(raw_imports))
     symbols = [s for s, _ in pairs]
