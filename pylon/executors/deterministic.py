@@ -30,6 +30,7 @@ from pylon.executors.languages import (
 )
 from pylon.executors.queries import QUERIES
 from pylon.executors.summary import SummaryEntry, build_summary, build_text_summary
+from pylon.executors.version import deterministic_version
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FileResult, Symbol
 
@@ -547,6 +548,7 @@ def extract_file(
             executor=EXECUTOR_NAME,
             input_sha256=sha,
             bytes_in=len(source),
+            executor_version=deterministic_version(),
         )
 
     tree = _parse(lang, source, deadline)
@@ -577,4 +579,5 @@ def extract_file(
         executor=EXECUTOR_NAME,
         input_sha256=sha,
         bytes_in=len(source),
+        executor_version=deterministic_version(),
     )
