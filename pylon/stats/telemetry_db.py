@@ -8,6 +8,7 @@ into a fresh file with the same code.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,11 @@ import aiosqlite
 import anyio
 import msgspec
 
+from pylon.logs import get_logger
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.telemetry import JobState, JobTelemetry
+
+log = get_logger("pylon.telemetry")
 
 FIELDS = [f for f in JobTelemetry.__struct_fields__]
 
@@ -89,6 +93,59 @@ def telemetry_of(row: sqlite3.Row | tuple[Any, ...]) -> JobTelemetry:
     return msgspec.convert(data, JobTelemetry)
 
 
+# A statement that fails with one of these fails every time: drop it (counted), keep the rest.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
+
+
+@dataclass
+class BatchOutcome:
+    done: int  # statements [0, done) are settled: committed, or dropped as bad
+    bad: list[tuple[int, str, Exception]] = field(default_factory=list)
+    error: Exception | None = None  # an operational error that stopped at `done`: retry later
+
+
+async def commit_isolated(
+    db: aiosqlite.Connection, stmts: list[tuple[str, tuple[Any, ...]]], *, fast_many: int = 0
+) -> BatchOutcome:
+    """Commit `stmts` as one transaction; if that fails, one by one, so one bad row costs one row.
+
+    The first `fast_many` statements share one SQL text and go through executemany on the fast
+    path. A statement refused for good (a duplicate key, an unbindable value) is reported in
+    `bad`; an operational error (locked, disk full) stops the batch there for the next flush.
+    """
+    try:
+        if fast_many:
+            await db.executemany(stmts[0][0], [p for _, p in stmts[:fast_many]])
+        for sql, params in stmts[fast_many:]:
+            await db.execute(sql, params)
+        await db.commit()
+        return BatchOutcome(done=len(stmts))
+    except (sqlite3.Error, *PERMANENT_ERRORS):
+        await db.rollback()
+    out = BatchOutcome(done=0)
+    for i, (sql, params) in enumerate(stmts):
+        try:
+            await db.execute(sql, params)
+            await db.commit()
+        except PERMANENT_ERRORS as exc:
+            await db.rollback()
+            out.bad.append((i, sql, exc))
+        except sqlite3.Error as exc:
+            await db.rollback()
+            out.error = exc
+            return out
+        out.done = i + 1
+    return out
+
+
 class TelemetryDB:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
@@ -98,6 +155,8 @@ class TelemetryDB:
         # One batch at a time: interleaved batches on one connection would share a transaction,
         # and a crash between them could keep a job's row but lose its result.
         self._flush_lock = anyio.Lock()
+        self.bad_rows = 0  # rows refused by SQLite (constraint, type): dropped, logged, counted
+        self.flush_errors = 0  # flushes that hit an operational error and kept their batch
 
     @classmethod
     async def open(cls, path: Path) -> TelemetryDB:
@@ -122,20 +181,27 @@ class TelemetryDB:
     async def _flush(self) -> int:
         if not self._dirty and not self._side:
             return 0
-        rows = [row_of(t) for t in self._dirty.values()]
-        side = self._side
-        self._dirty = {}
-        self._side = []
-        try:
-            if rows:
-                await self.db.executemany(UPSERT, rows)
-            for sql, params in side:
-                await self.db.execute(sql, params)
-            await self.db.commit()
-        except sqlite3.Error:
-            await self.db.rollback()
-            raise
-        return len(rows)
+        # The batch stays where it is until it is committed: a failed transaction loses nothing,
+        # and puts made while this flush awaits the disk are not mistaken for flushed ones.
+        taken = dict(self._dirty)
+        side = list(self._side)
+        rows = [row_of(t) for t in taken.values()]
+        stmts = [(UPSERT, r) for r in rows] + side
+        outcome = await commit_isolated(self.db, stmts, fast_many=len(rows))
+        done = outcome.done
+        for job_id, t in list(taken.items())[: min(done, len(taken))]:
+            if self._dirty.get(job_id) is t:
+                del self._dirty[job_id]
+        side_done = max(0, done - len(taken))
+        del self._side[:side_done]
+        if outcome.bad:
+            self.bad_rows += len(outcome.bad)
+            for _, sql, exc in outcome.bad:
+                log.error("telemetry_row_dropped", sql=sql[:60], error=f"{type(exc).__name__}: {exc}"[:200])
+        if outcome.error is not None:
+            self.flush_errors += 1
+            log.warning("telemetry_flush_deferred", error=str(outcome.error)[:200], pending=len(stmts) - done)
+        return min(done, len(rows))
 
     async def all_jobs(self, run_id: str | None = None) -> list[JobTelemetry]:
         await self.flush()
