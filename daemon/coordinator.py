@@ -8,6 +8,7 @@ scheduler, `collect` waits for the run's tracker, `reduce` builds the artifacts.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.gitsafe import public_repo
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
@@ -41,6 +43,17 @@ def maps_dir() -> Path:
     d = pylon_home() / "maps"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def clones_dir() -> Path:
+    return buyer_dir() / "clones"
+
+
+async def drop_clone(snap: Snapshot) -> None:
+    """Delete a run's clone once its files are read: a stranger's repo does not stay on disk."""
+    root = Path(snap.root)
+    if clones_dir().resolve() in root.resolve().parents:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
 
 
 class MapCoordinator:
@@ -83,9 +96,7 @@ class MapCoordinator:
     # --- split ------------------------------------------------------------------------------
 
     async def snapshot(self, repo: str) -> Snapshot:
-        clone_dir = (
-            buyer_dir() / "clones" / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
-        )
+        clone_dir = clones_dir() / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
         try:
             return await anyio.to_thread.run_sync(lambda: snapshot_repo(repo, clone_dir))
         except SnapshotError as exc:
@@ -94,11 +105,21 @@ class MapCoordinator:
     # --- the run ----------------------------------------------------------------------------
 
     async def map(self, repo: str, out_dir: Path | None, ctx: CallContext | None) -> rpc.MapSummary:
+        t0 = time.perf_counter()
+        snap = await self.snapshot(repo)
+        try:
+            # From here on the repo is named without credentials: it is published in the signed
+            # run root, logged and stored. The credentialed URL served the clone and is dropped.
+            return await self._map(public_repo(repo), snap, out_dir, ctx, t0)
+        finally:
+            await drop_clone(snap)
+
+    async def _map(
+        self, repo: str, snap: Snapshot, out_dir: Path | None, ctx: CallContext | None, t0: float
+    ) -> rpc.MapSummary:
         from pylon.daemon.buyer import RunTracker, SubmitError
 
-        t0 = time.perf_counter()
         buyer = self.buyer
-        snap = await self.snapshot(repo)
         if not snap.files:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
             raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
@@ -229,6 +250,7 @@ class MapCoordinator:
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
             await self.reduce(run_id, snap, Path(out_dir), results, failed)
+            await drop_clone(snap)
             log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
 
     async def reduce(
