@@ -106,9 +106,16 @@ def node() -> None:
 @click.option(
     "--allow-buyer", "allow_buyers", multiple=True, help="serve only these buyer pubkeys (repeatable)"
 )
-@click.option("--rate", "rate_per_s", type=float, default=0.0, help="per-buyer jobs/s limit (0 = none)")
 @click.option(
-    "--burst", "rate_burst", type=int, default=200, show_default=True, help="per-buyer burst with --rate"
+    "--rate",
+    "rate_per_s",
+    type=float,
+    default=100.0,
+    show_default=True,
+    help="per-buyer jobs/s limit (0 = none)",
+)
+@click.option(
+    "--burst", "rate_burst", type=int, default=2000, show_default=True, help="per-buyer burst with --rate"
 )
 @click.option(
     "--queue",
