@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from pylon.daemon.narrator import attach_narrator
+from pylon.daemon.narrator import Narrative, attach_narrator
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
 from pylon.schemas.events import FileResult, RunRoot
@@ -268,7 +268,13 @@ class MapCoordinator:
         )
         artifacts = await anyio.to_thread.run_sync(
             lambda: build_artifacts(
-                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
+                out,
+                run_id=run_id,
+                snapshot=snap,
+                results=results,
+                failed=failed,
+                narrative=narrative.text if narrative is not None else None,
+                narrative_by=narrative.by if narrative is not None else "",
             )
         )
         self.buyer.runs.pop(run_id, None)
@@ -300,7 +306,7 @@ class MapCoordinator:
         snap: Snapshot,
         run_id: str,
         failed: dict[str, str],
-    ) -> str | None:
+    ) -> Narrative | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
         try:
             return await self.buyer.narrator(results, snapshot=snap, run_id=run_id, failed=failed)
