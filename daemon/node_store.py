@@ -29,6 +29,8 @@ class NodeStore:
         self.db = db
         self._dirty: dict[str, NodeJob] = {}
         self._flush_lock = anyio.Lock()  # batches must not interleave on one connection
+        self._gen = 0
+        self._dirty_gen: dict[str, int] = {}
         self.bad_rows = 0
 
     @classmethod
@@ -72,7 +74,9 @@ class NodeStore:
 
     def record(self, job: NodeJob) -> None:
         """Write-behind: flushed in batches by flush() so the hot path never waits on disk."""
+        self._gen += 1
         self._dirty[job.job_id] = job
+        self._dirty_gen[job.job_id] = self._gen
 
     async def add_payment(self, job_id: str, msats: int) -> None:
         await self.flush()
@@ -87,6 +91,7 @@ class NodeStore:
         if not self._dirty:
             return
         taken = dict(self._dirty)  # kept until committed: a failed write loses nothing
+        gens = dict(self._dirty_gen)
         stmts = [
             (
                 "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(job_id) DO UPDATE SET "
@@ -107,9 +112,10 @@ class NodeStore:
             for j in taken.values()
         ]
         outcome = await commit_isolated(self.db, stmts, fast_many=len(stmts))
-        for job_id, j in list(taken.items())[: outcome.done]:
-            if self._dirty.get(job_id) is j:
+        for job_id in list(taken)[: outcome.done]:
+            if self._dirty_gen.get(job_id) == gens[job_id]:  # not recorded again while we wrote
                 del self._dirty[job_id]
+                del self._dirty_gen[job_id]
         self.bad_rows += len(outcome.bad)
         for _, _, exc in outcome.bad:
             log.error("node_row_dropped", error=f"{type(exc).__name__}: {exc}"[:200])

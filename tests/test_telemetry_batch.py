@@ -84,3 +84,25 @@ async def test_node_store_keeps_good_rows_when_one_is_unbindable(tmp_path: Path)
         assert [j.job_id for j in await store.recent(10)] == ["ok"]
     finally:
         await store.close()
+
+
+async def test_a_put_during_a_flush_is_not_lost(tmp_path: Path) -> None:
+    """The buyer mutates a job's telemetry in place and puts it again while a flush awaits disk."""
+    db = await TelemetryDB.open(tmp_path / "buyer.db")
+    try:
+        t = JobTelemetry(job_id="a", state=JobState.SUBMITTED)
+        db.put(t)
+        real = db.db.executemany
+
+        async def racing(sql: str, rows: object) -> object:
+            t.state = JobState.COMPLETED  # same object, new state, put mid-flush
+            db.put(t)
+            return await real(sql, rows)  # type: ignore[arg-type]
+
+        db.db.executemany = racing  # type: ignore[method-assign]
+        await db.flush()
+        db.db.executemany = real  # type: ignore[method-assign]
+        await db.flush()
+        assert [j.state for j in await db.all_jobs()] == [JobState.COMPLETED]
+    finally:
+        await db.close()

@@ -155,6 +155,8 @@ class TelemetryDB:
         # One batch at a time: interleaved batches on one connection would share a transaction,
         # and a crash between them could keep a job's row but lose its result.
         self._flush_lock = anyio.Lock()
+        self._gen = 0
+        self._dirty_gen: dict[str, int] = {}
         self.bad_rows = 0  # rows refused by SQLite (constraint, type): dropped, logged, counted
         self.flush_errors = 0  # flushes that hit an operational error and kept their batch
 
@@ -168,7 +170,11 @@ class TelemetryDB:
         return cls(db, path)
 
     def put(self, t: JobTelemetry) -> None:
+        # The buyer mutates a job's telemetry in place and puts it again: the generation, not
+        # the object, says whether a put came after the rows a flush is writing.
+        self._gen += 1
         self._dirty[t.job_id] = t
+        self._dirty_gen[t.job_id] = self._gen
 
     def write(self, sql: str, params: tuple[Any, ...]) -> None:
         """A side-table write that rides in the next batch."""
@@ -184,14 +190,16 @@ class TelemetryDB:
         # The batch stays where it is until it is committed: a failed transaction loses nothing,
         # and puts made while this flush awaits the disk are not mistaken for flushed ones.
         taken = dict(self._dirty)
+        gens = dict(self._dirty_gen)
         side = list(self._side)
         rows = [row_of(t) for t in taken.values()]
         stmts = [(UPSERT, r) for r in rows] + side
         outcome = await commit_isolated(self.db, stmts, fast_many=len(rows))
         done = outcome.done
-        for job_id, t in list(taken.items())[: min(done, len(taken))]:
-            if self._dirty.get(job_id) is t:
+        for job_id in list(taken)[: min(done, len(taken))]:
+            if self._dirty_gen.get(job_id) == gens[job_id]:  # not put again while we wrote
                 del self._dirty[job_id]
+                del self._dirty_gen[job_id]
         side_done = max(0, done - len(taken))
         del self._side[:side_done]
         if outcome.bad:
