@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
 
 pytestmark = pytest.mark.integration

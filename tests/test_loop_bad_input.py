@@ -14,7 +14,7 @@ import pytest
 from pylon.schemas import kinds, rpc
 from pylon.schemas.events import FileResult, ResultTiming
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
 from pylon.nostr import nip90
 from pylon.nostr.event import sign_event

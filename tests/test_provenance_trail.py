@@ -26,7 +26,7 @@ from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FeedbackStatus, FileResult, Redemption, ResultTiming, Symbol
 from pylon.schemas.provenance import Trail
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.cli.main import cli
 from pylon.keys import NostrKeys
 from pylon.nostr import nip60, nip61, nip90

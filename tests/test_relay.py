@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.keys import NostrKeys
 from pylon.nostr.event import sign_event
 from pylon.nostr.filters import Filter

@@ -14,7 +14,7 @@ import click
 from rich.table import Table
 
 from pylon.cli.group import cli, json_option
-from pylon.cli.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
+from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.home import pylon_home
 from pylon.rpc.client import RpcError
