@@ -1,4 +1,7 @@
-"""Daemon settings: command-line flags over environment over defaults."""
+"""Daemon settings: command-line flags over environment over defaults.
+
+The defaults live here once; the CLI's flags show and use these (`pylon node up --help`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,12 @@ import os
 
 import msgspec
 
-DEFAULT_RELAY = "ws://127.0.0.1:7777"
-DEFAULT_MINT = "http://127.0.0.1:3338"
+RELAY_HOST = "127.0.0.1"
+RELAY_PORT = 7777
+DEFAULT_RELAY = f"ws://{RELAY_HOST}:{RELAY_PORT}"
+MINT_PORT = 3338
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_MODEL = "qwen2.5-coder:1.5b"
 
 
 def default_relays() -> list[str]:
@@ -19,8 +26,10 @@ class NodeConfig(msgspec.Struct, kw_only=True):
     name: str = "node"
     relays: list[str] = msgspec.field(default_factory=default_relays)
     executor: str = "deterministic"  # deterministic | ollama
-    ollama_host: str = "http://127.0.0.1:11434"
-    model: str = "qwen2.5-coder:1.5b"
+    ollama_host: str = msgspec.field(
+        default_factory=lambda: os.environ.get("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)
+    )
+    model: str = msgspec.field(default_factory=lambda: os.environ.get("PYLON_MODEL", DEFAULT_MODEL))
     max_concurrency: int = 4
     queue_size: int = 4096
     heartbeat_s: float = 10.0

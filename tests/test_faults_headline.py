@@ -40,7 +40,7 @@ FUND_SATS = 1000
 
 def payments_wired() -> bool:
     try:
-        import pylon.daemon.buyer_payments
+        import pylon.daemon.buyer.payments
         import pylon.daemon.node_payments  # noqa: F401
     except ImportError:
         return False
