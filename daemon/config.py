@@ -1,6 +1,7 @@
 """Daemon settings: command-line flags over environment over defaults.
 
-The defaults live here once; the CLI's flags show and use these (`pylon node up --help`).
+The defaults live here once (where to listen: `pylon.defaults`); the CLI's flags show and use
+these (`pylon node up --help`).
 """
 
 from __future__ import annotations
@@ -9,17 +10,9 @@ import os
 
 import msgspec
 
-RELAY_HOST = "127.0.0.1"
-RELAY_PORT = 7777
-DEFAULT_RELAY = f"ws://{RELAY_HOST}:{RELAY_PORT}"
-MINT_PORT = 3338
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-DEFAULT_MODEL = "qwen2.5-coder:1.5b"
+from pylon.defaults import DEFAULT_MODEL, DEFAULT_OLLAMA_HOST, DEFAULT_RELAY, default_relays
 
-
-def default_relays() -> list[str]:
-    raw = os.environ.get("PYLON_RELAYS", "")
-    return [u for u in raw.split(",") if u] or [DEFAULT_RELAY]
+__all__ = ["DEFAULT_RELAY", "BuyerConfig", "NodeConfig", "default_relays"]
 
 
 class NodeConfig(msgspec.Struct, kw_only=True):

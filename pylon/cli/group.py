@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pylon import __version__
-from pylon.daemon.config import DEFAULT_RELAY
+from pylon.defaults import DEFAULT_RELAY
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document on stdout")
 relay_option = click.option(

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from pylon.cli.group import cli, json_option
 from pylon.cli.output import emit_json, fail, stderr, stdout
-from pylon.daemon.config import MINT_PORT, RELAY_PORT
+from pylon.defaults import MINT_PORT, RELAY_PORT
 from pylon.home import pylon_home
 from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.rpc.client import RpcError

@@ -22,7 +22,7 @@ import platformdirs
 
 from pylon.cli.group import cli, json_option, relay_option
 from pylon.cli.output import emit_json, fail, stdout
-from pylon.daemon.config import DEFAULT_OLLAMA_HOST
+from pylon.defaults import DEFAULT_OLLAMA_HOST
 from pylon.home import pylon_home
 
 _ROLE = click.Choice(["node", "buyer"])

@@ -11,7 +11,7 @@ import click
 from pylon.cli.group import cli, json_option, relay_option
 from pylon.cli.output import emit_json, fail, short, stderr, stdout
 from pylon.cli.rpc_call import call
-from pylon.daemon.config import MINT_PORT
+from pylon.defaults import MINT_PORT
 from pylon.home import buyer_socket, mint_dir, node_socket
 from pylon.logs import configure_logging
 from pylon.schemas import rpc

@@ -11,7 +11,7 @@ import click
 from pylon.cli.daemon_run import root_cause
 from pylon.cli.group import cli, json_option
 from pylon.cli.output import emit_json, fail
-from pylon.daemon.config import RELAY_HOST, RELAY_PORT
+from pylon.defaults import RELAY_HOST, RELAY_PORT
 from pylon.home import relay_dir
 from pylon.logs import configure_logging
 

@@ -31,7 +31,7 @@ import httpx
 import msgspec
 import ollama
 
-from pylon.daemon.config import DEFAULT_OLLAMA_HOST
+from pylon.defaults import DEFAULT_OLLAMA_HOST
 from pylon.logs import get_logger
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FileResult

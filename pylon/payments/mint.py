@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from pylon.daemon.config import MINT_PORT
+from pylon.defaults import MINT_PORT
 from pylon.home import mint_dir, private_dir, write_private
 from pylon.logs import get_logger
 

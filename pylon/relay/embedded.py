@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from pylon.daemon.config import RELAY_PORT
+from pylon.defaults import RELAY_PORT
 from pylon.logs import get_logger
 from pylon.nostr.sdk_loop import bind_running_loop
 
