@@ -10,7 +10,7 @@ import anyio
 from pylon.schemas.rpc import NodeJob
 
 from pylon.logs import get_logger
-from pylon.stats.telemetry_db import commit_isolated
+from pylon.sqlite_batch import commit_isolated
 
 log = get_logger("pylon.node_store")
 
@@ -111,7 +111,7 @@ class NodeStore:
             )
             for j in taken.values()
         ]
-        outcome = await commit_isolated(self.db, stmts, fast_many=len(stmts))
+        outcome = await commit_isolated(self.db, [(stmts[0][0], [p for _, p in stmts])])
         for job_id in list(taken)[: outcome.done]:
             if self._dirty_gen.get(job_id) == gens[job_id]:  # not recorded again while we wrote
                 del self._dirty[job_id]

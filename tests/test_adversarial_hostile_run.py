@@ -26,8 +26,8 @@ from pylon.schemas.events import InputChunk, Redemption
 from pylon.schemas.rpc import RPC_VERSION, Hello
 from test_adversarial_corpus import publish_all, status, submit, wait_completed
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr import nip60, nip90
 from pylon.nostr.event import NostrEvent, sign_event
 from pylon.nostr.filters import Filter

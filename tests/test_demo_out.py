@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pylon.cli.demo_out import MARKER, DemoOutError, claim, reset
-from pylon.cli.launcher import pylon_argv
+from pylon.localmarket.launcher import pylon_argv
 
 
 def test_a_foreign_pylon_out_is_refused_and_kept(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import anyio
 import pytest
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr.event import encode_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from pylon.daemon.buyer_payments import RECEIPT_RETRIES, BuyerPayments
+from pylon.daemon.buyer.payments import RECEIPT_RETRIES, BuyerPayments
 from pylon.daemon.config import NodeConfig
 from pylon.daemon.intake_limits import MAX_TRACKED_BUYERS, REJECT_FEEDBACK_BURST, BuyerBuckets
 from pylon.daemon.provider import ProviderNode
@@ -109,9 +109,9 @@ class CountingDB:
     def __init__(self) -> None:
         self.fetches = 0
 
-    async def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def payment_by_id(self, payment_id: str) -> None:
         self.fetches += 1
-        return []
+        return None
 
 
 async def test_a_strangers_receipt_costs_one_lookup() -> None:

@@ -11,18 +11,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from pylon.daemon.buyer.store import BuyerStore as TelemetryDB
 from pylon.daemon.node_store import NodeStore
 from pylon.schemas.rpc import NodeJob
 from pylon.schemas.telemetry import JobState, JobTelemetry
 
-from pylon.stats.telemetry_db import TelemetryDB
-
 pytestmark = pytest.mark.anyio
-
-PAY = (
-    "INSERT INTO payments (job_id, payment_id, provider, amount_msats, paid, proofs, state) "
-    "VALUES (?,?,?,?,?,?,?)"
-)
 
 
 @pytest.fixture
@@ -35,14 +29,13 @@ async def test_a_duplicate_key_drops_one_row_and_keeps_the_batch(tmp_path: Path)
     try:
         db.put(JobTelemetry(job_id="a", state=JobState.COMPLETED))
         db.put(JobTelemetry(job_id="b", state=JobState.FAILED))
-        db.write(PAY, ("a", "pa", "node", 2000, 1.0, "[]", "sent"))
-        db.write(PAY, ("a", "pa2", "node", 2000, 1.0, "[]", "sent"))  # the duplicate key
-        db.write(PAY, ("b", "pb", "node", 3000, 1.0, "[]", "sent"))
+        db.insert_payment(job_id="a", provider="node", amount_msats=2000, paid=1.0, proofs="[1]")
+        db.insert_payment(job_id="a", provider="node", amount_msats=2000, paid=1.0, proofs="[2]")  # dup key
+        db.insert_payment(job_id="b", provider="node", amount_msats=3000, paid=1.0, proofs="[3]")
         await db.flush()  # does not raise: the flush loop keeps running
         assert db.bad_rows == 1
         assert {t.job_id for t in await db.all_jobs()} == {"a", "b"}
-        pays = await db.fetch("SELECT job_id, payment_id FROM payments ORDER BY job_id")
-        assert pays == [("a", "pa"), ("b", "pb")]
+        assert [(await db.payment_of(j) or ())[2:4] for j in ("a", "b")] == [("[1]", 2000), ("[3]", 3000)]
         # Later writes still go through, and the file is sound.
         db.put(JobTelemetry(job_id="c"))
         assert {t.job_id for t in await db.all_jobs()} == {"a", "b", "c"}
@@ -57,15 +50,15 @@ async def test_an_operational_error_keeps_the_batch_for_the_next_flush(tmp_path:
     other = sqlite3.connect(path, timeout=0)
     try:
         db.put(JobTelemetry(job_id="a"))
-        db.write(PAY, ("a", "pa", "node", 2000, 1.0, "[]", "sent"))
+        db.insert_payment(job_id="a", provider="node", amount_msats=2000, paid=1.0, proofs="[1]")
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock: "database is locked"
-        await db.db.execute("PRAGMA busy_timeout = 0")
+        await db._conn.execute("PRAGMA busy_timeout = 0")
         await db.flush()
         assert db.flush_errors == 1 and db.bad_rows == 0
         other.rollback()
         await db.flush()
         assert [t.job_id for t in await db.all_jobs()] == ["a"]
-        assert await db.fetch("SELECT payment_id FROM payments") == [("pa",)]
+        assert (await db.payment_of("a") or ())[2] == "[1]"
         assert await db.integrity_ok()
     finally:
         other.close()
@@ -92,16 +85,16 @@ async def test_a_put_during_a_flush_is_not_lost(tmp_path: Path) -> None:
     try:
         t = JobTelemetry(job_id="a", state=JobState.SUBMITTED)
         db.put(t)
-        real = db.db.executemany
+        real = db._conn.executemany
 
         async def racing(sql: str, rows: object) -> object:
             t.state = JobState.COMPLETED  # same object, new state, put mid-flush
             db.put(t)
             return await real(sql, rows)  # type: ignore[arg-type]
 
-        db.db.executemany = racing  # type: ignore[method-assign]
+        db._conn.executemany = racing  # type: ignore[method-assign]
         await db.flush()
-        db.db.executemany = real  # type: ignore[method-assign]
+        db._conn.executemany = real  # type: ignore[method-assign]
         await db.flush()
         assert [j.state for j in await db.all_jobs()] == [JobState.COMPLETED]
     finally:
