@@ -202,3 +202,21 @@ def test_rpc_frame_nested_too_deeply_is_a_frame_error() -> None:
 
     with pytest.raises(FrameError):
         decode_frame(b"\x91" * 20_000 + b"\xc0")
+
+
+def test_a_repos_nested_manifests_do_not_break_the_map(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """tomllib and json raise RecursionError on nested manifests; the map must shrug them off."""
+    from pylon.schemas.events import FileResult
+
+    from pylon.repomap import build_artifacts, take_snapshot
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "app.py").write_text("def main():\n    return 1\n")
+    (root / "pyproject.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    (root / "Cargo.toml").write_text("b = " + "[" * 5000 + "]" * 5000 + "\n")
+    (root / "package.json").write_text(NESTED)
+    snap = take_snapshot(root)
+    res = FileResult(path="app.py", language="python", lines=2, symbols=[], imports=[], summary="main")
+    paths = build_artifacts(tmp_path / "out", run_id="r", snapshot=snap, results={"app.py": (res, "n", "e")})
+    assert "## Entry points" in open(paths["overview"]).read()

@@ -37,6 +37,7 @@ from pylon.repomap.prose import fence_untrusted, one_line
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FileResult
 from pylon.schemas.llm import OllamaSummary
+from pylon.untrusted import DECODE_ERRORS
 
 if TYPE_CHECKING:
     from pylon.executors.deterministic import ExecError
@@ -329,7 +330,7 @@ class OllamaExecutor:
 def _decode_summary(content: str) -> OllamaSummary:
     try:
         answer = msgspec.json.decode(content.strip().encode(), type=OllamaSummary)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:  # a model steered by a file may answer anything, nested included
         raise ValueError(str(exc)) from exc
     if not answer.purpose.strip() or not answer.summary.strip():
         raise ValueError("purpose and summary must not be blank")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -19,6 +18,7 @@ from pylon.repomap.prose import escape_markdown
 from pylon.repomap.search_index import INDEX_NAME, build_index
 from pylon.schemas.events import FileResult
 from pylon.schemas.repomap import MapFileEntry, MapSymbol, RepoMap, Snapshot
+from pylon.untrusted import json_loads
 
 log = get_logger(__name__)
 
@@ -357,7 +357,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
     idx = PathIndex(repo_map.files)
     try:
         pyproject = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a stranger's repo: nesting included
         pyproject = {}
     project = pyproject.get("project", {}) if isinstance(pyproject, dict) else {}
     for table in ("scripts", "gui-scripts"):
@@ -368,7 +368,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
             where = hits[0][0] if hits else "pyproject.toml"
             found.append((where, f"console script `{name}` → `{target}`"))
     try:
-        package = json.loads((root / "package.json").read_text("utf-8"))
+        package = json_loads((root / "package.json").read_text("utf-8"))  # total: a stranger's repo
     except (OSError, ValueError):
         package = {}
     if isinstance(package, dict):
@@ -381,7 +381,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
             found.append((_npm_path(package["main"], idx), "package.json main"))
     try:
         cargo = tomllib.loads((root / "Cargo.toml").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a stranger's repo: nesting included
         cargo = {}
     for b in cargo.get("bin", []) if isinstance(cargo, dict) else []:
         if isinstance(b, dict) and b.get("path"):
