@@ -109,6 +109,7 @@ class JobRequest(msgspec.Struct):
     created_at: int = 0
     submitted_ms: int = 0
     retry_of: str | None = None  # the job this attempt re-issues (its first request's id)
+    check_of: str | None = None  # the job whose result this one re-computes (a spot check)
 
 
 class Feedback(msgspec.Struct):

@@ -284,6 +284,8 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     price_msats: int = 0
     assigned_now: int = 0
     banned: bool = False
+    checks_passed: int = 0
+    checks_failed: int = 0
 
 
 class SubmitResult(msgspec.Struct):
@@ -327,6 +329,16 @@ class RunInfo(msgspec.Struct, kw_only=True):
     out_dir: str | None = None
 
 
+class CheckSummary(msgspec.Struct, kw_only=True):
+    """What spot-checking a run did and cost (checks are jobs of their own, paid like any)."""
+
+    checked: int = 0  # files whose result was computed again elsewhere
+    agreed: int = 0  # of those, files no check disagreed on
+    disagreed: int = 0  # files where some node disagreed (a third node settled it)
+    check_jobs: int = 0  # second and third opinions sent out
+    cost_msats: int = 0  # what the answered check jobs cost at the bid
+
+
 class MapSummary(msgspec.Struct, kw_only=True):
     run_id: str
     files: int
@@ -336,6 +348,7 @@ class MapSummary(msgspec.Struct, kw_only=True):
     wall_s: float
     artifacts: dict[str, str]
     skipped: dict[str, int] = {}
+    checks: CheckSummary | None = None
 
 
 class MapProgress(msgspec.Struct, kw_only=True):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pylon.schemas.events import FileResult
 
-from pylon.executors.canonical import canonical_sha256, comparable
+from pylon.executors.canonical import agreement, canonical_sha256
 
 DEFAULT_SHARE = 0.05
 DEFAULT_DISTRUST_AFTER = 2
@@ -29,9 +29,10 @@ class Verdict(enum.StrEnum):
 
 
 def compare(a: FileResult, b: FileResult) -> Verdict:
-    if not comparable(a, b):
+    agreed = agreement(a, b)
+    if agreed is None:
         return Verdict.INCOMPARABLE
-    return Verdict.AGREED if canonical_sha256(a) == canonical_sha256(b) else Verdict.DISAGREED
+    return Verdict.AGREED if agreed else Verdict.DISAGREED
 
 
 def checkable(result: FileResult) -> bool:
@@ -119,7 +120,7 @@ class SpotCheckPolicy:
         if key not in self._checked_in_run:
             self._checked_in_run.add(key)
             return True
-        if self.suspect(provider):
+        if self.suspect(provider) or self.distrusted(provider):
             return True
         return self.rng.random() < self.share
 
