@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 import msgspec
+from pylon.schemas.ask import AskAnswer
 from pylon.schemas.errors import ErrorCode
 
 PROTOCOL_VERSION = 1
@@ -78,6 +79,7 @@ class FileResult(msgspec.Struct):
     model: str = ""
     input_sha256: str = ""
     bytes_in: int = 0
+    ask: AskAnswer | None = None  # the answer to an `ask` / `ask_reduce` sub-query (issue 13)
 
 
 class InputChunk(msgspec.Struct):

@@ -111,6 +111,19 @@ class MapReq(Req, tag="map"):
     out_dir: str | None = None
 
 
+class AskReq(Req, tag="ask"):
+    run_or_dir: str  # a map's output directory (or its index / repo_map.json)
+    question: str
+    fanout: int = 8
+    depth: int = 2
+    budget_sats: int | None = None
+    out_dir: str | None = None
+
+
+class AsksReq(Req, tag="asks"):
+    pass
+
+
 class PayReq(Req, tag="pay"):
     job_id: str
 
@@ -167,6 +180,8 @@ Request = (
     | NodesReq
     | RunsReq
     | MapReq
+    | AskReq
+    | AsksReq
     | PayReq
     | RefundReq
     | CancelReq
