@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
+from pylon.daemon.narrator import MODEL_EXECUTOR
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
 from pylon.schemas.ask import (
@@ -100,6 +101,27 @@ class Caller(Protocol):
     async def call(
         self, node: AskNode, *, path: str, language: str, text: str, tasks: tuple[str, ...]
     ) -> CallResult: ...
+
+    def model_node(self) -> str | None:
+        """With a model node in the swarm the model answers (the least-loaded such node); with
+        none, None: the buyer picks any node and the deterministic pipeline answers. A re-issued
+        attempt may still land on a node without a model; the tree says which mode answered."""
+        now = time.time()
+        registry = self.buyer.registry
+        best: tuple[float, str] | None = None
+        for e in registry.nodes.values():
+            ann = e.announce
+            if (
+                ann is None
+                or MODEL_EXECUTOR not in ann.executors
+                or not ann.models
+                or not registry.usable(e, now)
+            ):
+                continue
+            load = e.assigned_now / e.capacity()
+            if best is None or load < best[0]:
+                best = (load, e.pubkey)
+        return best[1] if best else None
 
     def live_state(self, node: AskNode) -> tuple[str, str | None] | None: ...  # (state, provider)
 
@@ -548,7 +570,9 @@ class BuyerCaller:
         from pylon.daemon.buyer import SubmitError
 
         try:
-            job = await self.buyer.submit(path, text, language=language, run_id=self.run_id, tasks=tasks)
+            job = await self.buyer.submit(
+                path, text, language=language, run_id=self.run_id, tasks=tasks, node=self.model_node()
+            )
         except SubmitError as exc:
             return CallResult(status=JobState.FAILED.value, error=exc.code.value, cost_sats=0)
         self.jobs[node.id] = job

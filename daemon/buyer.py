@@ -125,6 +125,7 @@ class BuyerDaemon:
         self.payments: Any = None  # the payer, wired in by pylon.daemon.buyer_payments
         self.coordinator: Any = None  # the repo-map coordinator
         self.narrator: Any = None  # the LLM reduce step for map overviews, when a model is in the swarm
+        self.asker: Any = None  # the `pylon ask` coordinator (pylon.daemon.ask_coordinator)
         self.started_at = time.time()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -828,6 +829,8 @@ class BuyerDaemon:
                 return {"pubkey": pk, "banned": banned}
             case rpc.RunsReq() | rpc.MapReq() if self.coordinator is not None:
                 return await self.coordinator.handle_rpc(req, ctx)
+            case rpc.AskReq() | rpc.AsksReq() if self.asker is not None:
+                return await self.asker.handle_rpc(req, ctx)
             case rpc.TrailReq(job_id=job_id):
                 from pylon.provenance.trail import build_trail
 

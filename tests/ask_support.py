@@ -27,7 +27,12 @@ from pylon.repomap.local import map_locally
 def git_repo_from(src: Path, dest: Path) -> Path:
     """A copy of `src` (a package from the venv) committed into a fresh git repository."""
     shutil.copytree(src, dest / src.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
         subprocess.run(["git", *args], cwd=dest, check=True, env={**env, "PATH": "/usr/bin:/bin"})
     return dest
@@ -59,7 +64,9 @@ class LocalCaller:
         self.calls.append((path, tasks, text))
         job_id = hashlib.sha256(f"{len(self.calls)}{path}".encode()).hexdigest()
         if path in self.fail_paths:
-            return CallResult(status="failed", job_id=job_id, node="local", cost_sats=self.per_call_sats, error="exec_error")
+            return CallResult(
+                status="failed", job_id=job_id, node="local", cost_sats=self.per_call_sats, error="exec_error"
+            )
         req = JobRequest(
             job_id=job_id, buyer="b", path=path, language=language, tasks=list(tasks), bid_msats=0,
             assigned=None, run_id=None, sha256="", size=len(text),
@@ -67,5 +74,13 @@ class LocalCaller:
         try:
             result = await run_ask_task(self.executor, req, text)
         except ExecError as exc:
-            return CallResult(status="failed", job_id=job_id, node="local", cost_sats=self.per_call_sats, error=exc.code.value)
-        return CallResult(status="completed", job_id=job_id, node="local", cost_sats=self.per_call_sats, result=result)
+            return CallResult(
+                status="failed",
+                job_id=job_id,
+                node="local",
+                cost_sats=self.per_call_sats,
+                error=exc.code.value,
+            )
+        return CallResult(
+            status="completed", job_id=job_id, node="local", cost_sats=self.per_call_sats, result=result
+        )

@@ -90,9 +90,9 @@ def answer_query(q: AskQuery) -> AskAnswer:
     for e in evidence:
         if e.kind == "mention":
             continue
-        # The names the matching line itself references (not its context: a docstring's words
-        # are not symbols).
-        for name in identifiers(_code_part(lines.get(e.line, ""))):
+        # The names the line references; for a definition, its body's too (a docstring's
+        # words are not symbols: lines inside triple quotes are skipped).
+        for name in identifiers(" ".join(_code_lines(lines, e.line, e.end))):
             if name not in q.terms and name not in q.focus and distinctive(name):
                 follow[name] += 1
     follow_ups = [n for n, _ in sorted(follow.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_FOLLOW_UPS]
@@ -113,6 +113,20 @@ def _code_part(line: str) -> str:
         if cut >= 0:
             line = line[:cut]
     return _STRING_RE.sub("", line)
+
+
+def _code_lines(lines: dict[int, str], first: int, last: int) -> list[str]:
+    out: list[str] = []
+    in_doc = False
+    for ln in range(first, last + 1):
+        line = lines.get(ln, "")
+        quotes = line.count('"""') + line.count("'''")
+        if in_doc or quotes:
+            in_doc = in_doc != (quotes % 2 == 1)
+            continue
+        if not is_comment(line):
+            out.append(_code_part(line))
+    return out
 
 
 def _describe(path: str, evidence: Sequence[Evidence]) -> str:

@@ -304,6 +304,12 @@ def _buyer_attachments(cfg: object) -> list:
     else:
         out.append(attach_coordinator)
     try:
+        from pylon.daemon.ask_coordinator import attach_ask
+    except ImportError:
+        pass
+    else:
+        out.append(attach_ask)
+    try:
         from pylon.daemon.buyer_payments import attach_payments
     except ImportError:
         pass
@@ -519,7 +525,7 @@ def main() -> None:
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `cli`.
-    from pylon.cli import audit_cmds, map_cmds, market_cmds, ops_cmds, pay_cmds  # noqa: F401
+    from pylon.cli import ask_cmds, audit_cmds, map_cmds, market_cmds, ops_cmds, pay_cmds  # noqa: F401
 
 
 _register_commands()
