@@ -36,20 +36,27 @@ from pylon.schemas.ask import (
 )
 
 _STRING_RE = re.compile(r"\"[^\"]*\"|'[^']*'|`[^`]*`")
+_MAJOR_KINDS = frozenset(
+    {"class", "function", "method", "struct", "interface", "trait", "enum", "type", "macro"}
+)
+_KEYWORD_DEF_RE = re.compile(
+    r"^\s*(?:export\s+)?(?:pub\S*\s+)?(?:async\s+)?(?:def|class|function|func|fn|struct|trait|interface|enum)\b"
+)
 _KIND_ORDER = {"definition": 0, "use": 1, "mention": 2}
 USES_PER_FILE = 3  # lines cited per file in a "used in" claim
 
 
 def answer_query(q: AskQuery) -> AskAnswer:
     lines = window_lines(q.windows)
-    hints = {(d.name, d.line) for d in q.definitions}
+    hint_kind = {(d.name, d.line): d.kind for d in q.definitions}
+    hints = set(hint_kind)
     evidence: list[Evidence] = []
     seen: set[tuple[int, str]] = set()
     for ln in sorted(lines):
         text = lines[ln]
         for term in matches(text, q.terms):
             if (term, ln) in hints or definition_re(term).search(text):
-                kind, score = "definition", 10.0 + (2.0 if (term, ln) in hints else 0.0)
+                kind, score = "definition", _definition_score(hint_kind.get((term, ln)), text, term)
                 end = ln
                 while end + 1 in lines and end - ln < DEFINITION_CONTEXT and lines[end + 1].strip():
                     end += 1
@@ -81,7 +88,7 @@ def answer_query(q: AskQuery) -> AskAnswer:
                     kind="definition",
                     symbol=name,
                     text=lines[ln].strip()[:200],
-                    score=12.0,
+                    score=_definition_score(hint_kind[(name, ln)], lines[ln], name),
                 )
             )
     evidence.sort(key=lambda e: (-e.score, e.line))
@@ -113,6 +120,14 @@ def _code_part(line: str) -> str:
         if cut >= 0:
             line = line[:cut]
     return _STRING_RE.sub("", line)
+
+
+def _definition_score(hint: str | None, line: str, term: str) -> float:
+    """A class or function definition outranks a field or an assignment of the same name, and
+    the map's own (tree-sitter) word on it outranks the line's spelling alone."""
+    if hint is not None:
+        return 12.0 if hint in _MAJOR_KINDS else 9.0
+    return 11.0 if _KEYWORD_DEF_RE.match(line) else 8.0
 
 
 def _code_lines(lines: dict[int, str], first: int, last: int) -> list[str]:
