@@ -102,27 +102,6 @@ class Caller(Protocol):
         self, node: AskNode, *, path: str, language: str, text: str, tasks: tuple[str, ...]
     ) -> CallResult: ...
 
-    def model_node(self) -> str | None:
-        """With a model node in the swarm the model answers (the least-loaded such node); with
-        none, None: the buyer picks any node and the deterministic pipeline answers. A re-issued
-        attempt may still land on a node without a model; the tree says which mode answered."""
-        now = time.time()
-        registry = self.buyer.registry
-        best: tuple[float, str] | None = None
-        for e in registry.nodes.values():
-            ann = e.announce
-            if (
-                ann is None
-                or MODEL_EXECUTOR not in ann.executors
-                or not ann.models
-                or not registry.usable(e, now)
-            ):
-                continue
-            load = e.assigned_now / e.capacity()
-            if best is None or load < best[0]:
-                best = (load, e.pubkey)
-        return best[1] if best else None
-
     def live_state(self, node: AskNode) -> tuple[str, str | None] | None: ...  # (state, provider)
 
 
@@ -347,14 +326,25 @@ class AskEngine:
 
         async def one(node: AskNode, language: str, text: str) -> None:
             t = time.perf_counter()
-            res = await self.caller.call(
-                node, path=node.path, language=language, text=text, tasks=(ASK_TASK,)
-            )
+            res = await self._call(node, language=language, text=text, tasks=(ASK_TASK,))
             self._settle(node, res, time.perf_counter() - t)
 
         async with anyio.create_task_group() as tg:
             for node, language, text in calls:
                 tg.start_soon(one, node, language, text)
+
+    async def _call(self, node: AskNode, *, language: str, text: str, tasks: tuple[str, ...]) -> CallResult:
+        """One sub-call; a caller's bug fails that sub-call (counted at full cost), not the ask."""
+        try:
+            return await self.caller.call(node, path=node.path, language=language, text=text, tasks=tasks)
+        except Exception as exc:
+            log.exception("ask_sub_call_crashed", path=node.path, depth=node.depth)
+            return CallResult(
+                status=JobState.FAILED.value,
+                job_id=node.job_id,
+                cost_sats=self.ledger.per_call,
+                error=f"exec_error: {type(exc).__name__}"[:80],
+            )
 
     def _settle(self, node: AskNode, res: CallResult, wall: float) -> None:
         self.ledger.settle(res.cost_sats)
@@ -433,9 +423,8 @@ class AskEngine:
         if digests:
             self.ledger.reserve()  # held back since the start, so it always fits
             t = time.perf_counter()
-            res = await self.caller.call(
+            res = await self._call(
                 reduce_node,
-                path=ANSWER_NAME,
                 language="markdown",
                 text=msgspec.json.encode(inp).decode(),
                 tasks=(ASK_REDUCE_TASK,),
@@ -559,6 +548,27 @@ class BuyerCaller:
         await buyer.pool.publish(root, wait_ok=10)
         self.run_id = root.id
         return root.id
+
+    def model_node(self) -> str | None:
+        """With a model node in the swarm the model answers (the least-loaded such node); with
+        none, None: the buyer picks any node and the deterministic pipeline answers. A re-issued
+        attempt may still land on a node without a model; the tree says which mode answered."""
+        now = time.time()
+        registry = self.buyer.registry
+        best: tuple[float, str] | None = None
+        for e in registry.nodes.values():
+            ann = e.announce
+            if (
+                ann is None
+                or MODEL_EXECUTOR not in ann.executors
+                or not ann.models
+                or not registry.usable(e, now)
+            ):
+                continue
+            load = e.assigned_now / e.capacity()
+            if best is None or load < best[0]:
+                best = (load, e.pubkey)
+        return best[1] if best else None
 
     def live_state(self, node: AskNode) -> tuple[str, str | None] | None:
         job = self.jobs.get(node.id)

@@ -18,6 +18,7 @@ import msgspec
 from pylon.ask.deterministic import answer_query, rank_evidence, reduce_answers
 from pylon.ask.text import identifiers, window_lines
 from pylon.executors.deterministic import ExecError
+from pylon.executors.version import deterministic_version
 from pylon.logs import get_logger
 from pylon.nostr.nip90 import sha256_hex
 from pylon.schemas.ask import (
@@ -131,6 +132,8 @@ async def run_ask_task(executor: Any, req: JobRequest, text: str) -> FileResult:
         model=str(getattr(executor, "model", "")) if model is not None else "",
         input_sha256=sha256_hex(data),
         bytes_in=len(data),
+        # The ask rules live in pylon.ask; a deterministic answer is comparable like a file's.
+        executor_version=f"ask1-{deterministic_version()}" if model is None else "",
         ask=answer,
     )
 
