@@ -32,6 +32,7 @@ from pylon.schemas import rpc
 from pylon.schemas.ask import (
     ASK_REDUCE_TASK,
     ASK_TASK,
+    MAX_QUESTION_CHARS,
     AskAnswer,
     AskNode,
     AskProgress,
@@ -64,6 +65,7 @@ SUB_CALL_TIMEOUT_S = 3600.0  # the buyer's own timeouts and re-issues end a job 
 MAX_FANOUT = 64
 MAX_DEPTH = 6
 MAX_REDUCE_DIGESTS = 200
+KEEP_ASKS = 20  # asks whose tree AsksReq still answers
 ANSWER_NAME = "answer.md"
 TREE_NAME = "ask.json"
 
@@ -171,6 +173,8 @@ class AskEngine:
     ) -> None:
         if not question.strip():
             raise AskError("bad_input", "the question is empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise AskError("bad_input", f"the question is longer than {MAX_QUESTION_CHARS} characters")
         if not 1 <= fanout <= MAX_FANOUT:
             raise AskError("bad_input", f"--fanout must be 1..{MAX_FANOUT}")
         if not 0 <= depth <= MAX_DEPTH:
@@ -526,6 +530,7 @@ class BuyerCaller:
         self.per_call_sats = math.ceil(max(0, buyer.config.bid_msats) / 1000)
         self.run_id: str | None = None
         self.jobs: dict[int, ActiveJob] = {}
+        self.sent: list[str] = []
 
     async def start(self, question: str, repo_map: RepoMap) -> str:
         buyer = self.buyer
@@ -547,7 +552,23 @@ class BuyerCaller:
         )
         await buyer.pool.publish(root, wait_ok=10)
         self.run_id = root.id
+        # A row in the runs table (state 'ask', which no resume picks up) lets `pylon-tui` and
+        # RunsReq show the ask's jobs as one run that finishes.
+        assert buyer.db is not None
+        buyer.db.write(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+            (root.id, f"ask: {question[:120]}", repo_map.root, 0, time.time(), None, None,
+             repo_map.snapshot_sha256, "ask"),
+        )  # fmt: skip
         return root.id
+
+    def finish(self, sub_calls: int, out_dir: str | None) -> None:
+        if self.run_id is None or self.buyer.db is None:
+            return
+        self.buyer.db.write(
+            "UPDATE runs SET files = ?, finished = ?, out_dir = ? WHERE run_id = ?",
+            (sub_calls, time.time(), out_dir, self.run_id),
+        )
 
     def model_node(self) -> str | None:
         """With a model node in the swarm the model answers (the least-loaded such node); with
@@ -586,6 +607,7 @@ class BuyerCaller:
         except SubmitError as exc:
             return CallResult(status=JobState.FAILED.value, error=exc.code.value, cost_sats=0)
         self.jobs[node.id] = job
+        self.sent.append(job.tele.job_id)
         node.job_id = job.tele.job_id
         with anyio.move_on_after(SUB_CALL_TIMEOUT_S):
             await job.done.wait()
@@ -627,6 +649,8 @@ class AskCoordinator:
 
         async def progress(p: AskProgress) -> None:
             self.asks[p.ask_id] = p
+            while len(self.asks) > KEEP_ASKS:  # the TUI's history; answers stay on disk
+                del self.asks[next(iter(self.asks))]
             if ctx is not None:
                 await ctx.progress(p)
             rpc_server = self.buyer.rpc
@@ -644,9 +668,16 @@ class AskCoordinator:
                 out_dir=Path(req.out_dir) if req.out_dir else None,
                 on_progress=progress,
             )
-            return await engine.run()
+            summary = await engine.run()
         except AskError as exc:
             raise RpcFailure(exc.code, exc.message) from exc
+        finally:
+            caller.finish(len(caller.sent), None)
+        self.buyer.db.write(  # type: ignore[union-attr]
+            "UPDATE runs SET out_dir = ? WHERE run_id = ?",
+            (str(Path(summary.artifacts["answer"]).parent), summary.ask_id),
+        )
+        return summary
 
 
 def attach_ask(buyer: BuyerDaemon) -> None:
