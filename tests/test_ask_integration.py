@@ -55,15 +55,19 @@ def test_ask_on_model_nodes_pays_within_the_budget(tmp_path: Path, repo: Path, f
         memory_relay=True,
         heartbeat_s=1.0,
         model_url=fake.url,
+        with_mint=True,
         node_args=["--price", "1000"],
         buyer_args=["--bid", "1000"],
     ) as market:
         market.start(timeout=60)
+        market.fund("buyer", 100)
         cli_json(market, "map", str(repo), "--out", str(tmp_path / "map"))
+        mapped = {j["job_id"] for j in market.call("buyer", rpc.JobListReq(limit=10_000))["jobs"]}
         res = cli_json(
             market, "ask", str(tmp_path / "map"), QUESTION, "--depth", "3", "--budget-sats", "5",
             "--out", str(tmp_path / "ask"),
         )  # fmt: skip
+        paid, completed = market.wait_paid(timeout=90)
         jobs = {j["job_id"]: j for j in market.call("buyer", rpc.JobListReq(limit=10_000))["jobs"]}
         nodes = {n["pubkey"] for n in market.call("buyer", rpc.NodesReq())["nodes"]}
         tree = json.loads((tmp_path / "ask" / "ask.json").read_text())
@@ -73,13 +77,15 @@ def test_ask_on_model_nodes_pays_within_the_budget(tmp_path: Path, repo: Path, f
     assert res["mode"] == "model" and tree["mode"] == "model"
     assert res["spent_sats"] <= 5 and len(sent) <= 5  # 1 sat a call at the nodes' price
     assert "budget" in res["stopped_by"] and any(n["status"] == "skipped_budget" for n in tree["nodes"])
-    for n in sent:  # every sub-call is a job of the buyer's, on a node of the swarm, with its cost
+    assert paid == completed, (paid, completed)
+    for n in sent:  # every sub-call is a job of the buyer's, on a node of the swarm, paid its price
         job = jobs[n["job_id"]]
+        assert n["job_id"] not in mapped
         assert job["run_id"] == res["ask_id"] and job["state"] == "completed" == n["status"]
-        assert n["node"] in nodes and n["cost_sats"] == 1
+        assert n["node"] in nodes and n["cost_sats"] == 1 and job["paid"]
     assert sent[-1]["path"] == "answer.md" and sent[-1]["depth"] == -1  # the reduce job
     roles = [c["role"] for c in trail["chain"] if c["valid"]]
-    assert {"request", "feedback", "result"} <= set(roles), trail  # trailed like any job (unpaid: no mint)
+    assert {"request", "feedback", "result", "payment"} <= set(roles), trail  # trailed like any job
     run = runs[res["ask_id"]]  # the ask is a run the TUI can show, finished
     assert run["repo"].startswith("ask: ") and run["finished"] is not None and run["files"] == len(sent)
     answer = (tmp_path / "ask" / "answer.md").read_text()
