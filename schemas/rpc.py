@@ -112,8 +112,9 @@ class MapReq(Req, tag="map"):
 
 
 class AskReq(Req, tag="ask"):
-    run_or_dir: str  # a map's output directory (or its index / repo_map.json)
-    question: str
+    # Defaults only so every request builds from its name; an empty one is refused (bad_input).
+    run_or_dir: str = ""  # a map's output directory (or its repo_map.json), or a map run's id
+    question: str = ""
     fanout: int = 8
     depth: int = 2
     budget_sats: int | None = None
