@@ -178,3 +178,42 @@ def test_question_terms_and_windows() -> None:
     windows = cut_windows(lines, ["target"])
     assert [(w.start, len(w.lines)) for w in windows] == [(49, 9)]
     assert SCRIPT  # the script module is importable for the bench too
+
+
+def test_the_cli_progress_shows_rounds_and_what_is_running() -> None:
+    from pylon.cli.ask_cmds import render_progress
+
+    p = {
+        "ask_id": "ab" * 32,
+        "depth": 1,
+        "spent_sats": 3,
+        "budget_sats": 10,
+        "nodes": [
+            {"depth": 0, "status": "completed", "path": "a.py", "focus": ["x"]},
+            {"depth": 0, "status": "failed", "path": "b.py", "focus": ["x"]},
+            {"depth": 1, "status": "processing", "path": "c.py", "focus": ["Y"]},
+            {"depth": -1, "status": "pending", "path": "answer.md", "focus": []},
+        ],
+    }
+    text = render_progress(p).plain
+    assert "round 1  spent 3 of 10 sats" in text
+    assert "depth 0: 2 sub-calls" in text and "1 completed" in text and "1 failed" in text
+    assert "c.py [Y]" in text and "answer.md" not in text
+
+
+def test_the_cli_refuses_bad_limits_with_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYLON_HOME": str(tmp_path)}
+    for args in (["--fanout", "0"], ["--budget-sats", "-1"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "pylon.cli.main", "ask", str(tmp_path), "who calls `x`", *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert res.returncode != 0 and res.stdout == ""
+        assert len(res.stderr.strip().splitlines()) == 1 and "--fanout" in res.stderr
