@@ -63,6 +63,9 @@ def test_ask_on_model_nodes_pays_within_the_budget(tmp_path: Path, repo: Path, f
         market.fund("buyer", 100)
         cli_json(market, "map", str(repo), "--out", str(tmp_path / "map"))
         mapped = {j["job_id"] for j in market.call("buyer", rpc.JobListReq(limit=10_000))["jobs"]}
+        # The model's next two chats fail (a crashed runner): those sub-calls are re-issued to
+        # the other node like any failed map file, paid once, and the budget still holds.
+        fake.fail, fake.fail_times = "error500", fake._chats_seen + 2
         res = cli_json(
             market, "ask", str(tmp_path / "map"), QUESTION, "--depth", "3", "--budget-sats", "5",
             "--out", str(tmp_path / "ask"),
@@ -74,10 +77,13 @@ def test_ask_on_model_nodes_pays_within_the_budget(tmp_path: Path, repo: Path, f
         sent = [n for n in tree["nodes"] if n["job_id"]]
         trail = market.call("buyer", rpc.TrailReq(job_id=sent[0]["job_id"]))
         runs = {r["run_id"]: r for r in market.call("buyer", rpc.RunsReq())["runs"]}
+        attempts = [market.call("buyer", rpc.JobStatusReq(job_id=n["job_id"]))["attempts"] for n in sent]
+        fake.fail = None
     assert res["mode"] == "model" and tree["mode"] == "model"
     assert res["spent_sats"] <= 5 and len(sent) <= 5  # 1 sat a call at the nodes' price
     assert "budget" in res["stopped_by"] and any(n["status"] == "skipped_budget" for n in tree["nodes"])
     assert paid == completed, (paid, completed)
+    assert max(attempts) >= 2, attempts  # the failed chats were retried elsewhere
     for n in sent:  # every sub-call is a job of the buyer's, on a node of the swarm, paid its price
         job = jobs[n["job_id"]]
         assert n["job_id"] not in mapped
