@@ -280,9 +280,11 @@ class AskEngine:
                         self._stop("no_follow_ups")
                     break
                 batch, rest = frontier[: self.fanout], frontier[self.fanout :]
+                await self._round(depth, batch, repo_map, terms)
                 if rest:
                     self._stop("fanout")
-                await self._round(depth, batch, repo_map, terms)
+                    for parent, path, focus, _ in rest[: self.fanout]:  # shown, not sent
+                        self._new_node(parent, depth, path, focus, "skipped_fanout")
                 if depth == self.depth:
                     frontier = self._next_frontier(depth, repo_map, files, seen, followed, dry=True)
                     for parent, path, focus, _ in frontier[: self.fanout]:

@@ -147,7 +147,7 @@ class AskNode(msgspec.Struct, kw_only=True):
     depth: int
     path: str
     focus: list[str]
-    status: str  # pending | assigned | processing | completed | failed | skipped_budget | skipped_depth
+    status: str  # pending | assigned | processing | completed | failed | skipped_{budget,depth,fanout}
     job_id: str | None = None
     node: str | None = None  # provider pubkey
     cost_sats: int = 0

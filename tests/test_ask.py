@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -87,6 +88,16 @@ def test_recursion_stops_at_the_depth_limit(fake: FakeOllama, map_dir: Path, tmp
     assert skipped and all(n["depth"] == 2 and n["job_id"] is None for n in skipped)
     assert "depth" in summary["stopped_by"]
     assert ("app/util.py", ["spin_up"]) in [(n["path"], n["focus"]) for n in skipped]
+
+
+def test_fanout_bounds_every_round(fake: FakeOllama, map_dir: Path, tmp_path: Path) -> None:
+    summary, tree = ask(model_caller(fake), map_dir, tmp_path, fanout=1, depth=3)
+    per_depth: dict[int, int] = {}
+    for n in sent(tree):
+        per_depth[n["depth"]] = per_depth.get(n["depth"], 0) + 1
+    assert per_depth and max(per_depth.values()) == 1
+    assert "fanout" in summary["stopped_by"]
+    assert any(n["status"] == "skipped_fanout" and n["job_id"] is None for n in tree["nodes"])
 
 
 def test_budget_is_never_exceeded(fake: FakeOllama, map_dir: Path, tmp_path: Path) -> None:
@@ -217,3 +228,57 @@ def test_the_cli_refuses_bad_limits_with_one_line(tmp_path: Path) -> None:
         )
         assert res.returncode != 0 and res.stdout == ""
         assert len(res.stderr.strip().splitlines()) == 1 and "--fanout" in res.stderr
+
+
+def _request(text: str, tasks: tuple[str, ...] = ("ask",)) -> Any:
+    from pylon.schemas.events import JobRequest
+
+    return JobRequest(
+        job_id="j", buyer="b", path="app/main.py", language="python", tasks=list(tasks), bid_msats=0,
+        assigned=None, run_id=None, sha256="", size=len(text),
+    )  # fmt: skip
+
+
+def _query_text() -> str:
+    import msgspec
+    from pylon.schemas.ask import AskQuery, Window
+
+    q = AskQuery(
+        question=QUESTION, terms=["main"], path="app/main.py", language="python",
+        windows=[Window(start=5, lines=["def main() -> int:", "    return run_service(load_settings())"])],
+    )  # fmt: skip
+    return msgspec.json.encode(q).decode()
+
+
+def test_the_node_refuses_what_is_not_a_sub_query() -> None:
+    from pylon.schemas.errors import ErrorCode
+
+    from pylon.executors.ask_task import run_ask_task
+    from pylon.executors.deterministic import ExecError
+
+    big = json.dumps(
+        {"question": "q", "terms": ["x"], "path": "a.py", "windows": [{"start": 1, "lines": ["x"] * 5000}]}
+    )
+    for text in ("not json", '{"question": 3}', big, _query_text().replace('"start":5', '"start":0')):
+        with pytest.raises(ExecError) as err:
+            anyio.run(run_ask_task, DeterministicExecutor(), _request(text), text)
+        assert err.value.code == ErrorCode.BAD_INPUT
+
+
+def test_an_invalid_model_reply_is_retried_once_then_fails_the_job() -> None:
+    from pylon.schemas.errors import ErrorCode
+
+    from pylon.executors.ask_task import run_ask_task
+    from pylon.executors.deterministic import ExecError
+
+    text = _query_text()
+    with FakeOllama(reply=model_reply, fail="garbage", fail_times=1) as once:
+        res = anyio.run(run_ask_task, OllamaExecutor(host=once.url, timeout_s=30), _request(text), text)
+        assert res.ask is not None and res.ask.mode == "model" and len(once.chat_requests) == 2
+        # the model was shown lines 5-6: its cited 9000-9001 is gone, its invented follow-up too
+        assert all(5 <= c.start <= c.end <= 6 for c in res.ask.citations)
+        assert "InventedName" not in res.ask.follow_ups and "run_service" in res.ask.follow_ups
+    with FakeOllama(reply=model_reply, fail="wrong_schema") as always:
+        with pytest.raises(ExecError) as err:
+            anyio.run(run_ask_task, OllamaExecutor(host=always.url, timeout_s=30), _request(text), text)
+        assert err.value.code == ErrorCode.EXEC_ERROR and len(always.chat_requests) == 2

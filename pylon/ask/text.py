@@ -38,6 +38,7 @@ _KEYWORDS = frozenset(
 
 DEFINITION_CONTEXT = 6  # lines after a definition a window (and its evidence) shows
 USE_CONTEXT = 2  # lines either side of a use
+MAX_LINE_CHARS = 400  # of one window line
 
 
 def question_terms(question: str, limit: int = MAX_TERMS) -> list[str]:
@@ -145,7 +146,11 @@ def cut_windows(
             merged[-1][1] = max(merged[-1][1], b)
         else:
             merged.append([a, b])
-    return [Window(start=a + 1, lines=list(lines[a : b + 1])) for a, b in merged[:max_windows]]
+    # A minified line must not make the sub-query too big to send; its number still cites it.
+    return [
+        Window(start=a + 1, lines=[ln[:MAX_LINE_CHARS] for ln in lines[a : b + 1]])
+        for a, b in merged[:max_windows]
+    ]
 
 
 def window_lines(windows: Sequence[Window]) -> dict[int, str]:

@@ -176,22 +176,34 @@ async def _ask_model(model: Any, system: str, prompt: str, struct: type, check: 
         ) from second
 
 
-def _numbered(q: AskQuery) -> str:
-    out = []
+def _numbered(q: AskQuery, max_chars: int) -> tuple[str, set[int]]:
+    """The windows as numbered lines, cut to what the model's context holds; and their numbers."""
+    out: list[str] = []
+    shown: set[int] = set()
+    used = 0
     for w in q.windows:
-        out.append("…")
-        out += [f"{w.start + k:>5} | {line[:300]}" for k, line in enumerate(w.lines)]
-    return "\n".join(out)
+        for k, line in enumerate(w.lines):
+            text = f"{w.start + k:>5} | {line[:300]}"
+            if k == 0:
+                text = "…\n" + text
+            used += len(text) + 1
+            if used > max_chars:
+                out.append("(the rest of the lines are cut here)")
+                return "\n".join(out), shown
+            out.append(text)
+            shown.add(w.start + k)
+    return "\n".join(out), shown
 
 
 async def model_answer(model: Any, q: AskQuery, facts: AskAnswer) -> AskAnswer:
-    shown = window_lines(q.windows)
+    prompt_lines, numbers = _numbered(q, int(getattr(model, "max_chars", 12_000)))
+    shown = {n: t for n, t in window_lines(q.windows).items() if n in numbers}
     names = {n for line in shown.values() for n in identifiers(line)}
     hints = "\n".join(f"- line {e.line}: {e.kind} of {e.symbol}" for e in facts.evidence[:12]) or "(none)"
     prompt = (
         f"Question: {q.question}\nFile: {q.path} ({q.language or 'text'})\n"
         + (f"Followed up from: {', '.join(q.focus)}\n" if q.focus else "")
-        + f"Lines matching the question's terms ({', '.join(q.terms)}):\n{hints}\n\n{_numbered(q)}"
+        + f"Lines matching the question's terms ({', '.join(q.terms)}):\n{hints}\n\n{prompt_lines}"
     )
 
     def check(a: AskModelAnswer) -> AskModelAnswer:
