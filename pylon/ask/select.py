@@ -30,6 +30,7 @@ RANK_SCORE = 50.0  # × PageRank (ranks sum to 1, so this only breaks ties)
 MATCH_SCORE = 0.5  # per matching line, up to MATCH_CAP
 MATCH_CAP = 6
 SCAN_ALL_UP_TO = 4000  # files: with fewer candidates than wanted, look at every file of a map this size
+MAX_SCAN_CHARS = 32 * 1024 * 1024  # ... reading at most this much text of them
 
 
 @dataclass
@@ -90,13 +91,18 @@ def candidates(
                 score[user] += USER_SCORE
                 reasons[user].append(f"uses {p}")
     pool = [p for p in score if p in repo_map.files]
+    signalled = len(pool)
     if len(pool) < limit * 2 and len(repo_map.files) <= SCAN_ALL_UP_TO:
         pool += [p for p in repo_map.files if p not in score]
     out: list[Candidate] = []
-    for p in pool:
+    scanned = 0
+    for i, p in enumerate(pool):
+        if i >= signalled and scanned > MAX_SCAN_CHARS:
+            break  # the files no signal pointed at are only looked through up to a bound
         lines = lines_of(p)
         if lines is None:
             continue
+        scanned += sum(len(line) for line in lines)
         n = sum(1 for line in lines if matches(line, terms))
         if n == 0 and not definitions_in(repo_map, p, terms):
             continue
