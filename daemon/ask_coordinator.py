@@ -65,6 +65,7 @@ SUB_CALL_TIMEOUT_S = 3600.0  # the buyer's own timeouts and re-issues end a job 
 MAX_FANOUT = 64
 MAX_DEPTH = 6
 MAX_REDUCE_DIGESTS = 200
+REDUCE_EVIDENCE_PER_ANSWER = 12
 KEEP_ASKS = 20  # asks whose tree AsksReq still answers
 ANSWER_NAME = "answer.md"
 TREE_NAME = "ask.json"
@@ -416,8 +417,9 @@ class AskEngine:
                 path=n.path,
                 depth=n.depth,
                 answer=self.answers[n.id].answer,
-                citations=self.answers[n.id].citations,
-                evidence=self.answers[n.id].evidence,
+                citations=self.answers[n.id].citations[:REDUCE_EVIDENCE_PER_ANSWER],
+                # Best first already; the reduce's input must stay well inside one job's size.
+                evidence=self.answers[n.id].evidence[:REDUCE_EVIDENCE_PER_ANSWER],
             )
             for n in self.nodes
             if n.id in self.answers and self.answers[n.id].relevant
