@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from ollama_fake import FakeOllama  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket  # noqa: E402
 from pylon.executors.deterministic import extract_file  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket  # noqa: E402
 from pylon.repomap.local import map_locally  # noqa: E402
 
 ROUND0, ROUND1, ROUND2 = 20, 20, 9

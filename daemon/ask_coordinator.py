@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
-from pylon.daemon.narrator import MODEL_EXECUTOR
+from pylon.daemon.buyer.narrator import MODEL_EXECUTOR
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
 from pylon.schemas.ask import (
@@ -34,6 +34,7 @@ from pylon.schemas.ask import (
     ASK_TASK,
     MAX_QUESTION_CHARS,
     AskAnswer,
+    AskList,
     AskNode,
     AskProgress,
     AskQuery,
@@ -56,7 +57,8 @@ from pylon.repomap.aggregate import REPO_MAP_NAME, load_repo_map
 from pylon.repomap.search_index import INDEX_NAME
 
 if TYPE_CHECKING:
-    from pylon.daemon.buyer import ActiveJob, BuyerDaemon
+    from pylon.daemon.buyer.daemon import BuyerDaemon
+    from pylon.daemon.buyer.scheduler import ActiveJob
 
 log = get_logger("pylon.ask")
 
@@ -538,10 +540,7 @@ class BuyerCaller:
 
     async def start(self, question: str, repo_map: RepoMap) -> str:
         buyer = self.buyer
-        if (
-            buyer.registry.pick() is None
-            and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None
-        ):
+        if await buyer.scheduler.wait_for_node(buyer.config.pickup_timeout_s) is None:
             raise AskError("provider_offline", "no provider node is online; start one with: pylon node up")
         # The ask's root event: every sub-call's `e` root tag points at it, so the trail and
         # `pylon job list --run` group them.
@@ -558,21 +557,21 @@ class BuyerCaller:
         self.run_id = root.id
         # A row in the runs table (state 'ask', which no resume picks up) lets `pylon-tui` and
         # RunsReq show the ask's jobs as one run that finishes.
-        assert buyer.db is not None
-        buyer.db.write(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-            (root.id, f"ask: {question[:120]}", repo_map.root, 0, time.time(), None, None,
-             repo_map.snapshot_sha256, "ask"),
-        )  # fmt: skip
+        assert buyer.store is not None
+        buyer.store.insert_ask_run(
+            run_id=root.id,
+            question=question,
+            root=repo_map.root,
+            snapshot=repo_map.snapshot_sha256,
+            started=time.time(),
+        )
         return root.id
 
-    def finish(self, sub_calls: int, out_dir: str | None) -> None:
-        if self.run_id is None or self.buyer.db is None:
-            return
-        self.buyer.db.write(
-            "UPDATE runs SET files = ?, finished = ?, out_dir = ? WHERE run_id = ?",
-            (sub_calls, time.time(), out_dir, self.run_id),
-        )
+    def finish(self, out_dir: str | None) -> None:
+        if self.run_id is not None and self.buyer.store is not None:
+            self.buyer.store.finish_ask_run(
+                self.run_id, sub_calls=len(self.sent), finished=time.time(), out_dir=out_dir
+            )
 
     def model_node(self) -> str | None:
         """With a model node in the swarm the model answers (the least-loaded such node); with
@@ -602,10 +601,11 @@ class BuyerCaller:
     async def call(
         self, node: AskNode, *, path: str, language: str, text: str, tasks: tuple[str, ...]
     ) -> CallResult:
-        from pylon.daemon.buyer import SubmitError
+        from pylon.daemon.buyer.scheduler import SubmitError, UnknownJob
 
+        sched = self.buyer.scheduler
         try:
-            job = await self.buyer.submit(
+            job = await sched.submit(
                 path, text, language=language, run_id=self.run_id, tasks=tasks, node=self.model_node()
             )
         except SubmitError as exc:
@@ -616,13 +616,13 @@ class BuyerCaller:
         with anyio.move_on_after(SUB_CALL_TIMEOUT_S):
             await job.done.wait()
         if not job.done.is_set():
-            self.buyer.cancel(job.tele.job_id, None)
+            sched.cancel(job.tele.job_id, None)
         t = job.tele
         result: FileResult | None = None
         if t.state == JobState.COMPLETED:
             try:
-                result = await self.buyer.job_result(t.job_id)
-            except RpcFailure:
+                result = await sched.result(t.job_id)
+            except UnknownJob:
                 result = None
         self.jobs.pop(node.id, None)
         return CallResult(
@@ -640,13 +640,8 @@ class AskCoordinator:
         self.buyer = buyer
         self.asks: dict[str, AskProgress] = {}
 
-    async def handle_rpc(self, req: rpc.Request, ctx: CallContext | None) -> Any:
-        match req:
-            case rpc.AskReq():
-                return await self.ask(req, ctx)
-            case rpc.AsksReq():
-                return {"asks": list(self.asks.values())}
-        raise RpcFailure("unknown_method", type(req).__name__)
+    async def route_asks(self, req: rpc.AsksReq, ctx: CallContext) -> AskList:
+        return AskList(asks=list(self.asks.values()))
 
     async def ask(self, req: rpc.AskReq, ctx: CallContext | None) -> AskSummary:
         caller = BuyerCaller(self.buyer)
@@ -658,9 +653,10 @@ class AskCoordinator:
             if ctx is not None:
                 await ctx.progress(p)
             rpc_server = self.buyer.rpc
-            if rpc_server is not None and rpc_server.has_subscribers():
+            if rpc_server is not None and rpc_server.has_subscribers("ask"):
                 rpc_server.publish("ask", p)
 
+        out_dir: str | None = None
         try:
             engine = AskEngine(
                 caller,
@@ -673,16 +669,15 @@ class AskCoordinator:
                 on_progress=progress,
             )
             summary = await engine.run()
+            out_dir = str(Path(summary.artifacts["answer"]).parent)
         except AskError as exc:
             raise RpcFailure(exc.code, exc.message) from exc
         finally:
-            caller.finish(len(caller.sent), None)
-        self.buyer.db.write(  # type: ignore[union-attr]
-            "UPDATE runs SET out_dir = ? WHERE run_id = ?",
-            (str(Path(summary.artifacts["answer"]).parent), summary.ask_id),
-        )
+            caller.finish(out_dir)
         return summary
 
 
 def attach_ask(buyer: BuyerDaemon) -> None:
-    buyer.asker = AskCoordinator(buyer)
+    asker = AskCoordinator(buyer)
+    buyer.routes.add(rpc.AskReq, asker.ask)
+    buyer.routes.add(rpc.AsksReq, asker.route_asks)

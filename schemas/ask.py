@@ -168,6 +168,12 @@ class AskProgress(msgspec.Struct, kw_only=True):
     done: bool = False
 
 
+class AskList(msgspec.Struct):
+    """The reply to AsksReq: the asks the buyer remembers, newest last."""
+
+    asks: list[AskProgress]
+
+
 class AskSummary(msgspec.Struct, kw_only=True):
     ask_id: str
     question: str

@@ -16,7 +16,7 @@ from ask_fake_model import QUESTION, make_repo, model_reply
 from ollama_fake import FakeOllama
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = pytest.mark.integration
 
