@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from pylon.schemas.ask import AskList, AskSummary
 from pylon.schemas.events import FileResult, NodeState
 from pylon.schemas.provenance import Trail
 from pylon.schemas.telemetry import GlobalStats, JobTelemetry, ProviderStats
@@ -112,6 +113,20 @@ class MapReq(Req, tag="map"):
     out_dir: str | None = None
 
 
+class AskReq(Req, tag="ask"):
+    # Defaults only so every request builds from its name; an empty one is refused (bad_input).
+    run_or_dir: str = ""  # a map's output directory (or its repo_map.json), or a map run's id
+    question: str = ""
+    fanout: int = 8
+    depth: int = 2
+    budget_sats: int | None = None
+    out_dir: str | None = None
+
+
+class AsksReq(Req, tag="asks"):
+    pass
+
+
 class PayReq(Req, tag="pay"):
     job_id: str
 
@@ -168,6 +183,8 @@ Request = (
     | NodesReq
     | RunsReq
     | MapReq
+    | AskReq
+    | AsksReq
     | PayReq
     | RefundReq
     | CancelReq
@@ -429,6 +446,8 @@ BUYER_REPLIES: dict[type, Any] = {
     BanReq: BanResult,
     RunsReq: RunList,
     MapReq: MapSummary,
+    AskReq: AskSummary,
+    AsksReq: AskList,
     TrailReq: Trail,
     PayReq: PayResult,
     RefundReq: RefundResult,

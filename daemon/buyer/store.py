@@ -326,6 +326,20 @@ class BuyerStore:
     def finish_run(self, run_id: str, finished: float) -> None:
         self._write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (finished, "done", run_id))
 
+    # --- asks (pylon.daemon.ask_coordinator): a run row in state 'ask', which no resume picks up
+
+    def insert_ask_run(self, *, run_id: str, question: str, root: str, snapshot: str, started: float) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, f"ask: {question[:120]}", root, 0, started, None, None, snapshot, "ask"),
+        )
+
+    def finish_ask_run(self, run_id: str, *, sub_calls: int, finished: float, out_dir: str | None) -> None:
+        self._write(
+            "UPDATE runs SET files = ?, finished = ?, out_dir = coalesce(?, out_dir) WHERE run_id = ?",
+            (sub_calls, finished, out_dir, run_id),
+        )
+
     async def run_rows(self) -> list[tuple[Any, ...]]:
         """(run_id, repo, files, started, finished, out_dir, completed, failed) per run, oldest first."""
         return await self._fetch(

@@ -126,23 +126,10 @@ def buyer_up(
 
 
 def _buyer_attachments(cfg: object) -> list:
-    out = []
-    try:
-        from pylon.daemon.buyer.coordinator import attach_coordinator
-    except ImportError:
-        pass
-    else:
-        out.append(attach_coordinator)
-    try:
-        from pylon.daemon.buyer.spot_checks import attach_spot_checks
-    except ImportError:
-        pass
-    else:
-        out.append(attach_spot_checks)
-    try:
-        from pylon.daemon.buyer.payments import attach_payments
-    except ImportError:
-        pass
-    else:
-        out.append(attach_payments)
-    return out
+    """What attaches to the buyer: the map coordinator, spot checks, `pylon ask`, the payer."""
+    from pylon.daemon.ask_coordinator import attach_ask
+    from pylon.daemon.buyer.coordinator import attach_coordinator
+    from pylon.daemon.buyer.payments import attach_payments
+    from pylon.daemon.buyer.spot_checks import attach_spot_checks
+
+    return [attach_coordinator, attach_spot_checks, attach_ask, attach_payments]
