@@ -36,8 +36,9 @@ def compare(a: FileResult, b: FileResult) -> Verdict:
 
 
 def checkable(result: FileResult) -> bool:
-    """Only deterministic results have one right answer to compare against."""
-    return result.executor == "deterministic" and bool(result.executor_version)
+    """Only deterministic file results have one right answer to compare against (an ask's
+    sub-answers are paid from the ask's budget, which a check must not spend)."""
+    return result.executor == "deterministic" and bool(result.executor_version) and result.ask is None
 
 
 @dataclass
