@@ -213,8 +213,8 @@ def test_everything_at_once_against_a_paid_market(tmp_path: Path) -> None:
         wallet = lambda t: int(m.call(t, rpc.WalletBalanceReq())["balance_sats"])  # noqa: E731
         assert wallet("buyer") == FUND_SATS - spent
         wait_for("nodes redeemed", lambda: sum(wallet(n) for n in m.node_names()) == spent, 60)
-        earned = sum(m.call(n, rpc.StatusReq())["earned_msats"] for n in m.node_names())
-        assert earned == spent * 1000
+        earned = lambda: sum(m.call(n, rpc.StatusReq())["earned_msats"] for n in m.node_names())  # noqa: E731
+        wait_for("nodes' earnings recorded", lambda: earned() == spent * 1000, 30)  # after the redeem
         for p in m.procs.values():
             assert p.alive(), f"{p.name} died"
     finally:
