@@ -97,18 +97,14 @@ def main() -> None:
             print(json.dumps(fig), flush=True)
             figs.append(fig)
     base = figs[0]
-    print(
-        f"\n{'share':>6} {'wall s':>8} {'checked':>8} {'checks':>7} {'paid msat':>10} {'wall ×':>7} {'sats ×':>7}"
-    )
+    head = ("share", "wall s", "checked", "checks", "paid msat", "wall ×", "sats ×")
+    print("\n" + " ".join(f"{h:>9}" for h in head))
     for f in figs:
-        wall_x = f["wall_s_median"] / base["wall_s_median"] if base["wall_s_median"] else float("nan")
-        sats_x = (
-            f["paid_msats_total"] / base["paid_msats_total"] if base["paid_msats_total"] else float("nan")
-        )
-        print(
-            f"{f['share']:>6g} {f['wall_s_median']:>8.2f} {f['files_checked']:>8} {f['check_jobs']:>7} "
-            f"{f['paid_msats_total']:>10} {wall_x:>7.2f} {sats_x:>7.2f}"
-        )
+        wall_x = f["wall_s_median"] / (base["wall_s_median"] or float("nan"))
+        sats_x = f["paid_msats_total"] / (base["paid_msats_total"] or float("nan"))
+        row = (f["share"], f"{f['wall_s_median']:.2f}", f["files_checked"], f["check_jobs"])
+        row += (f["paid_msats_total"], f"{wall_x:.2f}", f"{sats_x:.2f}")
+        print(" ".join(f"{x:>9}" for x in row))
 
 
 if __name__ == "__main__":
