@@ -74,6 +74,9 @@ class GlobalStats(msgspec.Struct, kw_only=True):
     p50_exec_s: float | None = None
     p50_publish_s: float | None = None
     dropped_events: dict[str, int] = {}
+    # Spot checks (deterministic map results computed again on another node); None: none ran.
+    checked_share: float | None = None  # of completed map jobs, the share that was checked
+    disagreement_rate: float | None = None  # of checked jobs, the share some node disagreed on
 
 
 class ProviderStats(msgspec.Struct, kw_only=True):

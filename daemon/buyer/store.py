@@ -333,7 +333,8 @@ class BuyerStore:
         """(checkable completed jobs, jobs checked, jobs with a disagreement) over all runs."""
         rows = await self._fetch(
             "SELECT (SELECT count(*) FROM jobs WHERE state = 'completed' AND run_id IS NOT NULL), "
-            "count(DISTINCT job_id), count(DISTINCT CASE WHEN verdict = 'disagreed' THEN job_id END) "
+            "count(DISTINCT CASE WHEN verdict IN ('agreed', 'disagreed') THEN job_id END), "
+            "count(DISTINCT CASE WHEN verdict = 'disagreed' THEN job_id END) "
             "FROM checks"
         )
         r = rows[0]
