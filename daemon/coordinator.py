@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 from pylon.daemon.narrator import attach_narrator
+from pylon.daemon.result_cache import ResultCache
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
 from pylon.schemas.events import FileResult, RunRoot
@@ -25,6 +26,8 @@ from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.llm_map import DEFAULT_TOKENS
+from pylon.repomap.select import select_files
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
@@ -47,11 +50,19 @@ class MapCoordinator:
     def __init__(self, buyer: BuyerDaemon) -> None:
         self.buyer = buyer
         self.run_info: dict[str, rpc.RunInfo] = {}
+        self._cache: ResultCache | None = None
+
+    @property
+    def cache(self) -> ResultCache:
+        if self._cache is None:
+            assert self.buyer.db is not None
+            self._cache = ResultCache(self.buyer.db)
+        return self._cache
 
     async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
         match req:
             case rpc.MapReq(repo=repo, out_dir=out_dir):
-                return await self.map(repo, Path(out_dir) if out_dir else None, ctx)
+                return await self.map(repo, Path(out_dir) if out_dir else None, ctx, req)
             case rpc.RunsReq():
                 return {"runs": await self.runs()}
         raise RpcFailure("unknown_method", type(req).__name__)
@@ -93,20 +104,31 @@ class MapCoordinator:
 
     # --- the run ----------------------------------------------------------------------------
 
-    async def map(self, repo: str, out_dir: Path | None, ctx: CallContext | None) -> rpc.MapSummary:
+    async def map(
+        self, repo: str, out_dir: Path | None, ctx: CallContext | None, req: rpc.MapReq | None = None
+    ) -> rpc.MapSummary:
         from pylon.daemon.buyer import RunTracker, SubmitError
 
         t0 = time.perf_counter()
         buyer = self.buyer
-        snap = await self.snapshot(repo)
+        req = req or rpc.MapReq(repo=repo)
+        snap = select_files(await self.snapshot(repo), req.include, req.exclude)
         if not snap.files:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
             raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
+        # Files mapped before (same bytes, same executor) are not sent again (--fresh: all are).
+        cached = {} if req.fresh else await self.cache.lookup(snap.files)
+        to_send = [f for f in snap.files if f.path not in cached]
         if (
-            buyer.registry.pick() is None
+            to_send
+            and buyer.registry.pick() is None
             and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None
         ):
-            raise RpcFailure("provider_offline", "no provider node is online; start one with: pylon node up")
+            raise RpcFailure(
+                "provider_offline",
+                "no provider node is online; start a local stack with: pylon up --nodes 3 "
+                "(or one node beside a running buyer: pylon node up)",
+            )
         root_ev = nip90.build_run_root(
             buyer.keys,
             RunRoot(
@@ -120,7 +142,7 @@ class MapCoordinator:
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
         out = out_dir or (maps_dir() / run_id[:16])
-        tracker = RunTracker(run_id, len(snap.files))
+        tracker = RunTracker(run_id, len(to_send))
         buyer.runs[run_id] = tracker
         assert buyer.db is not None
         buyer.db.write(
@@ -156,7 +178,7 @@ class MapCoordinator:
         local_failures: dict[str, str] = {}
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress)
-            for f in snap.files:
+            for f in to_send:
                 try:
                     text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
                     await buyer.submit(f.path, text, language=f.language, run_id=run_id)
@@ -171,7 +193,9 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
-        artifacts = await self.reduce(run_id, snap, out, results, failed)
+        await self.cache.store(snap.files, results)
+        results.update(cached)
+        artifacts = await self.reduce(run_id, snap, out, results, failed, tokens=req.tokens)
         await buyer.db.flush()
         providers = len({prov for _, prov, _ in results.values()})
         summary = rpc.MapSummary(
@@ -183,9 +207,13 @@ class MapCoordinator:
             wall_s=round(time.perf_counter() - t0, 3),
             artifacts=artifacts,
             skipped=snap.skipped,
+            sent=len(to_send),
+            cached=len(cached),
         )
         log.info(
             "map_finished",
+            sent=len(to_send),
+            cached=len(cached),
             run_id=run_id,
             completed=summary.completed,
             failed=summary.failed,
@@ -238,6 +266,8 @@ class MapCoordinator:
         out: Path,
         results: dict[str, tuple[FileResult, str, str]],
         failed: dict[str, str],
+        *,
+        tokens: int = DEFAULT_TOKENS,
     ) -> dict[str, str]:
         """The fan-in: the model's narrative when a model node is about, the artifacts, and the
         run marked done. Returns the artifacts' paths."""
@@ -246,7 +276,13 @@ class MapCoordinator:
         )
         artifacts = await anyio.to_thread.run_sync(
             lambda: build_artifacts(
-                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
+                out,
+                run_id=run_id,
+                snapshot=snap,
+                results=results,
+                failed=failed,
+                narrative=narrative,
+                tokens=tokens,
             )
         )
         self.buyer.runs.pop(run_id, None)

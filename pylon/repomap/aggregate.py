@@ -14,6 +14,7 @@ import msgspec
 
 from pylon.logs import get_logger
 from pylon.repomap.graph import FileGraph, PathIndex, build_graph, resolve_import
+from pylon.repomap.llm_map import DEFAULT_TOKENS, REPO_MAP_MD_NAME, render_llm_map
 from pylon.repomap.pagerank import pagerank
 from pylon.repomap.search_index import INDEX_NAME, build_index
 from pylon.schemas.events import FileResult
@@ -96,8 +97,10 @@ def build_artifacts(
     results: Mapping[str, tuple[FileResult, str, str]],
     failed: Mapping[str, str] | None = None,
     narrative: str | None = None,
+    tokens: int = DEFAULT_TOKENS,
 ) -> dict[str, str]:
-    """Write repo_map.json, overview.md and index.sqlite to out_dir; return their paths.
+    """Write repo_map.json, repo_map.md (fitted to `tokens`), overview.md and index.sqlite to
+    out_dir; return their paths.
 
     results: path -> (accepted result, provider pubkey, result event id);
     failed: path -> error code of the files that got no valid result.
@@ -114,9 +117,24 @@ def build_artifacts(
     entry_points = find_entry_points(repo_map, Path(snapshot.root))
     text = render_overview(repo_map, entry_points=entry_points, narrative=narrative)
     _write(overview_path, text.encode("utf-8"))
+    md_path = out_dir / REPO_MAP_MD_NAME
+    md_text, md_tokens = render_llm_map(repo_map, tokens)
+    _write(md_path, md_text.encode("utf-8"))
     index = build_index(out_dir / INDEX_NAME, repo_map)
-    log.info("artifacts", run_id=run_id, out_dir=str(out_dir), files=len(repo_map.files), failed=len(failed))
-    return {"repo_map": str(map_path), "overview": str(overview_path), "index": str(index)}
+    log.info(
+        "artifacts",
+        run_id=run_id,
+        out_dir=str(out_dir),
+        files=len(repo_map.files),
+        failed=len(failed),
+        repo_map_md_tokens=md_tokens,
+    )
+    return {
+        "repo_map": str(map_path),
+        "repo_map_md": str(md_path),
+        "overview": str(overview_path),
+        "index": str(index),
+    }
 
 
 def load_repo_map(path: Path) -> RepoMap:
