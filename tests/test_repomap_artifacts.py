@@ -100,7 +100,7 @@ def artifacts(tree: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def test_repo_map_json_follows_the_contract(artifacts: dict[str, str], tree: Path) -> None:
-    assert set(artifacts) == {"repo_map", "overview", "index"}
+    assert set(artifacts) == {"repo_map", "repo_map_md", "overview", "index"}
     assert all(Path(p).is_file() for p in artifacts.values())
     doc = json.loads(Path(artifacts["repo_map"]).read_text())
     assert {"run_id", "root", "files", "symbols"} <= set(doc)

@@ -62,9 +62,9 @@ def check_repo_arg(repo: str) -> str:
         return repo
     p = Path(repo).expanduser()
     if not p.exists():
-        fail(f"{repo}: no such directory")
+        fail(f"{repo}: no such directory (bad_input)")
     if not p.is_dir():
-        fail(f"{repo}: not a directory (pylon map takes a repository folder or a git URL)")
+        fail(f"{repo} is not a directory; pylon map takes a repository folder or a git URL (bad_input)")
     return str(p.resolve())
 
 

@@ -15,6 +15,17 @@ import msgspec
 from pylon.logs import get_logger
 from pylon.repomap.graph import FileGraph, PathIndex, build_graph, resolve_import
 from pylon.repomap.llm_map import DEFAULT_TOKENS, REPO_MAP_MD_NAME, render_llm_map
+from pylon.repomap.overview_facts import (
+    CODE,
+    DOCS,
+    FIXTURE,
+    KIND_LABELS,
+    TEST,
+    VENDORED,
+    build_commands,
+    build_files,
+    classify,
+)
 from pylon.repomap.pagerank import pagerank
 from pylon.repomap.search_index import INDEX_NAME, build_index
 from pylon.schemas.events import FileResult
@@ -80,6 +91,7 @@ def build_repo_map(
         snapshot_sha256=snapshot.snapshot_sha256,
         failed=dict(sorted(failed.items())),
         skipped=dict(snapshot.skipped),
+        skipped_files=dict(snapshot.skipped_files),
     )
 
 
@@ -115,7 +127,8 @@ def build_artifacts(
     _write(map_path, msgspec.json.format(msgspec.json.encode(repo_map), indent=2) + b"\n")
     overview_path = out_dir / OVERVIEW_NAME
     entry_points = find_entry_points(repo_map, Path(snapshot.root))
-    text = render_overview(repo_map, entry_points=entry_points, narrative=narrative)
+    commands = build_commands(Path(snapshot.root))
+    text = render_overview(repo_map, entry_points=entry_points, narrative=narrative, commands=commands)
     _write(overview_path, text.encode("utf-8"))
     md_path = out_dir / REPO_MAP_MD_NAME
     md_text, md_tokens = render_llm_map(repo_map, tokens)
@@ -167,7 +180,7 @@ _LISTING_RE = re.compile(
 )
 # Headings, badges, html, rules, tables, rst directives, pragmas, licence boilerplate.
 _NOT_PROSE_RE = re.compile(
-    r"^(?:#|!\[|\[!\[|<|---|===|```|\||\* \* \*|\.\. |[\w-]+:\S|-\*-|SPDX-|copyright|\(c\)|@"
+    r"^(?:#|!\[|\[!\[|<|---|===|```|\||\* \* \*|\.\. |[\w-]+:\S|-\*-|SPDX-|copyright|\(c\)|@|\./|\$ |\.venv/"
     r"|(?:authors?|maintainers?|licen[cs]e)\b)",
     re.IGNORECASE,
 )
@@ -264,12 +277,22 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def _languages_table(repo_map: RepoMap) -> list[str]:
+def _kinds(repo_map: RepoMap) -> dict[str, str]:
+    return {p: classify(p, e.language) for p, e in repo_map.files.items()}
+
+
+def _languages_table(repo_map: RepoMap, kinds: Mapping[str, str]) -> list[str]:
+    """The repo's own languages: its code only (tests, fixtures, vendored copies and docs are
+    counted in the table after this one, so a corpus of test data cannot pass for the repo)."""
     files: Counter[str] = Counter()
     lines: Counter[str] = Counter()
-    for entry in repo_map.files.values():
+    for path, entry in repo_map.files.items():
+        if kinds[path] != CODE:
+            continue
         files[entry.language or "unknown"] += 1
         lines[entry.language or "unknown"] += entry.lines
+    if not files:
+        return ["No file was classified as the repo's own code (see below)."]
     out = ["| language | files | lines |", "|---|---:|---:|"]
     for lang in sorted(files, key=lambda k: (-files[k], -lines[k], k)):
         out.append(f"| {lang} | {files[lang]} | {lines[lang]:,} |")
@@ -277,9 +300,58 @@ def _languages_table(repo_map: RepoMap) -> list[str]:
     return out
 
 
-def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], narrative: str | None) -> str:
+def _dir_of(path: str) -> str:
+    """The directory a file is in, two levels deep at most ("./" at the top)."""
+    parts = path.split("/")[:-1]
+    return "/".join(parts[:2]) + "/" if parts else "./"
+
+
+def _kinds_table(repo_map: RepoMap, kinds: Mapping[str, str]) -> list[str]:
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    dirs: dict[str, Counter[str]] = defaultdict(Counter)
+    for path, kind in kinds.items():
+        by_kind[kind][repo_map.files[path].language or "unknown"] += 1
+        dirs[kind][
+            "/".join(path.split("/")[:2]) + "/"
+            if path.count("/") >= 2
+            else path.rsplit("/", 1)[0] + "/"
+            if "/" in path
+            else "./"
+        ] += 1
+    out = [
+        "How each mapped file was classified (by its path: test, fixture and vendored directories; "
+        "README files are docs). Only code counts in the languages above.",
+        "",
+        "| classified as | files | languages | where |",
+        "|---|---:|---|---|",
+    ]
+    for kind in (CODE, TEST, FIXTURE, VENDORED, DOCS):
+        if kind not in by_kind:
+            continue
+        langs = ", ".join(f"{lang} {n}" for lang, n in by_kind[kind].most_common(6))
+        where = ", ".join(f"`{d}`" for d, _ in dirs[kind].most_common(3))
+        more = f" and {len(dirs[kind]) - 3} more" if len(dirs[kind]) > 3 else ""
+        out.append(f"| {KIND_LABELS[kind]} | {sum(by_kind[kind].values())} | {langs} | {where}{more} |")
+    return out
+
+
+def _names(paths: list[str], total: int, shown: int = 20) -> list[str]:
+    out = [f"  - `{p}`" for p in paths[:shown]]
+    if total > len(out):
+        out.append(f"  - … and {total - len(out)} more")
+    return out
+
+
+def render_overview(
+    repo_map: RepoMap,
+    *,
+    entry_points: list[tuple[str, str]],
+    narrative: str | None,
+    commands: list[tuple[str, str]] | None = None,
+) -> str:
     """The newcomer's page: what is here, what matters most, where it starts. Deterministic."""
     files = repo_map.files
+    kinds = _kinds(repo_map)
     out: list[str] = [f"# Repository overview: {repo_map.repo or repo_map.root}", ""]
     facts = [f"{_count(len(files), 'file')} mapped"]
     if repo_map.commit:
@@ -297,7 +369,22 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
     if narrative and narrative.strip():
         out += ["## Summary", "", narrative.strip(), ""]
 
-    out += ["## Languages", "", *_languages_table(repo_map), ""]
+    out += ["## Languages", "", *_languages_table(repo_map, kinds), ""]
+    if files:
+        out += [*_kinds_table(repo_map, kinds), ""]
+
+    if commands:
+        out += ["## How to build and test", "", "As the repository itself says (its own files, quoted):", ""]
+        out += [f"- `{cmd}`: {_md(why)}" for cmd, why in commands]
+        out.append("")
+
+    build = build_files(sorted(files), repo_map.skipped_files)
+    if build:
+        out += ["## Build, CI and script files", ""]
+        out += [f"- `{p}`" + ("" if how == "mapped" else f" ({how})") for p, how in build[:30]]
+        if len(build) > 30:
+            out.append(f"- … and {len(build) - 30} more")
+        out.append("")
 
     if files:
         out += ["## Layout", ""]
@@ -305,21 +392,31 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
             lines = sum(files[p].lines for p in paths)
             label = f"`{group}/`" if group else "top-level files"
             desc = _describe(group, paths, files)
-            head = f"- {label} ({_count(len(paths), 'file')}, {_count(lines, 'line')})"
+            group_kinds = Counter(kinds[p] for p in paths)
+            langs = Counter(files[p].language for p in paths)
+            what = ", ".join(f"{lang} {n}" for lang, n in langs.most_common(4))
+            if len(group_kinds) == 1 and CODE not in group_kinds:
+                what = f"{KIND_LABELS[next(iter(group_kinds))]}; {what}"
+            head = f"- {label} ({_count(len(paths), 'file')}, {_count(lines, 'line')}; {what})"
             out.append(f"{head}: {_md(desc)}" if desc else head)
-            for p in sorted(paths, key=lambda p: (-files[p].rank, p))[:KEY_FILES]:
-                what = describe_file(files[p])
-                out.append(f"  - `{p}`" + (f": {_md(what)}" if what else ""))
+            # The directory's own tests and code first, its fixtures and vendored copies after.
+            ordered = sorted(paths, key=lambda p: (kinds[p] in (FIXTURE, VENDORED), -files[p].rank, p))
+            shown = ordered if len(ordered) <= KEY_FILES + 1 else ordered[:KEY_FILES]
+            for p in shown:
+                what_file = describe_file(files[p])
+                out.append(f"  - `{p}`" + (f": {_md(what_file)}" if what_file else ""))
+            if len(ordered) > len(shown):
+                out.append(f"  - … and {len(ordered) - len(shown)} more")
         out.append("")
 
         out += [
             "## Most central files",
             "",
-            "Ranked by PageRank over imports and references (tests and fixtures left out).",
+            "Ranked by PageRank over imports and references (tests, fixtures and vendored code left out).",
             "",
         ]
         ranked = sorted(files, key=lambda p: (-files[p].rank, p))
-        code = [p for p in ranked if not is_test_path(p)] or ranked
+        code = [p for p in ranked if kinds[p] == CODE] or ranked
         central = ([p for p in code if files[p].used_by] or code)[:TOP_CENTRAL]
         for i, p in enumerate(central, start=1):
             e = files[p]
@@ -340,12 +437,13 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
         if repo_map.failed:
             codes = Counter(repo_map.failed.values())
             out.append("- failed: " + ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
-            shown = sorted(repo_map.failed)[:20]
-            out += [f"  - `{p}` ({repo_map.failed[p]})" for p in shown]
-            if len(repo_map.failed) > len(shown):
-                out.append(f"  - … and {len(repo_map.failed) - len(shown)} more")
-        if repo_map.skipped:
-            out.append("- skipped: " + ", ".join(f"{r} {n}" for r, n in sorted(repo_map.skipped.items())))
+            shown_failed = sorted(repo_map.failed)[:20]
+            out += [f"  - `{p}` ({repo_map.failed[p]})" for p in shown_failed]
+            if len(repo_map.failed) > len(shown_failed):
+                out.append(f"  - … and {len(repo_map.failed) - len(shown_failed)} more")
+        for reason, n in sorted(repo_map.skipped.items()):
+            out.append(f"- skipped, {reason}: {n}")
+            out += _names(repo_map.skipped_files.get(reason, []), n)
         out.append("")
     return "\n".join(out)
 
@@ -409,7 +507,7 @@ def find_entry_points(repo_map: RepoMap, root: Path | None = None) -> list[tuple
     for path, entry in sorted(repo_map.files.items()):
         name = PurePosixPath(path).name
         dirs = path.split("/")[:-1]
-        if is_test_path(path):
+        if is_test_path(path) or classify(path, entry.language) != CODE:
             continue
         if name == "__main__.py":
             found.append((1, path, "`python -m` entry (`__main__.py`)"))

@@ -24,20 +24,21 @@ def select_files(snap: Snapshot, include: list[str], exclude: list[str]) -> Snap
     if not include and not exclude:
         return snap
     kept = []
-    excluded = 0
+    excluded: list[str] = []
     for f in snap.files:
-        if (include and not any(matches(f.path, g) for g in include)) or any(
-            matches(f.path, g) for g in exclude
-        ):
-            excluded += 1
+        wanted = not include or any(matches(f.path, g) for g in include)
+        if not wanted or any(matches(f.path, g) for g in exclude):
+            excluded.append(f.path)
         else:
             kept.append(f)
     digest = hashlib.sha256()
     for f in kept:
         digest.update(f"{f.path}\0{f.sha256}\n".encode())
     skipped = dict(snap.skipped)
+    named = dict(snap.skipped_files)
     if excluded:
-        skipped["excluded"] = skipped.get("excluded", 0) + excluded
+        skipped["excluded"] = skipped.get("excluded", 0) + len(excluded)
+        named["excluded"] = excluded[:500]
     return Snapshot(
         root=snap.root,
         repo=snap.repo,
@@ -45,4 +46,5 @@ def select_files(snap: Snapshot, include: list[str], exclude: list[str]) -> Snap
         files=kept,
         skipped=dict(sorted(skipped.items())),
         snapshot_sha256=digest.hexdigest(),
+        skipped_files=dict(sorted(named.items())),
     )
