@@ -1,8 +1,10 @@
 """Incremental repo maps: accepted per-file results, kept by content hash and executor version.
 
 A file whose bytes, path and language are the same as in an earlier run, mapped by the same
-executor code, gets the same result: the coordinator reuses it instead of sending a job, so a
-re-run of the same commit sends nothing and a run after a one-file edit sends one job. The
+executor at the same version (FileResult.executor_version: the deterministic extractor's rules
+and grammar versions), gets the same result: the coordinator reuses it instead of sending a
+job, so a re-run of the same commit sends nothing and a run after a one-file edit sends one
+job. Results without a version (a model's summaries) are never reused. The
 reused entry keeps the provider and the result event id it was first accepted from, so the
 provenance trail of every file in the map still leads to a signed result on the relay.
 
@@ -19,7 +21,7 @@ import msgspec
 from pylon.schemas.events import FileResult
 from pylon.schemas.repomap import SnapshotFile
 
-from pylon import __version__
+from pylon.executors.version import deterministic_version
 from pylon.logs import get_logger
 
 if TYPE_CHECKING:
@@ -27,8 +29,13 @@ if TYPE_CHECKING:
 
 log = get_logger("pylon.result_cache")
 
-# The executors' output changes only with the code that produces it, which ships with pylon.
-EXECUTOR_VERSION = f"pylon-{__version__}"
+
+def current_versions() -> set[tuple[str, str]]:
+    """(executor, executor_version) pairs whose cached results this buyer reuses: the
+    deterministic extractor as this installation has it (the nodes it starts run the same)."""
+    return {("deterministic", deterministic_version())}
+
+
 MAX_ROWS = 200_000  # oldest entries go past this, so the table cannot grow without bound
 
 SCHEMA = """
@@ -36,14 +43,14 @@ CREATE TABLE IF NOT EXISTS result_cache (
     sha256 TEXT NOT NULL,
     path TEXT NOT NULL,
     language TEXT NOT NULL,
-    executor_version TEXT NOT NULL,
     executor TEXT NOT NULL,
+    executor_version TEXT NOT NULL,
     model TEXT NOT NULL,
     content BLOB NOT NULL,
     provider TEXT NOT NULL,
     result_id TEXT NOT NULL,
     stored REAL NOT NULL,
-    PRIMARY KEY (sha256, path, language, executor_version)
+    PRIMARY KEY (sha256, path, language, executor, executor_version)
 )
 """
 
@@ -64,8 +71,11 @@ class ResultCache:
             await self.db.flush()
             self._ready = True
 
-    async def lookup(self, files: Iterable[SnapshotFile]) -> Cached:
-        """The cached results for those of `files` that have one."""
+    async def lookup(
+        self, files: Iterable[SnapshotFile], versions: set[tuple[str, str]] | None = None
+    ) -> Cached:
+        """The cached results for those of `files` that have one at one of `versions`."""
+        versions = current_versions() if versions is None else versions
         await self._ensure()
         wanted = {(f.sha256, f.path, f.language or "text") for f in files}
         if not wanted:
@@ -75,13 +85,13 @@ class ResultCache:
         for i in range(0, len(shas), 500):  # SQLite caps the number of bound parameters
             chunk = shas[i : i + 500]
             rows += await self.db.fetch(
-                "SELECT sha256, path, language, content, provider, result_id FROM result_cache "
-                f"WHERE executor_version = ? AND sha256 IN ({','.join('?' * len(chunk))})",
-                (EXECUTOR_VERSION, *chunk),
+                "SELECT sha256, path, language, executor, executor_version, content, provider, result_id "
+                f"FROM result_cache WHERE sha256 IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
             )
         out: Cached = {}
-        for sha, path, language, content, provider, result_id in rows:
-            if (sha, path, language) not in wanted:
+        for sha, path, language, executor, version, content, provider, result_id in rows:
+            if (sha, path, language) not in wanted or (executor, version) not in versions:
                 continue
             try:
                 res = _decoder.decode(content)
@@ -102,15 +112,15 @@ class ResultCache:
             if hit is None:
                 continue
             res, provider, result_id = hit
-            if res.input_sha256 and res.input_sha256 != f.sha256:
-                continue  # the result is of other bytes than the snapshot's: never reuse it
+            if res.input_sha256 != f.sha256 or not res.executor_version:
+                continue  # of other bytes than the snapshot's, or of no known extractor: never reuse
             rows.append(
                 (
                     f.sha256,
                     f.path,
                     f.language or "text",
-                    EXECUTOR_VERSION,
                     res.executor,
+                    res.executor_version,
                     res.model,
                     _encoder.encode(res),
                     provider,

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import click
 import pytest
-from pylon.daemon.result_cache import EXECUTOR_VERSION, ResultCache
+from pylon.daemon.result_cache import ResultCache, current_versions
 from pylon.schemas.events import FileResult, Symbol
 
 from pylon.executors.deterministic import extract_file
@@ -156,8 +156,8 @@ def test_overview_classifies_and_names_everything(tmp_path: Path) -> None:
     assert "`app/` (" in layout and "… and 8 more" in layout
     # Skipped files are named, each under its reason.
     not_mapped = text.split("## Not mapped")[1]
-    assert "- skipped, binary: 1" in not_mapped and "`logo.png`" in not_mapped
-    assert "`justfile`" in not_mapped
+    assert "binary 1" in not_mapped and "  - binary (1): `logo.png`" in not_mapped
+    assert "`justfile`" in not_mapped.split("unsupported (3): ")[1]
 
 
 # --- --include / --exclude -------------------------------------------------------------------
@@ -195,6 +195,8 @@ def test_result_cache_hits_only_the_same_bytes_path_and_version(tmp_path: Path) 
         imports=["app"],
         summary="s",
         input_sha256=f.sha256,
+        executor="deterministic",
+        executor_version=next(iter(current_versions()))[1],
     )
 
     async def go() -> None:
@@ -209,17 +211,21 @@ def test_result_cache_hits_only_the_same_bytes_path_and_version(tmp_path: Path) 
             # Other bytes at the same path, or another executor version: a miss.
             edited = [type(f)(path=f.path, size=f.size, sha256="0" * 64, language=f.language)]
             assert await cache.lookup(edited) == {}
-            await db.db.execute("UPDATE result_cache SET executor_version = 'old'")
+            await db.db.execute("UPDATE result_cache SET executor_version = 'd0-older'")
             await db.db.commit()
             assert await cache.lookup(snap.files) == {}
-            # A result of other bytes than the snapshot's is never stored.
-            wrong = msgspec_replace(res, input_sha256="f" * 64)
-            assert await cache.store(snap.files, {f.path: (wrong, "p", "r")}) == 0
+            assert list(await cache.lookup(snap.files, {("deterministic", "d0-older")})) == [f.path]
+            # A result of other bytes than the snapshot's, or of no versioned extractor (a
+            # model's summary): never stored.
+            for wrong in (
+                msgspec_replace(res, input_sha256="f" * 64),
+                msgspec_replace(res, executor_version=""),
+            ):
+                assert await cache.store(snap.files, {f.path: (wrong, "p", "r")}) == 0
         finally:
             await db.db.close()
 
     anyio.run(go)
-    assert EXECUTOR_VERSION.startswith("pylon-")
 
 
 def msgspec_replace(res: FileResult, **kw: object) -> FileResult:

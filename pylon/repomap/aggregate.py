@@ -335,11 +335,11 @@ def _kinds_table(repo_map: RepoMap, kinds: Mapping[str, str]) -> list[str]:
     return out
 
 
-def _names(paths: list[str], total: int, shown: int = 20) -> list[str]:
-    out = [f"  - `{p}`" for p in paths[:shown]]
-    if total > len(out):
-        out.append(f"  - … and {total - len(out)} more")
-    return out
+def _names(paths: list[str], total: int, shown: int = 20) -> str:
+    """Paths, backquoted, comma-separated; "and N more" past `shown` or what was recorded."""
+    text = ", ".join(f"`{_md(p)}`" for p in paths[:shown])
+    more = total - min(len(paths), shown)
+    return f"{text} and {more} more" if text and more > 0 else text
 
 
 def render_overview(
@@ -441,9 +441,12 @@ def render_overview(
             out += [f"  - `{p}` ({repo_map.failed[p]})" for p in shown_failed]
             if len(repo_map.failed) > len(shown_failed):
                 out.append(f"  - … and {len(repo_map.failed) - len(shown_failed)} more")
+        if repo_map.skipped:
+            out.append("- skipped: " + ", ".join(f"{r} {n}" for r, n in sorted(repo_map.skipped.items())))
         for reason, n in sorted(repo_map.skipped.items()):
-            out.append(f"- skipped, {reason}: {n}")
-            out += _names(repo_map.skipped_files.get(reason, []), n)
+            names = _names(repo_map.skipped_files.get(reason, []), n)
+            if names:
+                out.append(f"  - {reason} ({n}): {names}")
         out.append("")
     return "\n".join(out)
 
