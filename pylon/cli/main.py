@@ -9,8 +9,9 @@ from pathlib import Path
 import anyio
 import click
 
+from pylon.cli import resolve
 from pylon.cli.group import cli, json_option, relay_option
-from pylon.cli.output import emit_json, fail, secs, short, stdout
+from pylon.cli.output import emit_json, esc, fail, secs, short, stdout
 from pylon.cli.rpc_call import call
 from pylon.home import buyer_socket, node_socket, relay_dir
 from pylon.logs import configure_logging
@@ -402,18 +403,18 @@ def submit_repo_file(input_path: Path, language: str | None, as_json: bool) -> N
 @click.argument("job_id")
 @json_option
 def job_status(job_id: str, as_json: bool) -> None:
-    """A job's state and telemetry."""
-    t = call(buyer_socket(), rpc.JobStatusReq(job_id=job_id))
+    """A job's state and telemetry. JOB_ID may be a unique prefix, as lists show it."""
+    t = call(buyer_socket(), rpc.JobStatusReq(job_id=resolve.job_id(job_id)))
     if as_json:
         emit_json(t)
         return
     stdout.print(
-        f"[bold]{t['job_id']}[/]  {t['path']}  state=[bold]{t['state']}[/]  "
+        f"[bold]{t['job_id']}[/]  {esc(t['path'])}  state=[bold]{t['state']}[/]  "
         f"provider={short(t['provider_pubkey'])}"
         f"  attempts={t['attempts']}  paid={t['is_paid']}"
     )
     if t.get("error"):
-        stdout.print(f"error: [red]{t['error']}[/]")
+        stdout.print(f"error: [red]{esc(t['error'])}[/]")
     stdout.print(
         f"queue_wait={secs(t['queue_wait'])} exec={secs(t['exec_time'])} publish={secs(t['publish_time'])} "
         f"end_to_end={secs(t['end_to_end'])}"
@@ -424,25 +425,27 @@ def job_status(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 @json_option
 def job_results(job_id: str, as_json: bool) -> None:
-    """The result payload of a completed job."""
-    r = call(buyer_socket(), rpc.JobResultsReq(job_id=job_id))
+    """The result payload of a completed job. JOB_ID may be a unique prefix."""
+    r = call(buyer_socket(), rpc.JobResultsReq(job_id=resolve.job_id(job_id)))
     if as_json:
         emit_json(r)
         return
-    stdout.print(f"[bold]{r['path']}[/] ({r['language']}, {r['lines']} lines)")
+    # Everything here is a node's words about a file: printed as text, never read as markup
+    # (a summary quoting `[tool.uv]` must show it).
+    stdout.print(f"[bold]{esc(r['path'])}[/] ({esc(r['language'])}, {r['lines']} lines)")
     for s in r["symbols"]:
-        stdout.print(f"  {s['line']:>5}  {s['kind']:<10} {s['name']}")
+        stdout.print(f"  {s['line']:>5}  {s['kind']:<10} {s['name']}", markup=False, highlight=False)
     if r["imports"]:
-        stdout.print("imports: " + ", ".join(r["imports"]))
-    stdout.print(r["summary"])
+        stdout.print("imports: " + ", ".join(r["imports"]), markup=False, highlight=False)
+    stdout.print(r["summary"], markup=False, highlight=False)
 
 
 @job.command("list")
-@click.option("--run", "run_id", default=None)
+@click.option("--run", "run_id", default=None, help="only this run's jobs (a run id or a unique prefix)")
 @json_option
 def job_list(run_id: str | None, as_json: bool) -> None:
     """Jobs, oldest first (optionally of one run)."""
-    res = call(buyer_socket(), rpc.JobListReq(run_id=run_id))
+    res = call(buyer_socket(), rpc.JobListReq(run_id=resolve.run_id(run_id) if run_id else None))
     if as_json:
         emit_json(
             {
@@ -459,7 +462,7 @@ def job_list(run_id: str | None, as_json: bool) -> None:
     for j in res["jobs"]:
         table.add_row(
             short(j["job_id"]),
-            j["path"],
+            esc(j["path"]),
             j["state"],
             short(j["provider_pubkey"]),
             "yes" if j["paid"] else "no",
@@ -472,7 +475,7 @@ def job_list(run_id: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--provider", default=None, help="per-provider figures for this pubkey")
+@click.option("--provider", default=None, help="per-provider figures: a node name (n0) or a pubkey prefix")
 @click.option("--replay", is_flag=True, help="rebuild from the relay into a fresh database")
 @relay_option
 @json_option
@@ -492,7 +495,7 @@ def stats(provider: str | None, replay: bool, relays: tuple[str, ...], as_json: 
 
         res = msgspec.to_builtins(res)
     else:
-        res = call(buyer_socket(), rpc.StatsReq(provider=provider))
+        res = call(buyer_socket(), rpc.StatsReq(provider=resolve.provider(provider) if provider else None))
     if as_json:
         emit_json(res)
         return

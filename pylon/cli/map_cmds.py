@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pylon.cli.group import cli, json_option
 from pylon.cli.map_follow import RunLost, follow_run
-from pylon.cli.output import emit_json, fail, stderr, stdout
+from pylon.cli.output import emit_json, esc, fail, stderr, stdout
 from pylon.cli.rpc_call import human_error
 from pylon.home import buyer_socket, pylon_home
 from pylon.repomap.llm_map import DEFAULT_TOKENS, MIN_TOKENS
@@ -129,14 +129,30 @@ def run_map(
 
 
 def resolve_run_dir(run_or_dir: str) -> Path:
+    """A map's output directory, or a run id (a unique prefix will do) resolved to where that
+    run wrote its artifacts, `--out` or the default, by asking the buyer; without a buyer,
+    the default maps folder is searched."""
     p = Path(run_or_dir).expanduser()
     if p.exists():
         return p
+    from pylon.ids import HEX, normalize
+
+    typed = normalize(run_or_dir)
+    if typed and set(typed) <= HEX:
+        try:
+            runs = call_sync(buyer_socket(), rpc.RunsReq(), timeout=30)["runs"]
+        except (DaemonNotRunning, RpcError, OSError, TimeoutError):
+            runs = None
+        if runs is not None:
+            from pylon.cli import resolve
+
+            run = resolve.run(typed)
+            if run.get("out_dir") and Path(run["out_dir"]).is_dir():
+                return Path(run["out_dir"])
+            fail(f"run {run['run_id'][:16]} wrote no artifacts where it said ({run.get('out_dir')})")
     maps = pylon_home() / "maps"
     if maps.is_dir():
-        hits = [
-            d for d in maps.iterdir() if d.name.startswith(run_or_dir[:16]) or run_or_dir.startswith(d.name)
-        ]
+        hits = [d for d in maps.iterdir() if d.name.startswith(typed[:16]) or typed.startswith(d.name)]
         if len(hits) == 1:
             return hits[0]
     fail(f"{run_or_dir}: not a map output directory or a known run id")
@@ -228,6 +244,6 @@ def _query(run_or_dir: str, words: str, limit: int, as_json: bool) -> None:
         stdout.print("no matches")
     for h in hits:
         syms = ", ".join(f"{s.kind} {s.name}:{s.line}" for s in h.symbols)
-        stdout.print(f"[bold]{h.path}[/]  {h.score:.2f}  {syms}")
+        stdout.print(f"[bold]{esc(h.path)}[/]  {h.score:.2f}  {esc(syms)}", highlight=False)
         if h.summary:
-            stdout.print(f"    {h.summary.splitlines()[0][:120]}")
+            stdout.print(f"    {h.summary.splitlines()[0][:120]}", markup=False, highlight=False)

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 import click
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
 stderr = Console(stderr=True)
 stdout = Console()
@@ -28,6 +29,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     click.echo(f"error: {first}", err=True)
     sys.exit(code)
+
+
+def esc(text: object) -> str:
+    """Untrusted text (paths, summaries, node names, anything a daemon or relay sent) inside a
+    rich-markup string: shown as it is, never read as markup."""
+    return escape(str(text))
 
 
 def short(pubkey: str | None, n: int = 12) -> str:
