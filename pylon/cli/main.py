@@ -503,23 +503,18 @@ def stats(provider: str | None, replay: bool, relays: tuple[str, ...], as_json: 
 
 
 def _print_stats(res: dict, provider: str | None) -> None:
+    from pylon.cli import stats_view
+
     if provider:
-        stdout.print(
-            f"[bold]{res.get('name') or short(res['pubkey'])}[/] online={res['online']} "
-            f"completed={res['completed']} failed={res['failed']} "
-            f"median_runtime={secs(res['median_runtime_s'])} uptime={res.get('uptime_s')}"
-        )
-        for reason, n in res["failure_reasons"].items():
-            stdout.print(f"  {reason}: {n}")
+        stats_view.print_provider(res)
         return
-    stdout.print(
-        f"online nodes {res['online_nodes']}  completed {res['jobs_completed']}  "
-        f"failed {res['jobs_failed']}  "
-        f"success {res['success_rate'] * 100:.1f}%  {res['jobs_per_min']:.1f} jobs/min  "
-        f"p50 {secs(res['p50_e2e_s'])}  p95 {secs(res['p95_e2e_s'])}"
-    )
-    for p in res["top_providers"]:
-        stdout.print(f"  {p.get('name') or short(p['pubkey'])}: {p['completed']}")
+    from pylon.rpc.client import DaemonNotRunning, RpcError, call_sync
+
+    try:  # which of the online nodes serve and which are paused is the registry's to say
+        nodes = call_sync(buyer_socket(), rpc.NodesReq(), timeout=10)["nodes"]
+    except (DaemonNotRunning, RpcError, OSError, TimeoutError):  # --replay, no buyer: counts alone
+        nodes = None
+    stats_view.print_global(res, nodes)
 
 
 def main() -> None:

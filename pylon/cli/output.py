@@ -10,8 +10,10 @@ import msgspec
 from rich.console import Console
 from rich.markup import escape
 
-stderr = Console(stderr=True)
-stdout = Console()
+# Piped, a line is never wrapped (a wrap can fall between a label and its value); on a
+# terminal rich wraps to its width as usual.
+stderr = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+stdout = Console(soft_wrap=not sys.stdout.isatty())
 _json = msgspec.json.Encoder()
 
 
