@@ -11,8 +11,28 @@ DEFAULT_MINT = "http://127.0.0.1:3338"
 
 
 def default_relays() -> list[str]:
+    """$PYLON_RELAYS; else the relay the `pylon up` of this PYLON_HOME runs (it may be on
+    another port than the default); else ws://127.0.0.1:7777."""
     raw = os.environ.get("PYLON_RELAYS", "")
-    return [u for u in raw.split(",") if u] or [DEFAULT_RELAY]
+    return [u for u in raw.split(",") if u] or _stack_relays() or [DEFAULT_RELAY]
+
+
+def _stack_relays() -> list[str]:
+    import json
+    from pathlib import Path
+
+    import platformdirs
+
+    raw = os.environ.get("PYLON_HOME")
+    home = Path(raw).expanduser() if raw else Path(platformdirs.user_data_dir("pylon"))
+    try:
+        p = home / "run" / "stack.json"
+        if p.stat().st_size > 64 * 1024:
+            return []
+        relay = json.loads(p.read_text("utf-8")).get("relay")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [relay] if isinstance(relay, str) and relay.startswith(("ws://", "wss://")) else []
 
 
 class NodeConfig(msgspec.Struct, kw_only=True):

@@ -215,11 +215,11 @@ def _fmt(v: Any) -> str:
 
 # What each launch target measures, and the unit its measured value is shown in.
 _TARGET_WORDS = {
-    "providers_with_jobs": ("nodes that completed at least one job", "count"),
-    "jobs_completed": ("jobs completed", "count"),
-    "p50_e2e_s": ("median time, request to verified result", "s"),
-    "success_rate": ("jobs completed of those finished", "%"),
-    "p95_e2e_s": ("95th percentile time, request to verified result", "s"),
+    "providers_with_jobs": ("nodes that did a job", "count"),
+    "jobs_completed": ("jobs done", "count"),
+    "p50_e2e_s": ("median, request→result", "s"),
+    "success_rate": ("done of finished", "%"),
+    "p95_e2e_s": ("p95, request→result", "s"),
 }
 
 
