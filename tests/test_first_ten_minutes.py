@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pylon.cli.launcher import free_port, pylon_argv
+from pylon.localmarket.launcher import free_port, pylon_argv
 
 pytestmark = pytest.mark.integration
 

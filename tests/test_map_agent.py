@@ -18,7 +18,7 @@ from typing import Any
 import click
 import pytest
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.repomap.aggregate import load_repo_map
 from pylon.repomap.llm_map import _sig, key_definitions, ranked_files
 from pylon.repomap.tokens import count_tokens

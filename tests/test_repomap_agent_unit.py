@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import click
 import pytest
+from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.result_cache import ResultCache, current_versions
 from pylon.schemas.events import FileResult, Symbol
 
@@ -22,7 +23,6 @@ from pylon.repomap.local import map_locally
 from pylon.repomap.select import matches, select_files
 from pylon.repomap.snapshot import take_snapshot
 from pylon.repomap.tokens import count_tokens
-from pylon.stats.telemetry_db import TelemetryDB
 
 CORPUS = Path(__file__).parent / "fixtures" / "corpus"
 
@@ -200,7 +200,7 @@ def test_result_cache_hits_only_the_same_bytes_path_and_version(tmp_path: Path) 
     )
 
     async def go() -> None:
-        db = await TelemetryDB.open(tmp_path / "t.db")
+        db = await BuyerStore.open(tmp_path / "t.db")
         try:
             cache = ResultCache(db)
             assert await cache.lookup(snap.files) == {}
@@ -211,8 +211,8 @@ def test_result_cache_hits_only_the_same_bytes_path_and_version(tmp_path: Path) 
             # Other bytes at the same path, or another executor version: a miss.
             edited = [type(f)(path=f.path, size=f.size, sha256="0" * 64, language=f.language)]
             assert await cache.lookup(edited) == {}
-            await db.db.execute("UPDATE result_cache SET executor_version = 'd0-older'")
-            await db.db.commit()
+            await db._conn.execute("UPDATE result_cache SET executor_version = 'd0-older'")
+            await db._conn.commit()
             assert await cache.lookup(snap.files) == {}
             assert list(await cache.lookup(snap.files, {("deterministic", "d0-older")})) == [f.path]
             # A result of other bytes than the snapshot's, or of no versioned extractor (a
@@ -223,7 +223,7 @@ def test_result_cache_hits_only_the_same_bytes_path_and_version(tmp_path: Path) 
             ):
                 assert await cache.store(snap.files, {f.path: (wrong, "p", "r")}) == 0
         finally:
-            await db.db.close()
+            await db.close()
 
     anyio.run(go)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pylon.cli.launcher import free_port
+from pylon.localmarket.launcher import free_port
 
 pytestmark = [
     pytest.mark.integration,

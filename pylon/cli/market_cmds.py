@@ -14,11 +14,12 @@ import click
 from rich.table import Table
 
 from pylon.cli.group import cli, json_option
-from pylon.cli.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.cli.stack_state import clear_state, write_state
 from pylon.cli.up_view import fund_once, print_up_banner, stopped_summary, wait_for_stop
+from pylon.defaults import MINT_PORT, RELAY_PORT
 from pylon.home import pylon_home
+from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 
@@ -43,11 +44,11 @@ def project_source() -> Path:
     show_default=True,
     help="how many provider nodes to start (deterministic executor, named n0, n1, …)",
 )
-@click.option("--relay-port", type=int, default=7777, show_default=True)
+@click.option("--relay-port", type=int, default=RELAY_PORT, show_default=True)
 @click.option(
     "--mint/--no-mint", "with_mint", default=True, show_default=True, help="start the testnet mint too"
 )
-@click.option("--mint-port", type=int, default=3338, show_default=True)
+@click.option("--mint-port", type=int, default=MINT_PORT, show_default=True)
 @click.option("--heartbeat", type=float, default=2.0, show_default=True)
 @click.option("--verbose", is_flag=True, help="daemon logs at info level")
 @json_option

@@ -10,8 +10,8 @@ import signal
 import sys
 from typing import Any
 
-from pylon.cli.launcher import DEMO_FUND_SATS, LocalMarket
 from pylon.cli.output import stderr
+from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket
 from pylon.rpc.client import DaemonNotRunning, RpcError
 from pylon.schemas import rpc
 

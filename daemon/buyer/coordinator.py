@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from pylon.daemon.narrator import attach_narrator
+from pylon.daemon.buyer.narrator import attach_narrator
+from pylon.daemon.buyer.scheduler import SubmitError
 from pylon.daemon.result_cache import ResultCache
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
@@ -31,7 +32,8 @@ from pylon.repomap.select import select_files
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
-    from pylon.daemon.buyer import BuyerDaemon
+    from anyio.abc import TaskGroup
+    from pylon.daemon.buyer.daemon import BuyerDaemon
 
 log = get_logger("pylon.coordinator")
 
@@ -55,28 +57,26 @@ class MapCoordinator:
     @property
     def cache(self) -> ResultCache:
         if self._cache is None:
-            assert self.buyer.db is not None
-            self._cache = ResultCache(self.buyer.db)
+            self._cache = ResultCache(self._store())
         return self._cache
 
-    async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
-        match req:
-            case rpc.MapReq(repo=repo, out_dir=out_dir):
-                return await self.map(repo, Path(out_dir) if out_dir else None, ctx, req)
-            case rpc.RunsReq():
-                return {"runs": await self.runs()}
-        raise RpcFailure("unknown_method", type(req).__name__)
+    async def route_map(self, req: rpc.MapReq, ctx: CallContext) -> rpc.MapSummary:
+        return await self.map(req.repo, Path(req.out_dir) if req.out_dir else None, ctx, req)
+
+    async def route_runs(self, req: rpc.RunsReq, ctx: CallContext) -> rpc.RunList:
+        return rpc.RunList(runs=await self.runs())
+
+    async def start(self, tg: TaskGroup) -> None:
+        if self.buyer.scheduler.runs:
+            tg.start_soon(self.finish_resumed_runs)
+
+    def _store(self) -> Any:
+        assert self.buyer.store is not None
+        return self.buyer.store
 
     async def runs(self) -> list[rpc.RunInfo]:
-        assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch(
-            "SELECT r.run_id, r.repo, r.files, r.started, r.finished, r.out_dir, "
-            "sum(j.state = 'completed'), sum(j.state = 'failed') "
-            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id "
-            "GROUP BY r.run_id ORDER BY r.started"
-        )
         out = []
-        for run_id, repo, files, started, finished, out_dir, done, failed in rows:
+        for run_id, repo, files, started, finished, out_dir, done, failed in await self._store().run_rows():
             out.append(
                 rpc.RunInfo(
                     run_id=run_id,
@@ -107,10 +107,10 @@ class MapCoordinator:
     async def map(
         self, repo: str, out_dir: Path | None, ctx: CallContext | None, req: rpc.MapReq | None = None
     ) -> rpc.MapSummary:
-        from pylon.daemon.buyer import RunTracker, SubmitError
-
         t0 = time.perf_counter()
         buyer = self.buyer
+        sched = buyer.scheduler
+        store = self._store()
         req = req or rpc.MapReq(repo=repo)
         snap = select_files(await self.snapshot(repo), req.include, req.exclude)
         if not snap.files:
@@ -119,11 +119,7 @@ class MapCoordinator:
         # Files mapped before (same bytes, same executor) are not sent again (--fresh: all are).
         cached = {} if req.fresh else await self.cache.lookup(snap.files)
         to_send = [f for f in snap.files if f.path not in cached]
-        if (
-            to_send
-            and buyer.registry.pick() is None
-            and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None
-        ):
+        if to_send and await sched.wait_for_node(buyer.config.pickup_timeout_s) is None:
             raise RpcFailure(
                 "provider_offline",
                 "no provider node is online; start a local stack with: pylon up --nodes 3 "
@@ -142,22 +138,15 @@ class MapCoordinator:
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
         out = out_dir or (maps_dir() / run_id[:16])
-        tracker = RunTracker(run_id, len(to_send))
-        buyer.runs[run_id] = tracker
-        assert buyer.db is not None
-        buyer.db.write(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                repo,
-                snap.root,
-                len(snap.files),
-                time.time(),
-                None,
-                str(out),
-                snap.snapshot_sha256,
-                "running",
-            ),
+        tracker = sched.track_run(run_id, len(to_send))
+        store.insert_run(
+            run_id=run_id,
+            repo=repo,
+            root=snap.root,
+            files=len(snap.files),
+            out_dir=str(out),
+            snapshot=snap.snapshot_sha256,
+            started=time.time(),
         )
         log.info("map_started", run_id=run_id, repo=repo, files=len(snap.files), skipped=snap.skipped)
 
@@ -181,7 +170,7 @@ class MapCoordinator:
             for f in to_send:
                 try:
                     text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
-                    await buyer.submit(f.path, text, language=f.language, run_id=run_id)
+                    await sched.submit(f.path, text, language=f.language, run_id=run_id)
                 except (SnapshotError, SubmitError) as exc:
                     code = exc.code.value if isinstance(exc, SubmitError) else "bad_input"
                     local_failures[f.path] = code
@@ -196,7 +185,7 @@ class MapCoordinator:
         await self.cache.store(snap.files, results)
         results.update(cached)
         artifacts = await self.reduce(run_id, snap, out, results, failed, tokens=req.tokens)
-        await buyer.db.flush()
+        await store.flush()
         providers = len({prov for _, prov, _ in results.values()})
         summary = rpc.MapSummary(
             run_id=run_id,
@@ -226,12 +215,9 @@ class MapCoordinator:
         """Runs a crashed buyer left half done: wait for their jobs, then write the artifacts."""
         from pylon.repomap.snapshot import take_snapshot
 
-        assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch(
-            "SELECT run_id, repo, root, out_dir FROM runs WHERE state = 'running'"
-        )
-        for run_id, repo, root, out_dir in rows:
-            tracker = self.buyer.runs.get(run_id)
+        sched = self.buyer.scheduler
+        for run_id, repo, root, out_dir in await self._store().running_runs():
+            tracker = sched.runs.get(run_id)
             if tracker is None:
                 continue
             try:
@@ -240,14 +226,12 @@ class MapCoordinator:
                 log.warning("resumed_run_snapshot_failed", run_id=run_id, error=str(exc))
                 continue
             # Files the crash kept from being sent at all go out now.
-            sent = {
-                r[0] for r in await self.buyer.db.fetch("SELECT path FROM jobs WHERE run_id = ?", (run_id,))
-            }
+            sent = await self._store().run_paths(run_id)
             for f in snap.files:
                 if f.path in sent:
                     continue
                 try:
-                    await self.buyer.submit(
+                    await sched.submit(
                         f.path, read_file(Path(snap.root), f.path), language=f.language, run_id=run_id
                     )
                 except Exception as exc:  # one unreadable file must not stall the run
@@ -285,20 +269,12 @@ class MapCoordinator:
                 tokens=tokens,
             )
         )
-        self.buyer.runs.pop(run_id, None)
-        assert self.buyer.db is not None
-        self.buyer.db.write(
-            "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
-        )
+        self.buyer.scheduler.end_run(run_id)
+        self._store().finish_run(run_id, time.time())
         return artifacts
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
-        assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch(
-            "SELECT j.path, j.state, j.error, r.content, r.provider, r.result_id FROM jobs j "
-            "LEFT JOIN results r ON r.job_id = j.job_id WHERE j.run_id = ?",
-            (run_id,),
-        )
+        rows = await self._store().run_outcomes(run_id)
         results: dict[str, tuple[FileResult, str, str]] = {}
         failed: dict[str, str] = {}
         for path, state, error, content, provider, result_id in rows:
@@ -324,5 +300,8 @@ class MapCoordinator:
 
 
 def attach_coordinator(buyer: BuyerDaemon) -> None:
-    buyer.coordinator = MapCoordinator(buyer)
+    coordinator = buyer.coordinator = MapCoordinator(buyer)
+    buyer.routes.add(rpc.MapReq, coordinator.route_map)
+    buyer.routes.add(rpc.RunsReq, coordinator.route_runs)
+    buyer.on_start(coordinator.start)
     attach_narrator(buyer)
