@@ -90,14 +90,16 @@ def up(
         "buyer_balance_sats": balance,
         "funded_sats": funded,
     }
+    # Blocked before anything says "up": SIGTERM's default action would end us before sigwait
+    # saw it, orphaning the market, and a Ctrl-C sent the moment the banner shows must be the
+    # one sigwait takes, not a KeyboardInterrupt.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     write_state(market.home, info)
     if as_json:
         emit_json(info)
     else:
         print_up_banner(market, info, funded)
     try:
-        # blocked first: SIGTERM's default action would end us before sigwait saw it, orphaning the market
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         wait_for_stop(market, live=not as_json)
     except KeyboardInterrupt:
         pass
