@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tiktoken
-from tiktoken.load import load_tiktoken_bpe
+if TYPE_CHECKING:
+    import tiktoken
 
 ENCODING_NAME = "cl100k_base"
 _DATA = Path(__file__).parent / "data" / f"{ENCODING_NAME}.tiktoken"
@@ -34,6 +35,10 @@ _SPECIAL = {
 
 @functools.cache
 def encoding() -> tiktoken.Encoding:
+    # Imported here: every `pylon` command imports this module's constants, few count tokens.
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
     ranks = load_tiktoken_bpe(str(_DATA), expected_hash=_SHA256)
     return tiktoken.Encoding(name=ENCODING_NAME, pat_str=_PAT, mergeable_ranks=ranks, special_tokens=_SPECIAL)
 
