@@ -60,8 +60,8 @@ def make_repo(root: Path) -> Path:
     return root
 
 
-def run_map(market: LocalMarket, repo: Path, out: Path) -> dict:
-    res = market.cli("map", str(repo), "--out", str(out), "--json", timeout=120)
+def run_map(market: LocalMarket, repo: Path, out: Path, *extra: str) -> dict:
+    res = market.cli("map", str(repo), "--out", str(out), "--json", *extra, timeout=120)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -139,7 +139,8 @@ def test_a_failed_narrative_leaves_the_facts(
     before = len(reduce_jobs(model_market))
     fake.fail = "error500"  # every chat fails from now on: per-file summaries and the reduce step
     try:
-        res = run_map(model_market, repo, tmp_path / "out")
+        # --fresh: the first test mapped this repo, and cached files would not be sent again.
+        res = run_map(model_market, repo, tmp_path / "out", "--fresh")
     finally:
         fake.fail = None
     # Files the model node could not summarise were re-issued to the other nodes.

@@ -329,7 +329,9 @@ class Scheduler:
             )
         if node is None:
             raise SubmitError(
-                ErrorCode.PROVIDER_OFFLINE, "no provider node is online; start one with: pylon node up"
+                ErrorCode.PROVIDER_OFFLINE,
+                "no provider node is online; start a local stack with: pylon up --nodes 3 "
+                "(or one node beside this buyer: pylon node up)",
             )
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []

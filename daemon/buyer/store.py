@@ -66,6 +66,12 @@ CREATE INDEX IF NOT EXISTS checks_job ON checks(job_id);
 CREATE TABLE IF NOT EXISTS standing (
     provider TEXT PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS result_cache (
+    sha256 TEXT NOT NULL, path TEXT NOT NULL, language TEXT NOT NULL, executor TEXT NOT NULL,
+    executor_version TEXT NOT NULL, model TEXT NOT NULL, content BLOB NOT NULL, provider TEXT NOT NULL,
+    result_id TEXT NOT NULL, stored REAL NOT NULL,
+    PRIMARY KEY (sha256, path, language, executor, executor_version)
+);
 """
 
 # Failed attempts of a provider, less the last attempt of a job that failed for good (that
@@ -410,6 +416,31 @@ class BuyerStore:
             (run_id,),
         )
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    # --- the result cache (daemon/result_cache.py) ----------------------------------------
+
+    async def cached_results(self, shas: list[str]) -> list[tuple[Any, ...]]:
+        """(sha256, path, language, executor, executor_version, content, provider, result_id) of
+        the cached results of those contents."""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(shas), 500):  # SQLite caps the number of bound parameters
+            chunk = shas[i : i + 500]
+            rows += await self._fetch(
+                "SELECT sha256, path, language, executor, executor_version, content, provider, result_id "
+                f"FROM result_cache WHERE sha256 IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+        return rows
+
+    def cache_results(self, rows: list[tuple[Any, ...]], keep: int) -> None:
+        """Rows in the column order of the table; the oldest past `keep` rows go."""
+        for row in rows:
+            self._write("INSERT OR REPLACE INTO result_cache VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        self._write(
+            "DELETE FROM result_cache WHERE rowid IN (SELECT rowid FROM result_cache "
+            "ORDER BY stored DESC LIMIT -1 OFFSET ?)",
+            (keep,),
+        )
 
     # --- payments and receipts (the payer) -------------------------------------------------
 

@@ -56,6 +56,7 @@ GENERATED_FILES = (
 _GENERATED_RE = re.compile("|".join(fnmatch.translate(p) for p in GENERATED_FILES))
 
 _BINARY_SNIFF_BYTES = 8000  # git's own heuristic: a NUL in the first 8000 bytes means binary
+MAX_NAMED_PER_REASON = 500  # skipped files named per reason (the count is always whole)
 
 
 class SnapshotError(Exception):
@@ -206,7 +207,7 @@ class _IgnoreRules:
         return verdict
 
 
-def _walk(root: Path, skipped: Counter[str]) -> Iterator[str]:
+def _walk(root: Path, skipped: Counter[str], vendored_dirs: list[str]) -> Iterator[str]:
     """Repo-relative posix paths of a tree outside git, honouring every .gitignore in it."""
     stack: list[tuple[str, _IgnoreRules]] = []  # (directory prefix, its rules), outermost first
 
@@ -235,6 +236,7 @@ def _walk(root: Path, skipped: Counter[str]) -> Iterator[str]:
                 yield rel  # classified (and counted) like any other symlink
             elif d in VENDORED_DIRS or d.endswith(VENDORED_DIR_SUFFIXES):
                 skipped["vendored"] += _count_files(full)
+                vendored_dirs.append(rel + "/")
             else:
                 keep.append(d)
         dirnames[:] = keep
@@ -321,6 +323,7 @@ def take_snapshot(
         raise SnapshotError(f"{root} is not a directory")
     root = root.resolve()
     skipped: Counter[str] = Counter()
+    vendored_dirs: list[str] = []  # whole directories left out unlisted (outside git)
     # Fails (None) outside a work tree, and then the tree is walked instead; so is a directory
     # the enclosing repository ignores (a venv, a vendored checkout), which git lists as empty.
     listed = _git_lines(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
@@ -330,18 +333,26 @@ def take_snapshot(
         candidates = sorted(set(listed))
         commit = _git_commit(root)
     else:
-        candidates = list(_walk(root, skipped))
+        candidates = list(_walk(root, skipped, vendored_dirs))
         commit = ""
     # Shallow files first, so a max_files cut keeps the top of the tree.
     candidates.sort(key=lambda p: (p.count("/"), p))
 
     files: list[SnapshotFile] = []
+    named: dict[str, list[str]] = {"vendored": vendored_dirs[:MAX_NAMED_PER_REASON]} if vendored_dirs else {}
+
+    def skip(reason: str, rel: str) -> None:
+        skipped[reason] += 1
+        names = named.setdefault(reason, [])
+        if len(names) < MAX_NAMED_PER_REASON:
+            names.append(rel)
+
     for rel in candidates:
         if not _utf8(rel):
-            skipped["bad_path"] += 1  # a name no JSON event can carry
+            skipped["bad_path"] += 1  # a name no JSON event can carry, nor a listing
             continue
         if _is_vendored(rel):
-            skipped["vendored"] += 1
+            skip("vendored", rel)
             continue
         reason, st = _lstat_reason(root, rel)
         if reason is None and st is not None:
@@ -357,7 +368,7 @@ def take_snapshot(
                 files.append(entry)
                 continue
         if reason:
-            skipped[reason] += 1
+            skip(reason, rel)
 
     files.sort(key=lambda f: f.path)
     digest = hashlib.sha256()
@@ -370,6 +381,7 @@ def take_snapshot(
         files=files,
         skipped=dict(sorted(skipped.items())),
         snapshot_sha256=digest.hexdigest(),
+        skipped_files={r: sorted(n) for r, n in sorted(named.items())},
     )
     log.info("snapshot", root=str(root), files=len(files), skipped=snap.skipped)
     return snap
