@@ -113,7 +113,8 @@ def paid_market(tmp_path: Path) -> Iterator[LocalMarket]:
         with_mint=True,
         memory_relay=True,
         node_args=["--price", str(PRICE_MSATS)],
-        buyer_args=["--bid", str(PRICE_MSATS)],
+        # Counted job by job here; spot checks (extra paid jobs) are tested in test_spot_checks.
+        buyer_args=["--bid", str(PRICE_MSATS), "--spot-check", "0"],
     )
     try:
         m.start(timeout=90)
