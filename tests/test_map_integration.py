@@ -114,6 +114,7 @@ def test_artifacts_follow_the_contract(m: Mapped) -> None:
     assert m.summary["artifacts"] == {
         "repo_map": str(m.out / "repo_map.json"),
         "overview": str(m.out / "overview.md"),
+        "repo_map_md": str(m.out / "repo_map.md"),
         "index": m.summary["artifacts"]["index"],
     }
     assert (

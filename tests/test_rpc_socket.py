@@ -483,7 +483,8 @@ def test_daemon_not_running_says_which_and_how_to_start(
     with pytest.raises(DaemonNotRunning) as info:
         call_sync(buyer, rpc.StatusReq())
     assert str(info.value) == (
-        f"buyer daemon is not running (no socket at {buyer}); start it with: pylon buyer up"
+        f"buyer daemon is not running (no socket at {buyer}); start it with: "
+        "pylon up (relay, mint, buyer and nodes), or the buyer alone: pylon buyer up"
     )
     assert socket_for("node:alpha") == socket_for("alpha") == tmp_path / "run" / "node-alpha.sock"
     with pytest.raises(

@@ -173,7 +173,7 @@ def build_commands(root: Path | None) -> list[tuple[str, str]]:
     if pkg:
         try:
             scripts = json.loads(pkg).get("scripts", {})
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # a stranger's file: nesting too
             scripts = {}
         if isinstance(scripts, dict):
             found += [(f"npm run {k}", str(v)[:80]) for k, v in scripts.items() if isinstance(k, str)]
@@ -181,7 +181,7 @@ def build_commands(root: Path | None) -> list[tuple[str, str]]:
     if py:
         try:
             data = tomllib.loads(py)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = {}
         tool = data.get("tool", {}) if isinstance(data, dict) else {}
         for table, runner in (("poe", "poe"), ("pdm", "pdm run"), ("hatch", "hatch run")):
