@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = get_logger("pylon.spot_checks")
 
+CHECK_TRIES = 2
+_FAILED: object = object()  # a check job that was sent and did not complete
 NODE_WAIT_S = 5.0  # how long a check waits for a second node before it is skipped
 
 
@@ -161,7 +163,17 @@ class SpotChecks:
     async def _run_check(
         self, tele: JobTelemetry, original: FileResult, text: str, *, avoid: frozenset[str]
     ) -> tuple[str, FileResult, str] | None:
-        """One check job on a node outside `avoid`: (its node, its result, its job id), or None."""
+        """A check job on a node outside `avoid`, tried twice (a check that timed out on a busy
+        node must not leave a result standing unchecked): (its node, result, job id), or None."""
+        for _ in range(CHECK_TRIES):
+            answer = await self._run_check_once(tele, original, text, avoid=avoid)
+            if answer is not _FAILED:
+                return answer  # type: ignore[return-value]  # an answer, or None: no other node
+        return None
+
+    async def _run_check_once(
+        self, tele: JobTelemetry, original: FileResult, text: str, *, avoid: frozenset[str]
+    ) -> tuple[str, FileResult, str] | object | None:
         sched = self.buyer.scheduler
         node = await sched.wait_for_node(NODE_WAIT_S, avoid)
         if node is None:
@@ -192,7 +204,7 @@ class SpotChecks:
         done = job.tele
         if done.state != JobState.COMPLETED or not done.provider_pubkey:
             note(done.provider_pubkey, "failed")
-            return None
+            return _FAILED
         result = await sched.result(check_id)
         note(done.provider_pubkey, compare(original, result).value)
         return done.provider_pubkey, result, check_id
