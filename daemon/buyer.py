@@ -30,12 +30,13 @@ from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 
 from pylon.executors.languages import detect_language
 from pylon.home import buyer_dir, buyer_socket
+from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import fitting, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
-from pylon.nostr.relay_client import RelayPool
+from pylon.nostr.relay_client import PublishError, RelayPool
 from pylon.stats.compute import apply_result, global_stats, provider_stats
 from pylon.stats.telemetry_db import FAILURES_BY_ATTEMPT_SQL, TelemetryDB
 
@@ -109,7 +110,7 @@ class BuyerDaemon:
         self.dir = buyer_dir()
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
-        self.pool = RelayPool(config.relays)
+        self.pool = RelayPool(config.relays, keys=self.keys, limits=relay_limits())
         self.registry = NodeRegistry(config.heartbeat_s, config.allow_nodes)
         self.active: dict[str, ActiveJob] = {}
         self.attempts: dict[str, Attempt] = {}
@@ -297,11 +298,11 @@ class BuyerDaemon:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
         inline: str | None = text
-        if size > nip90.INLINE_LIMIT:
-            _, chunks = nip90.build_chunks(self.keys, text)
-            for ch in chunks:
-                await self.pool.publish(ch, wait_ok=10)
-            chunk_ids = [c.id for c in chunks]
+        if nip90.needs_chunks(text, self.pool.budget()):
+            try:  # fitted to the relays' limits
+                chunk_ids = await fitting.publish_chunks(self.pool, self.keys, text)
+            except PublishError as exc:
+                raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
             inline = None
 
         def sign_request() -> NostrEvent:
@@ -397,11 +398,8 @@ class BuyerDaemon:
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return
-        if not job.chunk_ids and job.size > nip90.INLINE_LIMIT:
-            _, chunks = nip90.build_chunks(self.keys, job.text)
-            for ch in chunks:
-                await self.pool.publish(ch, wait_ok=10)
-            job.chunk_ids = [c.id for c in chunks]
+        if not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
+            job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
         req = nip90.build_request(
             self.keys,
             path=job.tele.path,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import msgspec
 
 DEFAULT_RELAY = "ws://127.0.0.1:7777"
@@ -11,8 +9,17 @@ DEFAULT_MINT = "http://127.0.0.1:3338"
 
 
 def default_relays() -> list[str]:
-    raw = os.environ.get("PYLON_RELAYS", "")
-    return [u for u in raw.split(",") if u] or [DEFAULT_RELAY]
+    """$PYLON_RELAYS, else PYLON_HOME/config.toml's relays, else the local default."""
+    from pylon.home_config import relays
+
+    return relays() or [DEFAULT_RELAY]
+
+
+def default_mint() -> str | None:
+    """$PYLON_MINT, else PYLON_HOME/config.toml's mint (a --mint flag overrides both)."""
+    from pylon.home_config import mint
+
+    return mint()
 
 
 class NodeConfig(msgspec.Struct, kw_only=True):

@@ -34,8 +34,9 @@ def relay() -> None:
     multiple=True,
     help="accept events only from these pubkeys (hex or npub; repeatable); reads stay open",
 )
+@click.option("--auth", is_flag=True, help="require NIP-42 authentication to read and write")
 @json_option
-def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], as_json: bool) -> None:
+def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], auth: bool, as_json: bool) -> None:
     """Run the embedded relay (LMDB under PYLON_HOME/relay) until SIGTERM."""
     from pylon.relay.embedded import parse_pubkeys, run_relay_forever
 
@@ -52,7 +53,9 @@ def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], as_json
         async with anyio.create_task_group() as tg:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 tg.start_soon(
-                    lambda: run_relay_forever(port=port, host=host, data_dir=data_dir, allow=allowed or None)
+                    lambda: run_relay_forever(
+                        port=port, host=host, data_dir=data_dir, allow=allowed or None, auth=auth
+                    )
                 )
                 async for _ in signals:
                     tg.cancel_scope.cancel()
@@ -148,7 +151,7 @@ def node_up(
     queue_size: int,
 ) -> None:
     """Run a provider node in the foreground until SIGTERM (then it drains)."""
-    from pylon.daemon.config import NodeConfig, default_relays
+    from pylon.daemon.config import NodeConfig, default_mint, default_relays
     from pylon.daemon.provider import run_node
 
     configure_logging()
@@ -161,7 +164,7 @@ def node_up(
         price_msats=price_msats,
         ollama_host=ollama_host,
         model=model,
-        mint_url=mint_url,
+        mint_url=mint_url or default_mint(),
         allow_buyers=list(allow_buyers),
         rate_per_s=rate_per_s,
         payment_required=payment_required,
@@ -276,7 +279,7 @@ def buyer_up(
 ) -> None:
     """Run the buyer daemon in the foreground until SIGTERM."""
     from pylon.daemon.buyer import run_buyer
-    from pylon.daemon.config import BuyerConfig, default_relays
+    from pylon.daemon.config import BuyerConfig, default_mint, default_relays
 
     configure_logging()
     cfg = BuyerConfig(
@@ -285,7 +288,7 @@ def buyer_up(
         result_timeout_s=result_timeout,
         heartbeat_s=heartbeat_s,
         bid_msats=bid_msats,
-        mint_url=mint_url,
+        mint_url=mint_url or default_mint(),
         pay_policy=pay_policy,
         max_outstanding=max_outstanding,
         allow_nodes=list(allow_nodes),

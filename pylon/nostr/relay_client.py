@@ -30,7 +30,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import anyio
 import msgspec
@@ -40,8 +40,8 @@ from anyio.abc import TaskGroup
 from pylon.keys import NostrKeys
 from pylon.logs import get_logger
 from pylon.nostr import nip11, nip42
+from pylon.nostr.budget import DEFAULT, ENVELOPE_BYTES, Budget
 from pylon.nostr.event import (
-    MAX_EVENT_BYTES,
     InvalidEvent,
     NostrEvent,
     compute_id,
@@ -69,7 +69,6 @@ STALLED_AFTER = 3  # OK timeouts in a row: a relay not waited for until it answe
 QUERY_GRACE_S = 2.0  # once one relay finished a query, how long the others get
 MAX_RATE_RETRIES = 3
 MIN_FIT_BYTES = 1024  # below this a learned limit is not worth fitting to: give up instead
-ENVELOPE_BYTES = 1024  # id, pubkey, sig, kind, created_at and a few tags around the content
 _DECODE_ERRORS = (
     msgspec.DecodeError,
     msgspec.ValidationError,
@@ -79,14 +78,6 @@ _DECODE_ERRORS = (
     ValueError,
     TypeError,
 )
-
-
-class Budget(NamedTuple):
-    """What one event may carry on every relay in use (the pool's smallest limits)."""
-
-    content: int  # bytes of content
-    message: int  # bytes of the whole ["EVENT", {...}] frame
-    tags: int  # number of tags
 
 
 class RelayOutcome(msgspec.Struct):
@@ -445,9 +436,9 @@ class RelayPool:
     def budget(self) -> Budget:
         """The smallest limits across every relay in use (down ones too: they get a replay).
         Unknown limits default to the embedded relay's 64 KiB event."""
-        message = min((c.limit("max_message_length") or MAX_EVENT_BYTES) for c in self.conns)
-        content = min((c.limit("max_content_length") or message) for c in self.conns)
-        tags = min((c.limit("max_event_tags") or 10_000) for c in self.conns)
+        message = min((c.limit("max_message_length") or DEFAULT.message) for c in self.conns)
+        content = min((c.limit("max_content_length") or DEFAULT.content) for c in self.conns)
+        tags = min((c.limit("max_event_tags") or DEFAULT.tags) for c in self.conns)
         return Budget(content=min(content, message - ENVELOPE_BYTES), message=message, tags=tags)
 
     def relay_stats(self) -> dict[str, dict[str, Any]]:
