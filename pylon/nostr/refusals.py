@@ -49,7 +49,9 @@ _TOO_LARGE = re.compile(
     r"|size limit|length limit|payload too|should be enough for anybody",
     re.IGNORECASE,
 )
-_TOO_OLD = re.compile(r"too old|too new|in the future|created_at|timestamp", re.IGNORECASE)
+_TOO_OLD = re.compile(
+    r"too old|too new|in the future|created_at|timestamp|creation date|too far off", re.IGNORECASE
+)
 _RATE = re.compile(r"rate[ -]?limit|slow down|too many|too fast", re.IGNORECASE)
 _NUMBER = re.compile(r"\b(\d{3,9})\b")
 

@@ -423,7 +423,11 @@ class RelayPool:
     async def wait_connected(self, timeout: float) -> bool:
         with anyio.move_on_after(timeout):
             while not any(c.ws is not None for c in self.conns):
-                await self.conns[0].connected.wait() if len(self.conns) == 1 else anyio.sleep(0.05)
+                # (`await a if c else b` would await only `a`: with several relays this spun.)
+                if len(self.conns) == 1:
+                    await self.conns[0].connected.wait()
+                else:
+                    await anyio.sleep(0.05)
             return True
         return False
 
