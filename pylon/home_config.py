@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 import msgspec
+import platformdirs
 
 from pylon.home import pylon_home
 from pylon.nostr.nip11 import Limits
@@ -41,7 +42,11 @@ class HomeConfig(msgspec.Struct):
 
 
 def config_path(home: Path | None = None) -> Path:
-    return (home or pylon_home()) / CONFIG_NAME
+    # Not pylon_home() for reading: it creates the directory (`pylon doctor` checks that one).
+    if home is None:
+        raw = os.environ.get("PYLON_HOME")
+        home = Path(raw).expanduser() if raw else Path(platformdirs.user_data_dir("pylon"))
+    return home / CONFIG_NAME
 
 
 def load(home: Path | None = None) -> HomeConfig:
@@ -81,7 +86,7 @@ def relay_limits(home: Path | None = None) -> dict[str, Limits]:
 
 def write(relay_urls: list[str], mint_url: str | None, home: Path | None = None) -> Path:
     """Write the file (keeping per-relay limit sections of the old one)."""
-    path = config_path(home)
+    path = config_path(home or pylon_home())
     try:
         old = load(home)
     except ConfigError:

@@ -73,6 +73,7 @@ class LocalMarket:
     relays: int = 1  # embedded relays to start (issue 9: a second one to kill mid-run)
     relay_args: list[str] = field(default_factory=list)  # e.g. ["--auth"]
     external_relays: list[str] = field(default_factory=list)  # use these instead of our own
+    also_relays: list[str] = field(default_factory=list)  # and these besides our own
     extra_relay_ports: list[int] = field(default_factory=list)
     quiet: bool = True
     # Nodes forked from one process that imported their code once (pylon.cli.node_spawner):
@@ -97,8 +98,9 @@ class LocalMarket:
     @property
     def relay_urls(self) -> list[str]:
         if self.external_relays:
-            return list(self.external_relays)
-        return [f"ws://127.0.0.1:{p}" for p in [self.relay_port, *self.extra_relay_ports]]
+            return [*self.external_relays, *self.also_relays]
+        ours = [f"ws://127.0.0.1:{p}" for p in [self.relay_port, *self.extra_relay_ports]]
+        return [*ours, *self.also_relays]
 
     def _relay_flags(self) -> list[str]:
         return [x for u in self.relay_urls for x in ("--relay", u)]

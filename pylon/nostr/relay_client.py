@@ -882,8 +882,9 @@ class RelayPool:
                 await q.first.wait()
                 with anyio.move_on_after(QUERY_GRACE_S):
                     await q.done.wait()
-                for url in q.expect:
-                    self._by_url[url].note_problem("slow_query")
+                if not q.done.is_set():
+                    for url in q.expect:
+                        self._by_url[url].note_problem("slow_query")
         finally:
             self._queries.pop(sub_id, None)
             for c in self.conns:
