@@ -252,9 +252,6 @@ class _RelayConn:
             return current < refused  # already known: a re-fit is what helps
         self.learned[name] = new
         log.warning("relay_limit_learned", relay=self.url, limit=name, value=new, reason=message[:200])
-        # Some relays penalise a connection for good once it sent a refused event (nostr-relay
-        # sleeps longer after each one): a fresh connection starts clean. Unacked events replay.
-        self.recycle()
         return True
 
     def _note(self, what: str) -> int:
@@ -305,11 +302,12 @@ class _RelayConn:
             with anyio.move_on_after(1):
                 await ws.close()
 
-    async def _watch_recycle(self, ws: Any, ev: anyio.Event) -> None:
+    async def _watch_recycle(self, ev: anyio.Event, scope: anyio.CancelScope) -> None:
         await ev.wait()
+        # Cancelled rather than a polite close: a relay sleeping on its penalty would hold
+        # the close handshake (and the read loop) for as long as it sleeps.
         self.last_error = "re-opened after a refusal"
-        with anyio.move_on_after(1):
-            await ws.close()
+        scope.cancel()
 
     async def _fetch_info(self) -> None:
         if self.info is not None and time.monotonic() - self.info_at < 600:
@@ -357,7 +355,7 @@ class _RelayConn:
                     self._recycle = anyio.Event()
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._writer, ws)
-                        tg.start_soon(self._watch_recycle, ws, self._recycle)
+                        tg.start_soon(self._watch_recycle, self._recycle, tg.cancel_scope)
                         try:
                             await self.pool._on_connect(self)
                             async for message in ws:
@@ -594,8 +592,13 @@ class RelayPool:
         conn.rate_retries.pop(event_id, None)
         conn.auth_retried.discard(event_id)
         conn._note(f"refused_{refusal.value}")
-        if refusal == Refusal.TOO_LARGE and pub is not None:
-            conn.learn_too_large(pub, msg)
+        if refusal == Refusal.TOO_LARGE:
+            if pub is not None:
+                conn.learn_too_large(pub, msg)
+            # Some relays penalise a connection for good once it sent a refused event
+            # (nostr-relay sleeps 2, 4, 8 s ... before every later frame): a fresh connection
+            # starts clean; what was not acknowledged is replayed on it.
+            conn.recycle()
         self._count("rejected_by_relay")
         log.warning(
             "event_rejected", relay=conn.url, event_id=event_id, refusal=refusal.value, reason=msg[:200]
