@@ -1,39 +1,36 @@
-"""Daemon settings: command-line flags over environment over defaults."""
+"""Daemon settings: command-line flags over environment over defaults.
+
+The defaults live here once (where to listen: `pylon.defaults`); the CLI's flags show and use
+these (`pylon node up --help`).
+"""
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 
-DEFAULT_RELAY = "ws://127.0.0.1:7777"
-DEFAULT_MINT = "http://127.0.0.1:3338"
+from pylon.defaults import DEFAULT_MODEL, DEFAULT_OLLAMA_HOST, DEFAULT_RELAY, default_mint, default_relays
 
-
-def default_relays() -> list[str]:
-    """$PYLON_RELAYS, else PYLON_HOME/config.toml's relays, else the local default."""
-    from pylon.home_config import relays
-
-    return relays() or [DEFAULT_RELAY]
-
-
-def default_mint() -> str | None:
-    """$PYLON_MINT, else PYLON_HOME/config.toml's mint (a --mint flag overrides both)."""
-    from pylon.home_config import mint
-
-    return mint()
+__all__ = ["DEFAULT_RELAY", "BuyerConfig", "NodeConfig", "default_mint", "default_relays"]
 
 
 class NodeConfig(msgspec.Struct, kw_only=True):
     name: str = "node"
     relays: list[str] = msgspec.field(default_factory=default_relays)
     executor: str = "deterministic"  # deterministic | ollama
-    ollama_host: str = "http://127.0.0.1:11434"
-    model: str = "qwen2.5-coder:1.5b"
+    ollama_host: str = msgspec.field(
+        default_factory=lambda: os.environ.get("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)
+    )
+    model: str = msgspec.field(default_factory=lambda: os.environ.get("PYLON_MODEL", DEFAULT_MODEL))
     max_concurrency: int = 4
     queue_size: int = 4096
     heartbeat_s: float = 10.0
     price_msats: int = 0
     accept_untargeted: bool = True
     exec_timeout_s: float = 60.0
+    # The deterministic executor's own per-file limit (parse + queries), inside exec_timeout_s.
+    parse_timeout_s: float = 5.0
     mint_url: str | None = None
     payment_required: bool = False  # ask for payment up front (NUT-11 lock with a refund path)
     allow_buyers: list[str] = []  # empty = serve anyone

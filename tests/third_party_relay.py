@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pylon.cli.launcher import _wait_port, free_port
+from pylon.localmarket.launcher import _wait_port, free_port
 
 REQUIREMENTS = Path(__file__).parent / "relays" / "nostr-relay.txt"
 
