@@ -22,8 +22,8 @@ from pylon.schemas import kinds, rpc
 from test_map_integration import CORPUS, git
 from third_party_relay import NostrRelayProcess
 
-from pylon.localmarket.launcher import LocalMarket, pylon_argv
 from pylon.executors.languages import detect_language
+from pylon.localmarket.launcher import LocalMarket, pylon_argv
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
 
