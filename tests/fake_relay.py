@@ -19,7 +19,7 @@ from typing import Any
 import websockets
 import websockets.server
 
-from pylon.nostr.event import NostrEvent, is_valid
+from pylon.nostr.event import InvalidEvent, NostrEvent, verify_event
 
 
 def matches(f: dict[str, Any], ev: dict[str, Any]) -> bool:
@@ -137,9 +137,10 @@ class FakeRelay:
     @staticmethod
     def _valid(ev: dict[str, Any]) -> bool:
         try:
-            return is_valid(NostrEvent(**ev))
-        except TypeError:
+            verify_event(NostrEvent(**ev))
+        except (TypeError, InvalidEvent):
             return False
+        return True
 
     async def _on_event(self, ws: Any, ev: dict[str, Any], authed: bool) -> None:
         if self.never_ok:

@@ -37,6 +37,8 @@ async def pool_on(urls: Sequence[str], keys: NostrKeys | None = None) -> AsyncIt
     async with anyio.create_task_group() as tg:
         await pool.start(tg, wait_s=10)
         with anyio.fail_after(60):
+            for c in pool.conns:  # every relay up: the tests are about how each one answers
+                await c.connected.wait()
             yield pool
         tg.cancel_scope.cancel()
 

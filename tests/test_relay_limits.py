@@ -13,7 +13,7 @@ from pylon.schemas.events import FileResult, JobRequest, ResultTiming, Symbol
 from pylon.keys import NostrKeys
 from pylon.nostr import nip11, nip90
 from pylon.nostr.budget import DEFAULT, Budget
-from pylon.nostr.event import event_size
+from pylon.nostr.event import NostrEvent
 from pylon.nostr.refusals import Refusal, classify, stated_limit
 
 
@@ -103,6 +103,10 @@ def test_lying_nip11_values_are_ignored() -> None:
 def test_http_url_of_a_relay() -> None:
     assert nip11.http_url("wss://relay.example.org") == "https://relay.example.org/"
     assert nip11.http_url("ws://127.0.0.1:7777/nostr") == "http://127.0.0.1:7777/nostr"
+
+
+def event_size(ev: NostrEvent) -> int:
+    return len(msgspec.json.encode(ev))
 
 
 SMALL = Budget(content=4096 - 1024 // 4, message=64 * 1024, tags=10_000)
