@@ -207,3 +207,25 @@ def test_bad_relays_are_named_and_the_market_keeps_serving(
             assert not checks[f"relay {relay.url}"]["ok"], checks[f"relay {relay.url}"]
     finally:
         market.stop()
+
+
+def test_a_result_no_relay_takes_is_a_named_failure_at_once(tmp_path: Path) -> None:
+    # A relay whose limit is below anything worth fitting to: the node says so (error feedback
+    # with the relay's reason), and the buyer fails the job as too_large on the first attempt
+    # instead of re-issuing it until the timeout.
+    from test_loop_integration import wait_all_terminal
+
+    src = max((p for p in CORPUS.rglob("*.py") if p.stat().st_size < 30_000), key=lambda p: p.stat().st_size)
+    with FakeRelay(max_content=600, too_large_message="error: event too large") as relay:
+        market = LocalMarket(home=tmp_path / "home", nodes=1, external_relays=[relay.url])
+        try:
+            market.start(timeout=90)
+            out = market.cli("job", "submit", "repo-file", "--input", str(src), "--json")
+            assert out.returncode == 0, out.stderr
+            job_id = json.loads(out.stdout)["job_id"]
+            (job,) = wait_all_terminal(market, [job_id], timeout=60).values()
+            assert job["state"] == "failed" and job["error"] == "too_large", job
+            assert job["attempts"] == 1, job
+            assert "result_unpublishable" in logs(market) and "error: event too large" in logs(market)
+        finally:
+            market.stop()

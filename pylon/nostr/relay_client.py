@@ -462,6 +462,11 @@ class RelayPool:
     async def _on_connect(self, conn: _RelayConn) -> None:
         for sub in list(self._subs.values()):
             await conn.send(_encoder.encode(["REQ", sub.sub_id, *sub.wire_filters()]))
+        for q in list(self._queries.values()):
+            # A query this relay had not finished when its connection dropped (or was re-opened
+            # after a refusal) is asked again, or it would wait out its whole timeout.
+            if conn.url in q.expect and not q.done.is_set():
+                await conn.send(q.frame)
         for frame in list(conn.unacked.values()):
             await conn.send(frame)
 
