@@ -229,3 +229,17 @@ async def test_doctor_passes_a_good_relay_with_auth() -> None:
     assert check.ok, check
     assert "max_content_length=4096" in check.detail and "auth authenticated" in check.detail
     assert "answered a query" in check.detail
+
+
+def test_what_waits_for_a_dead_relay_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pylon.nostr import relay_client
+
+    monkeypatch.setattr(relay_client, "UNACKED_CAP_BYTES", 100_000)
+    keys = NostrKeys.generate()
+    pool = RelayPool(["ws://127.0.0.1:9"])  # never connected: everything waits for a replay
+    for i in range(50):
+        pool.publish_nowait(sign_event(keys, 1, f"{i}" + "x" * 10_000, []))
+    conn = pool.conns[0]
+    assert conn.unacked_bytes <= 100_000 and 5 <= len(conn.unacked) < 50
+    assert conn.unacked_bytes == sum(len(f) for f in conn.unacked.values())
+    assert conn.stats["replay_dropped"] >= 40

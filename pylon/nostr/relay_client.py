@@ -63,6 +63,7 @@ SEEN_CAP = 200_000
 RESUBSCRIBE_MARGIN_S = 10
 MAX_PAGE = 50_000
 UNACKED_CAP = 20_000  # per relay: a relay down for long keeps only the newest events to replay
+UNACKED_CAP_BYTES = 64 * 1024 * 1024
 QUEUE_CAP_BYTES = 32 * 1024 * 1024  # per relay writer; a stalled relay must not eat the memory
 OK_GRACE_S = 1.0  # once one relay accepted, how long the others get to answer
 STALLED_AFTER = 3  # OK timeouts in a row: a relay not waited for until it answers again
@@ -194,6 +195,7 @@ class _RelayConn:
         self.queued_bytes = 0
         self.wake = anyio.Event()
         self.unacked: OrderedDict[str, bytes] = OrderedDict()
+        self.unacked_bytes = 0
         self.info: nip11.RelayInfo | None = None
         self.info_at = 0.0
         self.declared = declared or nip11.Limits()
@@ -263,6 +265,21 @@ class _RelayConn:
         n = self._note(what)
         if n in (1, 10, 100) or n % 1000 == 0:
             log.warning(f"relay_{what}", relay=self.url, count=n, **fields)
+
+    def hold(self, event_id: str, frame: bytes) -> None:
+        """Keep a frame for replay until this relay answers it (bounded: oldest dropped)."""
+        old = self.unacked.pop(event_id, None)
+        self.unacked_bytes += len(frame) - (len(old) if old else 0)
+        self.unacked[event_id] = frame
+        while len(self.unacked) > UNACKED_CAP or self.unacked_bytes > UNACKED_CAP_BYTES:
+            _, dropped = self.unacked.popitem(last=False)
+            self.unacked_bytes -= len(dropped)
+            self.note_problem("replay_dropped")
+
+    def release(self, event_id: str) -> bytes:
+        frame = self.unacked.pop(event_id)
+        self.unacked_bytes -= len(frame)
+        return frame
 
     def recycle(self) -> None:
         if self._recycle is not None:
@@ -563,7 +580,7 @@ class RelayPool:
             if event_id or not conn.unacked:
                 return
             event_id = next(iter(conn.unacked))
-        frame = conn.unacked.pop(event_id)
+        frame = conn.release(event_id)
         pub = self._pubs.get(event_id)
         refusal = None if ok else classify(msg)
         if ok or refusal == Refusal.DUPLICATE:
@@ -580,7 +597,7 @@ class RelayPool:
         assert refusal is not None
         if refusal == Refusal.AUTH_REQUIRED and event_id not in conn.auth_retried:
             conn.auth_retried.add(event_id)
-            conn.unacked[event_id] = frame
+            conn.hold(event_id, frame)
             if conn.authed:
                 conn.send_nowait(frame)  # the AUTH landed after this event was sent
             else:
@@ -589,7 +606,7 @@ class RelayPool:
         if refusal == Refusal.RATE_LIMITED and conn.rate_retries.get(event_id, 0) < MAX_RATE_RETRIES:
             conn.rate_retries[event_id] = conn.rate_retries.get(event_id, 0) + 1
             conn.backoff_s = min(max(conn.backoff_s * 2, 0.5), 30.0)
-            conn.unacked[event_id] = frame
+            conn.hold(event_id, frame)
             conn.note_problem("rate_limited", backoff_s=conn.backoff_s)
             if self._tg is not None:
                 self._tg.start_soon(self._send_later, conn, event_id, conn.backoff_s)
@@ -791,10 +808,7 @@ class RelayPool:
             self._outbox.popitem(last=False)
         sent = False
         for c in conns if conns is not None else self.conns:
-            c.unacked[ev.id] = frame
-            if len(c.unacked) > UNACKED_CAP:
-                c.unacked.popitem(last=False)
-                c.note_problem("replay_dropped")
+            c.hold(ev.id, frame)
             sent = c.send_nowait(frame) or sent
         self.published += 1
         return sent
