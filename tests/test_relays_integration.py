@@ -162,6 +162,9 @@ def test_c_two_relays_one_killed_mid_run_every_job_once_and_paid(tmp_path: Path)
             if j is not None:
                 per_path[j["path"]] = per_path.get(j["path"], 0) + 1
         assert per_path and max(per_path.values()) == 1, per_path  # one result per job
+        # The trail merges what the relays hold, from config.toml (no --relay), one relay dead.
+        trail = market.cli("trail", next(iter(jobs)), "--json")
+        assert trail.returncode == 0, trail.stderr
     finally:
         market.stop()
 
