@@ -31,12 +31,22 @@ from pylon.nostr import nip42
 from pylon.nostr.event import InvalidEvent, NostrEvent, decode_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.refusals import Refusal, classify
+from pylon.untrusted import DECODE_ERRORS
 
 log = get_logger("pylon.provenance.fetch")
 
 PAGE = 500  # the embedded relay's cap; most public relays allow at least this many
 _frame = msgspec.json.Decoder(list[msgspec.Raw])
 _str = msgspec.json.Decoder(str)
+
+
+def _loose_str(raw: msgspec.Raw) -> str:
+    try:
+        return _str.decode(raw)
+    except DECODE_ERRORS:
+        return "(unreadable)"
+
+
 _enc = msgspec.json.Encoder()
 
 Splitter = Callable[[Filter], list[Filter]]
@@ -112,7 +122,7 @@ class _Conn:
                         parts = _frame.decode(raw)
                         verb = _str.decode(parts[0])
                         sid = _str.decode(parts[1]) if len(parts) > 1 else ""
-                    except (msgspec.DecodeError, msgspec.ValidationError, IndexError, RecursionError):
+                    except (*DECODE_ERRORS, IndexError):  # a relay's frame is untrusted bytes
                         continue
                     if verb == "AUTH":
                         await self._answer(sid)
@@ -128,7 +138,7 @@ class _Conn:
                         complete = True
                         break
                     elif verb == "CLOSED":
-                        reason = _str.decode(parts[2]) if len(parts) > 2 else ""
+                        reason = _loose_str(parts[2]) if len(parts) > 2 else ""
                         if retry and classify(reason) == Refusal.AUTH_REQUIRED:
                             auth_closed = True
                             break
