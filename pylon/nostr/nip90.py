@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import zlib
 from collections.abc import Sequence
 
@@ -37,6 +38,14 @@ INLINE_LIMIT = 40 * 1024  # text this size or smaller rides in the request itsel
 CHUNK_DATA_BYTES = 40 * 1024  # base64 payload per chunk event, well under the 64 KiB event cap
 # 1 MiB of incompressible text is ~1.37 MB once zlib'd and base64'd: 35 chunks. More is a lie.
 MAX_CHUNKS = 40
+MIN_CHUNK_PIECE = 768  # the smallest piece build_chunks makes (a 1 KiB content limit, issue 9)
+
+
+def max_chunks(size: int) -> int:
+    """How many chunks a declared size may need on the smallest relays we fit to; more is a lie."""
+    return max(MAX_CHUNKS, math.ceil((min(size, MAX_INPUT_BYTES) * 1.37 + 4096) / MIN_CHUNK_PIECE))
+
+
 _INFLATE_STEP = 64 * 1024  # decompressed bytes produced per step while reassembling
 _SHA256_HEX = frozenset("0123456789abcdef")
 CHUNK_TAG = "chunk"
@@ -196,7 +205,7 @@ def parse_request(ev: NostrEvent) -> JobRequest:
         raise InvalidEvent("bad_size", str(size))
     if chunk_ids:
         # Checked before the node fetches anything: a chunked input must say what it will be.
-        if len(chunk_ids) > MAX_CHUNKS:
+        if len(chunk_ids) > max_chunks(size):
             raise InvalidEvent("too_many_chunks", str(len(chunk_ids)))
         if len(sha) != 64 or not _SHA256_HEX.issuperset(sha):
             raise InvalidEvent("bad_sha256", sha[:70])
@@ -227,7 +236,7 @@ def reassemble(request: JobRequest, chunks: Sequence[NostrEvent]) -> str:
     while decompressing (never more than the declared size + 1 byte is produced), and the cheap
     checks (chunk count, declared size, chunk bookkeeping) run before any decompression.
     """
-    if len(request.chunk_ids) > MAX_CHUNKS:
+    if len(request.chunk_ids) > max_chunks(request.size):
         raise InvalidEvent("too_many_chunks", str(len(request.chunk_ids)))
     if request.size > MAX_INPUT_BYTES:
         raise InvalidEvent("too_large")
