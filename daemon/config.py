@@ -10,9 +10,9 @@ import os
 
 import msgspec
 
-from pylon.defaults import DEFAULT_MODEL, DEFAULT_OLLAMA_HOST, DEFAULT_RELAY, default_relays
+from pylon.defaults import DEFAULT_MODEL, DEFAULT_OLLAMA_HOST, DEFAULT_RELAY, default_mint, default_relays
 
-__all__ = ["DEFAULT_RELAY", "BuyerConfig", "NodeConfig", "default_relays"]
+__all__ = ["DEFAULT_RELAY", "BuyerConfig", "NodeConfig", "default_mint", "default_relays"]
 
 
 class NodeConfig(msgspec.Struct, kw_only=True):

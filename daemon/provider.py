@@ -46,9 +46,10 @@ from pylon.executors.base import Executor
 from pylon.executors.deterministic import ExecError
 from pylon.executors.factory import make_executor
 from pylon.home import node_dir, node_socket
+from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import nip13, nip90
+from pylon.nostr import fitting, nip13, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
 from pylon.nostr.filters import Filter
 from pylon.nostr.heartbeat import build_heartbeat
@@ -93,7 +94,7 @@ class ProviderNode:
             model=config.model,
             parse_timeout_s=config.parse_timeout_s,
         )
-        self.pool = RelayPool(config.relays)
+        self.pool = RelayPool(config.relays, keys=self.keys, limits=relay_limits())
         self.state = NodeState.ONLINE
         self.started_at = time.time()
         self.counters = _Counters()
@@ -312,19 +313,24 @@ class ProviderNode:
             await self._publish_feedback(req, FeedbackStatus.ERROR, error=error.code, message=error.message)
             return
         timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
-        try:
-            ev, parts = nip90.build_result_with_parts(
-                self.keys, request=req, result=result, timing=timing, amount_msats=self.config.price_msats
+        # Fitted to the relays' limits, re-fitted when one refuses it as too large (issue 9).
+        out = await fitting.publish_result(
+            self.pool,
+            self.keys,
+            request=req,
+            result=result,
+            timing=timing,
+            amount_msats=self.config.price_msats,
+        )
+        if not out.ok:
+            code = ErrorCode.TOO_LARGE if out.too_large else ErrorCode.EXEC_ERROR
+            message = f"the relays refused the result: {out.reason}"[:500]
+            log.warning(
+                "result_unpublishable", job_id=req.job_id, path=req.path, error=code.value, reason=message
             )
-            for part in parts:  # stored before the result that points at them
-                await self.pool.publish(part, wait_ok=10)
-        except nip90.ResultTooLarge as exc:
-            self._fail(job, ExecError(ErrorCode.TOO_LARGE, str(exc)), finished_ms)
-            await self._publish_feedback(
-                req, FeedbackStatus.ERROR, error=ErrorCode.TOO_LARGE, message=str(exc)
-            )
+            self._fail(job, ExecError(code, message), finished_ms)
+            await self._publish_feedback(req, FeedbackStatus.ERROR, error=code, message=message)
             return
-        await self.pool.publish(ev)
         self.counters.completed += 1
         self._record(job, "completed", finished_ms)
         self._push_job(job, "completed")

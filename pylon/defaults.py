@@ -6,8 +6,6 @@ read them from here, and the CLI's flags show them.
 
 from __future__ import annotations
 
-import os
-
 RELAY_HOST = "127.0.0.1"
 RELAY_PORT = 7777
 DEFAULT_RELAY = f"ws://{RELAY_HOST}:{RELAY_PORT}"
@@ -17,10 +15,20 @@ DEFAULT_MODEL = "qwen2.5-coder:1.5b"
 
 
 def default_relays() -> list[str]:
-    """$PYLON_RELAYS; else the relay the `pylon up` of this PYLON_HOME runs (it may be on
-    another port than the default); else ws://127.0.0.1:7777."""
-    raw = os.environ.get("PYLON_RELAYS", "")
-    return [u for u in raw.split(",") if u] or _stack_relays() or [DEFAULT_RELAY]
+    """$PYLON_RELAYS, else PYLON_HOME/config.toml's relays (issue 9), else the relay the
+    `pylon up` of this PYLON_HOME runs (it may be on another port than the default), else
+    ws://127.0.0.1:7777."""
+    from pylon.home_config import relays
+
+    return relays() or _stack_relays() or [DEFAULT_RELAY]
+
+
+def default_mint() -> str | None:
+    """$PYLON_MINT (or $PYLON_MINT_URL), else PYLON_HOME/config.toml's mint (a --mint flag
+    overrides both)."""
+    from pylon.home_config import mint
+
+    return mint()
 
 
 def _stack_relays() -> list[str]:

@@ -13,14 +13,13 @@ import platform
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
 import anyio
 import httpx
 
-from pylon.keys import key_file_ok
+from pylon.keys import NostrKeys, key_file_ok, load_or_create_keys
 from pylon.schemas.doctor import Check
 from pylon.schemas.events import PROTOCOL_VERSION
 from pylon.schemas.rpc import RPC_VERSION
@@ -68,55 +67,38 @@ def check_home(home: Path) -> Check:
     return Check(name, True, f"{home} (mode {mode:o})")
 
 
-async def check_relay(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
-    """Open a websocket to the relay and ask it for one announce (a REQ answered with EOSE)."""
-    from nostr_sdk import ClientBuilder, Filter, Kind, RelayUrl, ReqTarget
-
-    from pylon.nostr.sdk_loop import bind_running_loop
-    from pylon.schemas.kinds import ANNOUNCE
+async def check_relay(url: str, timeout_s: float = DEFAULT_TIMEOUT_S, home: Path | None = None) -> Check:
+    """NIP-11 (present, limits), NIP-42 (challenge answered with this home's key), a publish +
+    query round trip, and a named failure for a relay that answers garbage, lies in NIP-11,
+    never sends OK or closes every subscription (pylon.nostr.relay_probe)."""
+    from pylon.nostr.relay_probe import describe, probe_relay
 
     name = f"relay {url}"
     fix = f"start one with `pylon relay up`, or check the URL and that {url} is reachable"
+    if not url.startswith(("ws://", "wss://")):
+        return Check(name, False, f"not a relay URL: {url!r}", "use ws://HOST:PORT or wss://HOST")
+    keys = _home_keys(home)
     try:
-        relay_url = RelayUrl.parse(url)
-    except Exception as exc:  # nostr-sdk raises its own error types
-        return Check(name, False, f"not a relay URL: {exc}", "use ws://HOST:PORT or wss://HOST")
-    bind_running_loop()
-    client = ClientBuilder().build()
-    started = time.monotonic()
-    try:
-        with anyio.fail_after(timeout_s * 2 + 1):
-            await client.add_relay(relay_url)
-            out = await client.try_connect(timedelta(seconds=timeout_s))
-            if not any(str(u) == str(relay_url) for u in out.success):
-                why = "; ".join(str(v) for v in out.failed.values()) or "no connection"
-                return Check(name, False, f"cannot connect: {why}", fix)
-            connected = _ms(started)
-            asked = time.monotonic()
-            target = ReqTarget.manual({relay_url: [Filter().kind(Kind(ANNOUNCE)).limit(1)]})
-            events = await client.fetch_events(target, timedelta(seconds=timeout_s))
-            if time.monotonic() - asked >= timeout_s:
-                return Check(
-                    name,
-                    False,
-                    f"connected in {connected} but it did not answer a query in {timeout_s:g} s",
-                    fix,
-                )
-            return Check(
-                name,
-                True,
-                f"connected in {connected}, answered a query in {_ms(asked)} ({len(events)} announce)",
-            )
+        with anyio.fail_after(timeout_s * 4 + 2):
+            r = await probe_relay(url, keys, timeout_s)
     except TimeoutError:
-        return Check(name, False, f"no answer within {timeout_s * 2 + 1:g} s", fix)
-    except Exception as exc:
-        return Check(name, False, f"{type(exc).__name__}: {exc}", fix)
-    finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await client.shutdown()
-            except Exception:  # shutting down a client that never connected may complain
-                pass
+        return Check(name, False, f"no answer within {timeout_s * 4 + 2:g} s", fix)
+    if r.connect_error is not None:
+        return Check(name, False, f"cannot connect: {r.connect_error}", fix)
+    if not r.ok:
+        return Check(name, False, describe(r), "use another relay, or ask its operator to fix it")
+    return Check(name, True, describe(r))
+
+
+def _home_keys(home: Path | None) -> NostrKeys | None:
+    """The buyer's key when this home has one (an allow-listed relay knows it), else none."""
+    if home is None:
+        return None
+    path = home / "buyer" / "nostr.key"
+    try:
+        return load_or_create_keys(path) if path.is_file() else None
+    except Exception:  # a bad key file is check_keys' business; probe with an ephemeral key
+        return None
 
 
 async def check_mint(mint_url: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Check:
@@ -262,7 +244,7 @@ async def run_checks(
     home = Path(home)
     jobs: list[tuple[str, Callable[[], Awaitable[Check | list[Check]]]]] = []
     for url in relay_urls:
-        jobs.append((f"relay {url}", lambda url=url: check_relay(url, timeout_s)))
+        jobs.append((f"relay {url}", lambda url=url: check_relay(url, timeout_s, home)))
     jobs.append(("mint", lambda: check_mint(mint_url, timeout_s)))
     jobs.append(("ollama", lambda: check_ollama(ollama_host, model, timeout_s)))
     sockets = daemon_sockets(home)

@@ -26,6 +26,7 @@ from pylon.schemas import kinds, rpc
 from pylon.schemas.telemetry import JobTelemetry
 
 from pylon.home import buyer_dir, buyer_socket
+from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
 from pylon.nostr.event import InvalidEvent, NostrEvent
@@ -45,7 +46,7 @@ class BuyerDaemon:
         self.dir = buyer_dir()
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
-        self.pool = RelayPool(config.relays)
+        self.pool = RelayPool(config.relays, keys=self.keys, limits=relay_limits())
         self.registry = NodeRegistry(config.heartbeat_s, config.allow_nodes)
         self.store: BuyerStore | None = None
         self._scheduler: Scheduler | None = None

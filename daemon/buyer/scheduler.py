@@ -32,10 +32,10 @@ from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 from pylon.executors.languages import detect_language
 from pylon.keys import NostrKeys
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import fitting, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
-from pylon.nostr.relay_client import RelayPool
+from pylon.nostr.relay_client import PublishError, RelayPool
 from pylon.stats.compute import apply_result
 
 log = get_logger("pylon.buyer")
@@ -336,11 +336,11 @@ class Scheduler:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
         inline: str | None = text
-        if size > nip90.INLINE_LIMIT:
-            _, chunks = nip90.build_chunks(self.keys, text)
-            for ch in chunks:
-                await self.pool.publish(ch, wait_ok=10)
-            chunk_ids = [c.id for c in chunks]
+        if nip90.needs_chunks(text, self.pool.budget()):
+            try:  # fitted to the relays' limits
+                chunk_ids = await fitting.publish_chunks(self.pool, self.keys, text)
+            except PublishError as exc:
+                raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
             inline = None
 
         def sign_request() -> NostrEvent:
@@ -424,11 +424,8 @@ class Scheduler:
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return
-        if not job.chunk_ids and job.size > nip90.INLINE_LIMIT:
-            _, chunks = nip90.build_chunks(self.keys, job.text)
-            for ch in chunks:
-                await self.pool.publish(ch, wait_ok=10)
-            job.chunk_ids = [c.id for c in chunks]
+        if not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
+            job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
         req = nip90.build_request(
             self.keys,
             path=job.tele.path,

@@ -7,6 +7,7 @@ import click
 from pylon.cli.daemon_run import mint_url, run_daemon
 from pylon.cli.group import cli, relay_option
 from pylon.daemon.config import BuyerConfig
+from pylon.defaults import default_mint
 from pylon.logs import configure_logging
 
 _DEFAULT = BuyerConfig()  # the defaults the flags show and use
@@ -112,7 +113,7 @@ def buyer_up(
         result_timeout_s=result_timeout,
         heartbeat_s=heartbeat_s,
         bid_msats=bid_msats,
-        mint_url=mint_url,
+        mint_url=mint_url or default_mint(),  # else PYLON_HOME/config.toml's
         pay_policy=pay_policy,
         max_outstanding=max_outstanding,
         allow_nodes=list(allow_nodes),

@@ -9,6 +9,7 @@ from pylon.cli.group import cli, json_option, relay_option
 from pylon.cli.output import emit_json, short, stdout
 from pylon.cli.rpc_call import call
 from pylon.daemon.config import NodeConfig
+from pylon.defaults import default_mint
 from pylon.home import node_socket
 from pylon.logs import configure_logging
 from pylon.schemas import rpc
@@ -140,7 +141,7 @@ def node_up(
         price_msats=price_msats,
         ollama_host=ollama_host,
         model=model,
-        mint_url=mint_url,
+        mint_url=mint_url or default_mint(),  # else PYLON_HOME/config.toml's
         allow_buyers=list(allow_buyers),
         rate_per_s=rate_per_s,
         payment_required=payment_required,

@@ -184,7 +184,7 @@ def doctor(
 ) -> None:
     """Check relay, mint, Ollama, model, daemon sockets and keys; exit 1 if any check failed."""
     from pylon.cli.stack_state import discover
-    from pylon.daemon.config import default_relays
+    from pylon.daemon.config import default_mint, default_relays
     from pylon.doctor import all_ok, format_checks, run_checks
 
     # Not pylon_home(): that would create the directory the home check is about.
@@ -216,7 +216,7 @@ def doctor(
     checks = anyio.run(
         lambda: run_checks(
             relay_urls=urls,
-            mint_url=mint_url,
+            mint_url=mint_url or default_mint(),
             ollama_host=None if no_ollama else ollama_host,
             model=None if no_ollama else model,
             home=home,

@@ -31,8 +31,9 @@ def relay() -> None:
     multiple=True,
     help="accept events only from these pubkeys (hex or npub; repeatable); reads stay open",
 )
+@click.option("--auth", is_flag=True, help="require NIP-42 authentication to read and write")
 @json_option
-def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], as_json: bool) -> None:
+def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], auth: bool, as_json: bool) -> None:
     """Run the embedded relay (LMDB under PYLON_HOME/relay) until SIGTERM."""
     from pylon.relay.embedded import parse_pubkeys, run_relay_forever
 
@@ -49,7 +50,9 @@ def relay_up(port: int, host: str, memory: bool, allow: tuple[str, ...], as_json
         async with anyio.create_task_group() as tg:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 tg.start_soon(
-                    lambda: run_relay_forever(port=port, host=host, data_dir=data_dir, allow=allowed or None)
+                    lambda: run_relay_forever(
+                        port=port, host=host, data_dir=data_dir, allow=allowed or None, auth=auth
+                    )
                 )
                 async for _ in signals:
                     tg.cancel_scope.cancel()

@@ -71,6 +71,11 @@ class LocalMarket:
     node_extra: dict[str, list[str]] = field(default_factory=dict)  # more flags for one node, by name
     buyer_args: list[str] = field(default_factory=list)
     node_prefix: str = "n"
+    relays: int = 1  # embedded relays to start (issue 9: a second one to kill mid-run)
+    relay_args: list[str] = field(default_factory=list)  # e.g. ["--auth"]
+    external_relays: list[str] = field(default_factory=list)  # use these instead of our own
+    also_relays: list[str] = field(default_factory=list)  # and these besides our own
+    extra_relay_ports: list[int] = field(default_factory=list)
     quiet: bool = True
     # Nodes forked from one process that imported their code once (pylon.localmarket.node_spawner):
     # on Linux, where fork() is safe for it; elsewhere, or if it cannot start, plain processes.
@@ -81,13 +86,25 @@ class LocalMarket:
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.relay_port = self.relay_port or free_port()
+        while len(self.extra_relay_ports) < self.relays - 1:
+            self.extra_relay_ports.append(free_port())
         if self.with_mint:
             self.mint_port = self.mint_port or free_port()
         (self.home / "logs").mkdir(exist_ok=True, mode=0o700)
 
     @property
     def relay_url(self) -> str:
-        return f"ws://127.0.0.1:{self.relay_port}"
+        return self.relay_urls[0]
+
+    @property
+    def relay_urls(self) -> list[str]:
+        if self.external_relays:
+            return [*self.external_relays, *self.also_relays]
+        ours = [f"ws://127.0.0.1:{p}" for p in [self.relay_port, *self.extra_relay_ports]]
+        return [*ours, *self.also_relays]
+
+    def _relay_flags(self) -> list[str]:
+        return [x for u in self.relay_urls for x in ("--relay", u)]
 
     @property
     def mint_url(self) -> str | None:
@@ -96,7 +113,7 @@ class LocalMarket:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYLON_HOME"] = str(self.home)
-        env["PYLON_RELAYS"] = self.relay_url
+        env["PYLON_RELAYS"] = ",".join(self.relay_urls)
         env.setdefault("PYLON_LOG_LEVEL", "warning" if self.quiet else "info")
         env.pop("PYTEST_CURRENT_TEST", None)
         return env
@@ -142,12 +159,23 @@ class LocalMarket:
 
     # --- starting ---------------------------------------------------------------------------
 
-    def start_relay(self) -> None:
-        args = ["relay", "up", "--port", str(self.relay_port)]
-        if self.memory_relay:
+    def start_relay(self, index: int = 0) -> None:
+        """Start embedded relay `index` (0: "relay", 1: "relay2", ...), or nothing for external ones."""
+        if self.external_relays:
+            return
+        port = self.relay_port if index == 0 else self.extra_relay_ports[index - 1]
+        name = "relay" if index == 0 else f"relay{index + 1}"
+        args = ["relay", "up", "--port", str(port), *self.relay_args]
+        if self.memory_relay or index:  # extra relays keep memory only: one LMDB per PYLON_HOME
             args.append("--memory")
-        self._spawn("relay", pylon_argv(*args))
-        _wait_port(self.relay_port, 20, self.procs["relay"])
+        self._spawn(name, pylon_argv(*args))
+        _wait_port(port, 20, self.procs[name])
+
+    def write_config(self) -> None:
+        """PYLON_HOME/config.toml for this stack, so `pylon trail JOB` needs no --relay."""
+        from pylon.home_config import write
+
+        write(self.relay_urls, self.mint_url, self.home)
 
     def start_mint(self) -> None:
         self._spawn("mint", pylon_argv("mint", "up", "--port", str(self.mint_port)))
@@ -162,8 +190,7 @@ class LocalMarket:
             "up",
             "--name",
             name,
-            "--relay",
-            self.relay_url,
+            *self._relay_flags(),
             "--heartbeat",
             str(self.heartbeat_s),
             *self.node_args,
@@ -182,8 +209,7 @@ class LocalMarket:
         args = [
             "buyer",
             "up",
-            "--relay",
-            self.relay_url,
+            *self._relay_flags(),
             "--heartbeat",
             str(self.heartbeat_s),
             *self.buyer_args,
@@ -194,9 +220,11 @@ class LocalMarket:
 
     def start(self, timeout: float = 60.0) -> None:
         self._start_spawner()  # it imports the node's code while the relay and mint start
-        self.start_relay()
+        for i in range(self.relays):
+            self.start_relay(i)
         if self.with_mint:
             self.start_mint()
+        self.write_config()
         # The buyer imports for a second or so; it finds the nodes by their heartbeats whenever
         # they come, so it starts first and the two overlap.
         self.start_buyer()
@@ -278,7 +306,7 @@ class LocalMarket:
         deadline = time.monotonic() + timeout
         daemons = [n for n in self.procs if n == "buyer" or n.startswith("node-")]
         self._terminate(daemons, deadline)
-        self._terminate([n for n in self.procs if n in ("mint", "relay")], deadline + 5)
+        self._terminate([n for n in self.procs if n == "mint" or n.startswith("relay")], deadline + 5)
         if self._spawner is not None:
             self._spawner.close()
             self._spawner = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import zlib
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ import msgspec
 
 from pylon.keys import NostrKeys
 from pylon.nostr import nip13
+from pylon.nostr.budget import DEFAULT as DEFAULT_BUDGET
+from pylon.nostr.budget import ENVELOPE_BYTES, Budget
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.errors import ErrorCode
@@ -35,6 +38,14 @@ INLINE_LIMIT = 40 * 1024  # text this size or smaller rides in the request itsel
 CHUNK_DATA_BYTES = 40 * 1024  # base64 payload per chunk event, well under the 64 KiB event cap
 # 1 MiB of incompressible text is ~1.37 MB once zlib'd and base64'd: 35 chunks. More is a lie.
 MAX_CHUNKS = 40
+MIN_CHUNK_PIECE = 768  # the smallest piece build_chunks makes (a 1 KiB content limit, issue 9)
+
+
+def max_chunks(size: int) -> int:
+    """How many chunks a declared size may need on the smallest relays we fit to; more is a lie."""
+    return max(MAX_CHUNKS, math.ceil((min(size, MAX_INPUT_BYTES) * 1.37 + 4096) / MIN_CHUNK_PIECE))
+
+
 _INFLATE_STEP = 64 * 1024  # decompressed bytes produced per step while reassembling
 _SHA256_HEX = frozenset("0123456789abcdef")
 CHUNK_TAG = "chunk"
@@ -55,12 +66,34 @@ def sha256_hex(data: bytes) -> str:
 # --- requests -----------------------------------------------------------------------------
 
 
-def build_chunks(keys: NostrKeys, text: str) -> tuple[str, list[NostrEvent]]:
-    """Compress `text` and split it across chunk events; returns (sha256, chunk events)."""
+CHUNK_OVERHEAD = 256  # the InputChunk JSON around the data, escaped into the event
+REQUEST_TAGS = 16  # tags a request has besides one `i` per chunk
+
+
+class InputTooLarge(ValueError):
+    pass
+
+
+def needs_chunks(text: str, budget: Budget = DEFAULT_BUDGET) -> bool:
+    """Whether `text` must go in chunk events rather than inline in the request's tag (the
+    request must fit the relays' whole-message limit, JSON escaping included)."""
+    if len(text.encode()) > INLINE_LIMIT:
+        return True
+    return len(_json.encode(text)) + 2 * ENVELOPE_BYTES > budget.message
+
+
+def build_chunks(keys: NostrKeys, text: str, budget: Budget = DEFAULT_BUDGET) -> tuple[str, list[NostrEvent]]:
+    """Compress `text` and split it across chunk events that fit `budget` (the relays'
+    smallest limits); returns (sha256, chunk events)."""
     raw = text.encode()
     digest = sha256_hex(raw)
     packed = base64.b64encode(zlib.compress(raw, 6)).decode()
-    pieces = [packed[i : i + CHUNK_DATA_BYTES] for i in range(0, len(packed), CHUNK_DATA_BYTES)] or [""]
+    size = min(CHUNK_DATA_BYTES, budget.content, budget.message - ENVELOPE_BYTES) - CHUNK_OVERHEAD
+    if size < 256:
+        raise InputTooLarge(f"the relays allow {budget.content} bytes of content: too small for chunks")
+    pieces = [packed[i : i + size] for i in range(0, len(packed), size)] or [""]
+    if len(pieces) + REQUEST_TAGS > budget.tags:
+        raise InputTooLarge(f"{len(pieces)} chunks would exceed the relays' {budget.tags} tags an event")
     events = []
     for idx, piece in enumerate(pieces):
         content = _json.encode(InputChunk(sha256=digest, index=idx, total=len(pieces), data=piece)).decode()
@@ -172,7 +205,7 @@ def parse_request(ev: NostrEvent) -> JobRequest:
         raise InvalidEvent("bad_size", str(size))
     if chunk_ids:
         # Checked before the node fetches anything: a chunked input must say what it will be.
-        if len(chunk_ids) > MAX_CHUNKS:
+        if len(chunk_ids) > max_chunks(size):
             raise InvalidEvent("too_many_chunks", str(len(chunk_ids)))
         if len(sha) != 64 or not _SHA256_HEX.issuperset(sha):
             raise InvalidEvent("bad_sha256", sha[:70])
@@ -203,7 +236,7 @@ def reassemble(request: JobRequest, chunks: Sequence[NostrEvent]) -> str:
     while decompressing (never more than the declared size + 1 byte is produced), and the cheap
     checks (chunk count, declared size, chunk bookkeeping) run before any decompression.
     """
-    if len(request.chunk_ids) > MAX_CHUNKS:
+    if len(request.chunk_ids) > max_chunks(request.size):
         raise InvalidEvent("too_many_chunks", str(len(request.chunk_ids)))
     if request.size > MAX_INPUT_BYTES:
         raise InvalidEvent("too_large")
@@ -340,10 +373,15 @@ class ResultTooLarge(Exception):
     pass
 
 
-def encode_result_content(result: FileResult) -> tuple[str, str | None]:
-    """(content, encoding): plain JSON when it fits in one event, else compressed (any size)."""
+RESULT_TAG_BYTES = 2 * ENVELOPE_BYTES  # the result's own tags and envelope, without part tags
+PART_TAG_BYTES = 80  # one ["part", id] tag
+
+
+def encode_result_content(result: FileResult, limit: int = RESULT_CONTENT_LIMIT) -> tuple[str, str | None]:
+    """(content, encoding): plain JSON when it fits in `limit` bytes once escaped into the
+    event (every quote doubles), else compressed (any size)."""
     raw = _json.encode(result)
-    if len(raw) <= RESULT_CONTENT_LIMIT:
+    if len(raw) <= limit and len(_json.encode(raw.decode())) - 2 <= limit:
         return raw.decode(), None
     return base64.b64encode(zlib.compress(raw, 9)).decode(), COMPRESSED
 
@@ -391,18 +429,30 @@ def build_result_with_parts(
     result: FileResult,
     timing: ResultTiming,
     amount_msats: int = 0,
+    budget: Budget = DEFAULT_BUDGET,
 ) -> tuple[NostrEvent, list[NostrEvent]]:
-    """The 6931 result, plus `partial` 7000 feedback events carrying its content when it is too big.
+    """The 6931 result, plus `partial` 7000 feedback events carrying its content when it is too big
+    for `budget` (the relays' smallest limits).
 
     `x` is always the sha256 of the whole content; with parts, the result's own content is
     empty and its `part` tags list the part events in order.
     """
-    content, encoding = encode_result_content(result)
+    # Plain JSON is escaped once more inside the event: its limit leaves room for that.
+    limit = min(RESULT_CONTENT_LIMIT, budget.content, budget.message - RESULT_TAG_BYTES)
+    content, encoding = encode_result_content(result, limit)
     digest = sha256_hex(content.encode())
     parts: list[NostrEvent] = []
-    if len(content) > RESULT_CONTENT_LIMIT:
-        pieces = [content[i : i + CHUNK_DATA_BYTES] for i in range(0, len(content), CHUNK_DATA_BYTES)]
-        if len(pieces) > MAX_RESULT_PARTS:
+    if len(content) > limit:
+        size = min(CHUNK_DATA_BYTES, budget.content, budget.message - ENVELOPE_BYTES) - CHUNK_OVERHEAD
+        max_parts = min(
+            MAX_RESULT_PARTS,
+            budget.tags - REQUEST_TAGS,
+            (budget.message - RESULT_TAG_BYTES) // PART_TAG_BYTES,
+        )
+        if size < 256:
+            raise ResultTooLarge(f"the relays allow {budget.content} bytes of content: too small for parts")
+        pieces = [content[i : i + size] for i in range(0, len(content), size)]
+        if len(pieces) > max_parts:
             raise ResultTooLarge(f"the result for {result.path} is {len(content)} bytes even compressed")
         for idx, piece in enumerate(pieces):
             parts.append(

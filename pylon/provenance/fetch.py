@@ -8,7 +8,10 @@ reader returns events undecided (callers verify them) and pages past the relay's
 - a page that is full *and* all from one second cannot be paged by time (many events share a
   second in a busy swarm), so the filter is split (its id/tag/author lists halved, or a
   caller-supplied split) and each part is asked for that second alone;
-- events are de-duplicated by id across pages and relays.
+- events are de-duplicated by id across pages and relays (every relay is read: a trail
+  merges what all of them hold);
+- a relay that wants NIP-42 auth gets it (the reader's key, ephemeral when it has none) and
+  the refused query is asked again once.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import anyio
 import msgspec
 import websockets
 
+from pylon.keys import NostrKeys
 from pylon.logs import get_logger
+from pylon.nostr import nip42
 from pylon.nostr.event import InvalidEvent, NostrEvent, decode_event
 from pylon.nostr.filters import Filter
+from pylon.nostr.refusals import Refusal, classify
 from pylon.untrusted import DECODE_ERRORS
 
 log = get_logger("pylon.provenance.fetch")
@@ -62,11 +68,22 @@ def _halves(f: Filter) -> list[Filter] | None:
 class _Conn:
     """One relay, one query at a time (sequential REQs keep the protocol trivial)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keys: NostrKeys | None = None) -> None:
         self.url = url
         self.ws: Any = None
         self.error: str | None = None
+        self.keys = keys
+        self.challenged = False
+        self.auth_id = ""
         self._ids = itertools.count(1)
+
+    async def _answer(self, challenge: str) -> None:
+        if self.keys is None:
+            self.keys = NostrKeys.generate()
+        ev = nip42.build_auth(self.keys, self.url, challenge[:256])
+        self.auth_id = ev.id
+        await self.ws.send(_enc.encode(["AUTH", ev]).decode())
+        self.challenged = True
 
     async def open(self, timeout: float) -> None:
         try:
@@ -88,10 +105,11 @@ class _Conn:
             with anyio.move_on_after(2, shield=True):
                 await ws.close()
 
-    async def req(self, f: Filter, timeout: float) -> tuple[list[NostrEvent], bool]:
+    async def req(self, f: Filter, timeout: float, *, retry: bool = True) -> tuple[list[NostrEvent], bool]:
         """(events, complete): complete is False when the relay timed out or closed the query."""
         if self.ws is None:
             return [], False
+        auth_closed = False
         sub = f"a{next(self._ids)}"
         out: list[NostrEvent] = []
         complete = False
@@ -106,6 +124,9 @@ class _Conn:
                         sid = _str.decode(parts[1]) if len(parts) > 1 else ""
                     except (*DECODE_ERRORS, IndexError):  # a relay's frame is untrusted bytes
                         continue
+                    if verb == "AUTH":
+                        await self._answer(sid)
+                        continue
                     if sid != sub:
                         continue  # a late frame of an earlier, closed query
                     if verb == "EVENT" and len(parts) >= 3:
@@ -118,22 +139,46 @@ class _Conn:
                         break
                     elif verb == "CLOSED":
                         reason = _loose_str(parts[2]) if len(parts) > 2 else ""
+                        if retry and classify(reason) == Refusal.AUTH_REQUIRED:
+                            auth_closed = True
+                            break
                         log.warning("query_closed", relay=self.url, reason=reason)
                         break
             await self.ws.send(_enc.encode(["CLOSE", sub]).decode())
         except (OSError, websockets.WebSocketException) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             self.ws = None
+        if auth_closed:
+            await self._await_challenge(timeout)
+            return await self.req(f, timeout, retry=False)
         return out, complete
+
+    async def _await_challenge(self, timeout: float) -> None:
+        """The relay refused before our AUTH landed: read (bounded) until it has a challenge
+        answered and, where the relay sends one, the AUTH's OK."""
+        with anyio.move_on_after(min(timeout, 5.0)):
+            while self.ws is not None:
+                raw = await self.ws.recv()
+                try:
+                    parts = _frame.decode(raw)
+                    verb = _str.decode(parts[0])
+                    if verb == "AUTH":
+                        await self._answer(_str.decode(parts[1]))
+                    elif verb == "OK" and _str.decode(parts[1]) == self.auth_id:
+                        return
+                except (msgspec.DecodeError, msgspec.ValidationError, IndexError, RecursionError):
+                    continue
 
 
 class RawReader:
     """`async with RawReader(urls) as r: events = await r.query([...])` — unverified events."""
 
-    def __init__(self, urls: Sequence[str], *, timeout: float = 10.0, page: int = PAGE) -> None:
+    def __init__(
+        self, urls: Sequence[str], *, timeout: float = 10.0, page: int = PAGE, keys: NostrKeys | None = None
+    ) -> None:
         if not urls:
             raise ValueError("at least one relay URL is needed")
-        self.conns = [_Conn(u) for u in urls]
+        self.conns = [_Conn(u, keys) for u in dict.fromkeys(urls)]
         self.timeout = timeout
         self.page = page
         self.incomplete = 0  # queries a relay did not finish (timeout, CLOSED, lost connection)

@@ -8,8 +8,9 @@ For a closed alpha the relay takes a write allow-list (`pylon relay up --allow P
 nostr-sdk's LocalRelayBuilder.write_policy takes a Python WritePolicy (a uniffi callback
 interface), whose admit_event sees each EVENT before it is stored and answers ACCEPT or
 REJECT; rejected publishers get `OK false "blocked: ..."`. Reads stay open, so anyone can
-audit the market. NIP-42 auth would also work but needs every client to answer AUTH
-challenges, which Pylon's own client does not do.
+audit the market, unless `--auth`: then NIP-42 authentication is required to read and write
+(LocalRelayBuilderNip42 mode BOTH); Pylon's own client answers AUTH challenges with the
+daemon's key, and the allow-list still decides who may write.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class EmbeddedRelay:
         data_dir: Path | None = None,
         host: str = "127.0.0.1",
         allow: set[str] | None = None,
+        auth: bool = False,
     ) -> None:
+        self.auth = auth
         self.port = port
         self.host = host
         self.data_dir = data_dir
@@ -98,6 +101,10 @@ class EmbeddedRelay:
         )
         # The LMDB backend and the write policy call back into Python from Rust threads.
         bind_running_loop()
+        if self.auth:
+            from nostr_sdk import LocalRelayBuilderNip42, LocalRelayBuilderNip42Mode
+
+            builder = builder.nip42(LocalRelayBuilderNip42(mode=LocalRelayBuilderNip42Mode.BOTH))
         if self.allow:
             self._policy = allow_list_policy(self.allow)
             builder = builder.write_policy(self._policy)
@@ -113,6 +120,7 @@ class EmbeddedRelay:
             lmdb=str(self.data_dir) if self.data_dir else None,
             max_event_bytes=MAX_EVENT_BYTES,
             allow_list=len(self.allow) if self.allow else None,
+            auth=self.auth,
         )
         return self.url
 
@@ -129,9 +137,10 @@ async def run_relay_forever(
     host: str = "127.0.0.1",
     ready_file: Path | None = None,
     allow: set[str] | None = None,
+    auth: bool = False,
 ) -> None:
     """`pylon relay up`: serve until cancelled (SIGTERM/SIGINT are turned into cancellation)."""
-    relay = EmbeddedRelay(port=port, data_dir=data_dir, host=host, allow=allow)
+    relay = EmbeddedRelay(port=port, data_dir=data_dir, host=host, allow=allow, auth=auth)
     url = await relay.start()
     if ready_file is not None:
         ready_file.write_text(url + "\n")
