@@ -32,7 +32,7 @@ from pylon.executors.languages import detect_language
 from pylon.home import buyer_dir, buyer_socket
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import clock, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
@@ -141,7 +141,7 @@ class BuyerDaemon:
                 self._tg = tg
                 await tg.start(self.rpc.serve)
                 await self.pool.start(tg, wait_s=10)
-                since = int(time.time()) - 3600
+                since = clock.since(3600)
                 await self.pool.subscribe(
                     [
                         Filter(kinds=[kinds.ANNOUNCE, kinds.NUTZAP_INFO], since=since - 86400 * 30),
@@ -151,7 +151,7 @@ class BuyerDaemon:
                     sub_id="swarm",
                 )
                 # After a crash, replay what the relay stored while we were down.
-                since = min(int(time.time()) - 60, resumed_since or int(time.time()))
+                since = min(clock.since(60), resumed_since or int(time.time()))
                 await self.pool.subscribe(
                     [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[self.pubkey], since=since)],
                     self._on_job_event,
@@ -522,7 +522,9 @@ class BuyerDaemon:
             if not att.picked_up:
                 att.picked_up = True
                 job.tele.state = JobState.PROCESSING
-                job.tele.picked_up = (fb.at_ms / 1000) if fb.at_ms else time.time()
+                # The node's clock, put on ours with the offset its heartbeats showed.
+                at = self.registry.to_local(ev.pubkey, fb.at_ms / 1000) if fb.at_ms else None
+                job.tele.picked_up = at or time.time()
                 job.deadline = time.time() + self.config.result_timeout_s
                 assert self.db is not None
                 self.db.put(job.tele)
@@ -566,7 +568,7 @@ class BuyerDaemon:
             self._close_attempt(job.current, ErrorCode.TIMEOUT) if job.current else None
             job.current = att
             t.provider_pubkey = att.node or ev.pubkey
-        apply_result(t, ev, parsed)
+        apply_result(t, ev, parsed, lambda x: self.registry.to_local(ev.pubkey, x))
         t.received = now
         if att.node:
             self.registry.entry(att.node).completed_for_us += 1

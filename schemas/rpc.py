@@ -283,6 +283,7 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     price_msats: int = 0
     assigned_now: int = 0
     banned: bool = False
+    clock_offset_s: float | None = None  # node clock minus buyer clock, from its heartbeats
 
 
 class SubmitResult(msgspec.Struct):

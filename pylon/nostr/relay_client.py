@@ -25,6 +25,7 @@ import websockets
 from anyio.abc import TaskGroup
 
 from pylon.logs import get_logger
+from pylon.nostr.clock import CLOCK_SLACK_S, clamp_to_now
 from pylon.nostr.event import InvalidEvent, NostrEvent, decode_event, encode_event, verify_event
 from pylon.nostr.filters import Filter
 
@@ -62,7 +63,9 @@ class _Subscription:
         out = []
         for f in self.filters:
             if self.newest_seen:
-                since = max(f.since or 0, self.newest_seen - RESUBSCRIBE_MARGIN_S)
+                # Widened by the clock slack: one subscription can carry events from nodes whose
+                # clocks are minutes behind the newest one seen (pylon/nostr/clock.py).
+                since = max(f.since or 0, self.newest_seen - RESUBSCRIBE_MARGIN_S - CLOCK_SLACK_S)
                 f = f.replace(since=since)
             out.append(f.to_wire())
         return out
@@ -307,8 +310,10 @@ class RelayPool:
         if len(self._seen) > SEEN_CAP:
             self._seen.popitem(last=False)
         self.received += 1
+        # Capped at our clock: an event from a node whose clock is ahead must not make the
+        # resubscription after a reconnect ask only for the future.
         if ev.created_at > sub.newest_seen:
-            sub.newest_seen = ev.created_at
+            sub.newest_seen = clamp_to_now(ev.created_at)
         try:
             res = sub.handler(ev)
             if res is not None and self._tg is not None:
