@@ -108,13 +108,13 @@ class LocalMarket:
         if self.fork_nodes and self._spawner is None:
             self._spawner = NodeSpawner(self.env(), self.home / "logs" / "spawner.log")
 
-    def _fork(self, name: str, args: list[str]) -> Proc | None:
+    def _fork(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc | None:
         """Start `pylon ARGS...` as a fork of the spawner, or None if it can't."""
         if self._spawner is None:
             return None
         log_path = self.home / "logs" / f"{name}.log"
         try:
-            child = self._spawner.spawn(args, log_path, self.env())
+            child = self._spawner.spawn(args, log_path, env or self.env())
         except SpawnerUnavailable as exc:
             log.info("node_spawner_unavailable", why=str(exc))
             self._spawner.close()
@@ -182,7 +182,8 @@ class LocalMarket:
     ) -> Proc:
         """A node as on another machine: its own PYLON_HOME (so its own key and wallet), nothing
         shared with this market but the relay and mint URLs (e.g. through tests/fault_proxy.py),
-        started as a plain subprocess so that `extra_env` (LD_PRELOAD=libfaketime...) applies."""
+        started as a plain subprocess when `extra_env` is given (LD_PRELOAD=libfaketime... applies
+        only at exec), else forked from the spawner like a local node."""
         home = self.home / "remote" / name
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.remote_homes[name] = home
@@ -191,6 +192,11 @@ class LocalMarket:
         if "--mint" in args:
             args[args.index("--mint") + 1] = mint_url or str(self.mint_url)
         env = self.env() | {"PYLON_HOME": str(home), "PYLON_RELAYS": relay_url} | (extra_env or {})
+        if not extra_env:
+            self._start_spawner()
+            forked = self._fork(f"node-{name}", args, env)
+            if forked is not None:
+                return forked
         return self._spawn(f"node-{name}", pylon_argv(*args), env)
 
     def start_buyer(self) -> None:
