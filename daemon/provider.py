@@ -158,8 +158,11 @@ class ProviderNode:
                     sub_id="assigned",
                 )
                 if self.config.accept_untargeted:
+                    # Not widened by the clock slack, unlike "assigned": a fresh node would take
+                    # on a quarter hour of anyone's untargeted jobs. Untargeted requests from a
+                    # buyer whose clock is behind ours are missed (Pylon's buyer assigns).
                     await self.pool.subscribe(
-                        [Filter(kinds=[kinds.JOB_REQUEST], since=clock.since(0))],
+                        [Filter(kinds=[kinds.JOB_REQUEST], since=int(time.time()))],
                         self._on_request,
                         sub_id="open",
                         prefilter=self._is_untargeted,

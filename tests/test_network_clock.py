@@ -154,3 +154,13 @@ def test_replayed_telemetry_of_a_node_behind_is_causal() -> None:
     assert t.picked_up is not None and t.picked_up >= t0
     assert t.end_to_end is not None and 0 < t.end_to_end < 1
     assert t.exec_time == pytest.approx(0.2, abs=0.01)
+
+
+def test_offsets_under_a_second_are_not_corrected() -> None:
+    # One machine: the "offset" is transit time; live figures must match replayed ones exactly.
+    c = clock.ClockOffsets()
+    c.observe("a", sent_s=100.0, received_s=100.004)
+    assert c.to_local("a", 150.0) == 150.0
+    c.observe("b", sent_s=400.0, received_s=100.1)
+    assert c.to_local("b", 450.0) == pytest.approx(150.1)
+    assert c.to_local("nobody", 5.0) == 5.0

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 CLOCK_SLACK_S = 900  # clocks up to 15 minutes apart still work together
 OFFSET_SAMPLES = 20
+MIN_CORRECTION_S = 1.0  # smaller offsets are not corrected (see ClockOffsets.to_local)
 
 
 def since(lookback_s: float, now: float | None = None) -> int:
@@ -75,4 +76,8 @@ class ClockOffsets:
         if peer_time_s is None:
             return None
         off = self.offset(peer)
-        return peer_time_s - off if off is not None else peer_time_s
+        # Below a second the estimate is mostly transit time (and created_at has whole seconds):
+        # clocks that close are taken as one, which keeps live and replayed figures identical.
+        if off is None or abs(off) < MIN_CORRECTION_S:
+            return peer_time_s
+        return peer_time_s - off
