@@ -1,7 +1,8 @@
 """The swarm over a wide-area network: 20 remote nodes behind tests/fault_proxy.py.
 
     .venv/bin/python bench/wan.py [--files 120] [--nodes 20] [--latency-ms 0,50,150]
-                                  [--jitter-ms 0] [--repeat 1] [--paid] [--keep]
+                                  [--jitter-ms 0] [--repeat 1] [--warmup 1] [--paid]
+                                  [--node-args "--no-untargeted"] [--keep]
 
 Runs the same `pylon map` of a `--files`-file repository (bench/repomap.py's) twice over:
 1. `loopback`: an ordinary local market (`LocalMarket`, nodes forked from the spawner, every
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import tempfile
@@ -50,14 +52,14 @@ def log(msg: str) -> None:
     print(f"[wan] {msg}", file=sys.stderr, flush=True)
 
 
-def _market(home: Path, nodes: int, paid: bool) -> LocalMarket:
-    node_args = ["--price", str(PRICE_MSATS)] if paid else []
+def _market(home: Path, nodes: int, paid: bool, extra_node_args: list[str]) -> LocalMarket:
+    node_args = (["--price", str(PRICE_MSATS)] if paid else []) + extra_node_args
     buyer_args = ["--bid", str(PRICE_MSATS)] if paid else []
     return LocalMarket(home=home, nodes=nodes, with_mint=paid, node_args=node_args, buyer_args=buyer_args)
 
 
 def _one_run(m: LocalMarket, repo: Path, out: Path, wire: Any) -> dict[str, Any]:
-    before_bytes = wire()
+    before_up, before_down = wire()
     res = m.cli("map", str(repo), "--out", str(out), "--json", timeout=900)
     if res.returncode != 0:
         raise RuntimeError(f"pylon map failed: {res.stderr.strip()[-2000:]}")
@@ -68,6 +70,7 @@ def _one_run(m: LocalMarket, repo: Path, out: Path, wire: Any) -> dict[str, Any]
     atts = [a for a in attempts(m) if a[1] in run_ids]
     reissued = [a for a in atts if a[3] != "completed"]
     files = summary["files"] or 1
+    up, down = wire()
     return {
         "files": summary["files"],
         "completed": summary["completed"],
@@ -78,7 +81,8 @@ def _one_run(m: LocalMarket, repo: Path, out: Path, wire: Any) -> dict[str, Any]
         "attempts": len(atts),
         "reissued": len(reissued),
         "reissue_reasons": dict(Counter(f"{a[3]}:{a[4]}" for a in reissued)),
-        "bytes_per_job": round((wire() - before_bytes) / files) if wire is not None else None,
+        "bytes_per_job": round((up + down - before_up - before_down) / files),
+        "bytes_to_nodes_per_job": round((down - before_down) / files),
     }
 
 
@@ -90,26 +94,38 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def loopback(repo: Path, work: Path, nodes: int, repeat: int, paid: bool) -> dict[str, Any]:
-    m = _market(work / "home-loopback", nodes, paid)
+def loopback(
+    repo: Path, work: Path, nodes: int, repeat: int, paid: bool, node_args: list[str], warmup: int
+) -> dict[str, Any]:
+    m = _market(work / "home-loopback", nodes, paid, node_args)
     try:
         m.start(timeout=240)
         if paid:
             m.fund("buyer", 100_000)
-        runs = [_one_run(m, repo, work / f"out-lo-{i}", lambda: 0) for i in range(repeat)]
+        for i in range(warmup):
+            _one_run(m, repo, work / f"out-lo-warm-{i}", lambda: (0, 0))
+        runs = [_one_run(m, repo, work / f"out-lo-{i}", lambda: (0, 0)) for i in range(repeat)]
     finally:
         m.stop()
     fig = _best(runs) | {"figure": "loopback", "nodes": nodes}
-    fig["bytes_per_job"] = None  # no proxy to count on
+    fig["bytes_per_job"] = fig["bytes_to_nodes_per_job"] = None  # no proxy to count on
     return fig
 
 
 def wan(
-    repo: Path, work: Path, nodes: int, latencies_ms: list[float], jitter_ms: float, repeat: int, paid: bool
+    repo: Path,
+    work: Path,
+    nodes: int,
+    latencies_ms: list[float],
+    jitter_ms: float,
+    repeat: int,
+    paid: bool,
+    node_args: list[str],
+    warmup: int,
 ) -> list[dict[str, Any]]:
     figs = []
     faults = Faults(latency_s=latencies_ms[0] / 1000, jitter_s=jitter_ms / 1000, seed=1)
-    with remote_swarm(_market(work / "home-wan", 0, paid), faults) as swarm:
+    with remote_swarm(_market(work / "home-wan", 0, paid, node_args), faults) as swarm:
         m = swarm.market
         if paid:
             m.fund("buyer", 100_000)
@@ -123,11 +139,13 @@ def wan(
             0.5,
         )
         log(f"{nodes} remote nodes up in {time.monotonic() - t0:.1f}s")
+        for i in range(warmup):
+            _one_run(m, repo, work / f"out-wan-warm-{i}", swarm.wire_split)
         for lat in latencies_ms:
             for p in (swarm.relay_proxy, swarm.mint_proxy):
                 if p is not None:
                     p.set_faults(Faults(latency_s=lat / 1000, jitter_s=jitter_ms / 1000, seed=1))
-            runs = [_one_run(m, repo, work / f"out-wan-{lat:g}-{i}", swarm.wire_bytes) for i in range(repeat)]
+            runs = [_one_run(m, repo, work / f"out-wan-{lat:g}-{i}", swarm.wire_split) for i in range(repeat)]
             fig = _best(runs) | {"figure": "wan", "one_way_ms": lat, "jitter_ms": jitter_ms, "nodes": nodes}
             log(json.dumps(fig))
             figs.append(fig)
@@ -136,7 +154,8 @@ def wan(
 
 def table(lo: dict[str, Any], figs: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'run':<16}{'wall s':>8}{'x loop':>8}{'p50 s':>8}{'p95 s':>8}{'reissued':>10}{'B/job':>9}  target"
+        f"\n{'run':<16}{'wall s':>8}{'x loop':>8}{'p50 s':>8}{'p95 s':>8}"
+        f"{'reissued':>10}{'B/job':>9}{'to nodes':>9}  target"
     )
     rows = [("loopback", lo, None)] + [(f"wan {f['one_way_ms']:g} ms", f, f["one_way_ms"]) for f in figs]
     for name, f, lat in rows:
@@ -147,10 +166,11 @@ def table(lo: dict[str, Any], figs: list[dict[str, Any]]) -> None:
             target = f"wall <= {limit:.1f} s: {'met' if f['wall_s'] <= limit else 'MISSED'}"
             target += f"; re-issued {f['reissued']}"
         bpj = f["bytes_per_job"] if f["bytes_per_job"] is not None else "-"
+        tonodes = f["bytes_to_nodes_per_job"] if f["bytes_to_nodes_per_job"] is not None else "-"
         print(
             f"{name:<16}{f['wall_s']:>8.2f}{ratio:>8.2f}"
             f"{f['e2e_p50_s'] or 0:>8.2f}{f['e2e_p95_s'] or 0:>8.2f}"
-            f"{f['reissued']:>10}{bpj:>9}  {target}"
+            f"{f['reissued']:>10}{bpj:>9}{tonodes:>9}  {target}"
         )
 
 
@@ -162,16 +182,18 @@ def main() -> None:
     ap.add_argument("--jitter-ms", type=float, default=0.0)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--paid", action="store_true", help="with a mint: nodes charge, the buyer pays")
+    ap.add_argument("--warmup", type=int, default=1, help="unrecorded runs first, on each market")
+    ap.add_argument("--node-args", default="", help="extra `pylon node up` flags, e.g. --no-untargeted")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pylon-wan-"))
     try:
         repo = build_repo(work / "repo", a.files)
-        lo = loopback(repo, work, a.nodes, a.repeat, a.paid)
+        node_args = shlex.split(a.node_args)
+        lo = loopback(repo, work, a.nodes, a.repeat, a.paid, node_args, a.warmup)
         print(json.dumps(lo), flush=True)
-        figs = wan(
-            repo, work, a.nodes, [float(x) for x in a.latency_ms.split(",")], a.jitter_ms, a.repeat, a.paid
-        )
+        lats = [float(x) for x in a.latency_ms.split(",")]
+        figs = wan(repo, work, a.nodes, lats, a.jitter_ms, a.repeat, a.paid, node_args, a.warmup)
         for f in figs:
             print(json.dumps(f), flush=True)
         table(lo, figs)

@@ -85,12 +85,17 @@ class RemoteSwarm:
         return self.market.remote_homes[name]
 
     def wire_bytes(self) -> int:
-        total = 0
+        """Bytes through the proxies so far, both ways."""
+        return sum(self.wire_split())
+
+    def wire_split(self) -> tuple[int, int]:
+        """(from the nodes, to the nodes) through the proxies so far."""
+        up = down = 0
         for p in (self.relay_proxy, self.mint_proxy):
             if p is not None:
                 st = p.stats()
-                total += st["bytes_up"] + st["bytes_down"]
-        return total
+                up, down = up + st["bytes_up"], down + st["bytes_down"]
+        return up, down
 
 
 @contextmanager
