@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sqlite3
 import sys
 import sysconfig
 import tempfile
@@ -82,14 +83,18 @@ def swarm(repo: Path, work: Path, nodes: int, timeout: float, parsed_locally: se
             return {"figure": "swarm", "error": res.stderr.strip()[-2000:], "cli_wall_s": round(cli_wall, 3)}
         summary = json.loads(res.stdout)
         jobs = telemetry(m.home, summary["run_id"])
+        atts = attempts(m)
     finally:
         m.stop()
     not_done = []
     for j in jobs:
         if j["state"] == "completed":
             continue
-        end = j.get("received") or j.get("published")
-        took = round(end - j["submitted"], 2) if end and j.get("submitted") else None
+        # When each attempt went out (s after submission) and how it ended: a failure that
+        # came after three full timeouts shows as three attempts a timeout apart.
+        mine = sorted((a for a in atts if a[1] == j["job_id"]), key=lambda a: a[2])
+        sub = j.get("submitted") or (mine[0][2] if mine else 0)
+        tried = [(round(a[2] - sub, 1), a[3], a[4]) for a in mine]
         not_done.append(
             {
                 "path": j["path"],
@@ -97,7 +102,7 @@ def swarm(repo: Path, work: Path, nodes: int, timeout: float, parsed_locally: se
                 "error": j["error"],
                 "attempts": j["attempts"],
                 "parses_locally": j["path"] in parsed_locally,
-                "failed_after_s": took,
+                "attempts_issued_s_outcome_error": tried,
             }
         )
     return {
@@ -112,6 +117,15 @@ def swarm(repo: Path, work: Path, nodes: int, timeout: float, parsed_locally: se
         "errors": dict(Counter(str(d["error"]) for d in not_done)),
         "not_completed": not_done,
     }
+
+
+def attempts(m: LocalMarket) -> list[tuple[str, str, float, str | None, str | None]]:
+    """(request_id, job_id, issued, outcome, error) of every attempt, from the buyer's db."""
+    con = sqlite3.connect(f"file:{m.home / 'buyer' / 'telemetry.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("SELECT request_id, job_id, issued, outcome, error FROM attempts").fetchall()
+    finally:
+        con.close()
 
 
 def main() -> None:
@@ -142,7 +156,7 @@ def main() -> None:
             for d in missing:
                 print(
                     f"  {d['path']}: {d['state']} {d['error']} "
-                    f"after {d['failed_after_s']} s, {d['attempts']} attempts"
+                    f"attempts (issued s, outcome, error): {d['attempts_issued_s_outcome_error']}"
                 )
     finally:
         if a.keep:
