@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from network_support import telemetry  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket  # noqa: E402
 from pylon.executors.deterministic import extract_file  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket  # noqa: E402
 from pylon.repomap.local import map_locally  # noqa: E402
 
 

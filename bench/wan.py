@@ -42,7 +42,7 @@ from network_support import remote_swarm  # noqa: E402
 from pylon.schemas import rpc  # noqa: E402
 from repomap import build_repo  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket  # noqa: E402
 from pylon.stats.compute import percentile  # noqa: E402
 
 PRICE_MSATS = 1000

@@ -18,7 +18,7 @@ from typing import Any
 
 from fault_proxy import FaultProxy, Faults
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 _LIB_GLOBS = (
     "/usr/lib/*/faketime/libfaketimeMT.so.1",

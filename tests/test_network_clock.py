@@ -11,7 +11,7 @@ import time
 
 import msgspec
 import pytest
-from pylon.daemon.node_registry import NodeRegistry
+from pylon.daemon.buyer.registry import NodeRegistry
 from pylon.schemas import kinds
 from pylon.schemas.events import FileResult, Heartbeat, NodeState, ResultTiming
 from pylon.schemas.telemetry import JobTelemetry

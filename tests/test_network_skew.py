@@ -21,8 +21,8 @@ from faults_support import (
 from network_support import RemoteSwarm, libfaketime, remote_swarm, telemetry
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import load_or_create_keys
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = [
     pytest.mark.integration,

@@ -19,7 +19,7 @@ from pylon.tui.testing import screen_text, wait_for
 from pylon.tui.widgets.conn_bar import ConnBar
 from pylon.tui.widgets.node_jobs_table import ActiveJobsTable, NodeJobsTable
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 SIZE = (160, 48)
