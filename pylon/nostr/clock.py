@@ -41,6 +41,11 @@ def clamp_to_now(created_at: int, now: float | None = None) -> int:
     return min(created_at, int(now))
 
 
+def replaceable_only(kinds: list[int] | None) -> bool:
+    """True when a filter asks only for replaceable kinds (NIP-01: the relay keeps one each)."""
+    return bool(kinds) and all(10000 <= k < 20000 or 30000 <= k < 40000 or k in (0, 3) for k in kinds)
+
+
 @dataclass
 class _Samples:
     values: deque[float] = field(default_factory=lambda: deque(maxlen=OFFSET_SAMPLES))

@@ -25,7 +25,7 @@ import websockets
 from anyio.abc import TaskGroup
 
 from pylon.logs import get_logger
-from pylon.nostr.clock import CLOCK_SLACK_S, clamp_to_now
+from pylon.nostr.clock import CLOCK_SLACK_S, clamp_to_now, replaceable_only
 from pylon.nostr.event import InvalidEvent, NostrEvent, decode_event, encode_event, verify_event
 from pylon.nostr.filters import Filter
 
@@ -63,9 +63,12 @@ class _Subscription:
         out = []
         for f in self.filters:
             if self.newest_seen:
-                # Widened by the clock slack: one subscription can carry events from nodes whose
-                # clocks are minutes behind the newest one seen (pylon/nostr/clock.py).
-                since = max(f.since or 0, self.newest_seen - RESUBSCRIBE_MARGIN_S - CLOCK_SLACK_S)
+                # Replaceable kinds (heartbeats, announces) come from nodes whose clocks may be
+                # minutes behind the newest event seen: widened by the clock slack, which is
+                # cheap as the relay keeps one per author (pylon/nostr/clock.py). Not for the
+                # rest: a reconnect would replay a quarter hour of results.
+                margin = RESUBSCRIBE_MARGIN_S + (CLOCK_SLACK_S if replaceable_only(f.kinds) else 0)
+                since = max(f.since or 0, self.newest_seen - margin)
                 f = f.replace(since=since)
             out.append(f.to_wire())
         return out
