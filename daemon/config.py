@@ -34,8 +34,8 @@ class NodeConfig(msgspec.Struct, kw_only=True):
     mint_url: str | None = None
     payment_required: bool = False  # ask for payment up front (NUT-11 lock with a refund path)
     allow_buyers: list[str] = []  # empty = serve anyone
-    rate_per_s: float = 0.0  # per-buyer token bucket; 0 = unlimited
-    rate_burst: int = 200
+    rate_per_s: float = 100.0  # per-buyer token bucket (on by default); 0 = unlimited
+    rate_burst: int = 2000
     min_pow: int = 0  # NIP-13 bits a request needs; fewer are dropped and counted (pow_too_low)
 
 
@@ -53,3 +53,6 @@ class BuyerConfig(msgspec.Struct, kw_only=True):
     pay_policy: str = "auto"  # auto | manual
     refund_locktime_s: int = 3600  # after this, an unredeemed payment may be refunded to us
     pow_bits: int = 0  # NIP-13 proof of work mined into every request (match the nodes' --min-pow)
+    spot_check: float = 0.05  # share of deterministic results computed again on another node
+    distrust_after: int = 2  # failed spot checks after which a node is distrusted
+    distrusted: str = "exclude"  # exclude: no more jobs | unpaid: jobs, but no more payments

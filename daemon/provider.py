@@ -18,9 +18,16 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 from pylon.daemon.config import NodeConfig
+from pylon.daemon.intake_limits import (
+    REJECT_FEEDBACK_BURST,
+    REJECT_FEEDBACK_PER_S,
+    BuyerBuckets,
+    TokenBucket,
+)
 from pylon.daemon.node_store import NodeStore
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
 from pylon.schemas import kinds, rpc
+from pylon.schemas.ask import ASK_REDUCE_TASK, ASK_TASK
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import (
     REDUCE_TASK,
@@ -34,6 +41,7 @@ from pylon.schemas.events import (
 )
 
 from pylon import __version__
+from pylon.executors.ask_task import run_ask_task
 from pylon.executors.base import Executor
 from pylon.executors.deterministic import ExecError
 from pylon.executors.factory import make_executor
@@ -54,25 +62,6 @@ DRAIN_TIMEOUT_S = 30.0
 FLUSH_INTERVAL_S = 0.25
 RESYNC_INTERVAL_S = 2.0
 RESYNC_LOOKBACK_S = 20
-
-
-class TokenBucket:
-    """Per-buyer rate limit: `rate` jobs a second, bursts up to `burst`."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 @dataclass
@@ -113,7 +102,8 @@ class ProviderNode:
         self._send, self._recv = anyio.create_memory_object_stream[_Job](max_buffer_size=math.inf)
         self._seen: deque[str] = deque(maxlen=50_000)
         self._seen_set: set[str] = set()
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets = BuyerBuckets(config.rate_per_s, config.rate_burst)  # LRU-bounded
+        self._reject_budget = TokenBucket(REJECT_FEEDBACK_PER_S, REJECT_FEEDBACK_BURST)
         self._idle = anyio.Event()
         self.store: NodeStore | None = None
         self.rpc: RpcServer | None = None
@@ -185,6 +175,10 @@ class ProviderNode:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.store.close()
+                aclose = getattr(self.executor, "aclose", None)
+                if aclose is not None:  # parse worker processes, Ollama's HTTP pool
+                    with anyio.move_on_after(5):
+                        await aclose()
 
     async def drain_and_stop(self, tg_scope: anyio.CancelScope) -> None:
         """SIGTERM: take no new work, finish what is queued and running (bounded), then stop."""
@@ -230,16 +224,11 @@ class ProviderNode:
             self._drop("pow_too_low")
             return
         if self.config.allow_buyers and req.buyer not in self.config.allow_buyers:
-            self._drop("buyer_not_allowed")
-            self._reject(req, ErrorCode.RATE_LIMITED, "buyer not on this node's allow-list")
+            self._drop("buyer_not_allowed")  # unauthenticated: no signed answer, just a count
             return
-        if self.config.rate_per_s > 0:
-            bucket = self._buckets.setdefault(
-                req.buyer, TokenBucket(self.config.rate_per_s, self.config.rate_burst)
-            )
-            if not bucket.take():
-                self._reject(req, ErrorCode.RATE_LIMITED, "rate limit exceeded, slow down")
-                return
+        if self.config.rate_per_s > 0 and not self._buckets.take(req.buyer):
+            self._reject(req, ErrorCode.RATE_LIMITED, "rate limit exceeded, slow down")
+            return
         if self.state != NodeState.ONLINE:
             self._reject(req, ErrorCode.PROVIDER_OFFLINE, f"node is {self.state.value}")
             return
@@ -271,6 +260,14 @@ class ProviderNode:
 
     def _reject(self, req: JobRequest, code: ErrorCode, message: str) -> None:
         self._drop(f"rejected_{code.value}")
+        # A signed answer only for a request addressed to us, and within the node-wide budget:
+        # an untargeted request was not asked of us, and a flood must not make us sign for it.
+        if req.assigned != self.pubkey:
+            self._drop("reject_unsolicited_silent")
+            return
+        if not self._reject_budget.take():
+            self._drop("reject_feedback_suppressed")
+            return
         self._feedback_now(req, FeedbackStatus.ERROR, error=code, message=message)
 
     def _spawn(self, coro: Any) -> None:
@@ -303,7 +300,9 @@ class ProviderNode:
             try:
                 text = await self._input_text(req)
                 with anyio.fail_after(self.config.exec_timeout_s):
-                    if REDUCE_TASK in req.tasks:
+                    if ASK_TASK in req.tasks or ASK_REDUCE_TASK in req.tasks:
+                        result = await run_ask_task(self.executor, req, text)
+                    elif REDUCE_TASK in req.tasks:
                         result = await self._reduce(req, text)
                     else:
                         result = await self.executor.run(req.path, text, req.language or None)

@@ -74,6 +74,9 @@ class GlobalStats(msgspec.Struct, kw_only=True):
     p50_exec_s: float | None = None
     p50_publish_s: float | None = None
     dropped_events: dict[str, int] = {}
+    # Spot checks (deterministic map results computed again on another node); None: none ran.
+    checked_share: float | None = None  # of completed map jobs, the share that was checked
+    disagreement_rate: float | None = None  # of checked jobs, the share some node disagreed on
 
 
 class ProviderStats(msgspec.Struct, kw_only=True):
@@ -87,3 +90,5 @@ class ProviderStats(msgspec.Struct, kw_only=True):
     median_runtime_s: float | None
     median_e2e_s: float | None = None
     earned_msats: int = 0
+    checks_passed: int = 0  # spot checks of its results that another node agreed with
+    checks_failed: int = 0

@@ -116,6 +116,7 @@ def test_a_model_node_writes_the_narrative(
 
     overview = (tmp_path / "out" / "overview.md").read_text()
     assert "## Summary" in overview and MARKER in overview
+    assert f"`{llm[:16]}…`" in overview  # attributed to the node that wrote it (issue 10 item 12)
     # The narrative sits on top of the facts: after the title, before the facts' sections.
     assert overview.index("## Summary") < overview.index(MARKER) < overview.index("## Languages")
     assert "## Layout" in overview and "## Entry points" in overview

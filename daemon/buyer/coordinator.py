@@ -8,13 +8,14 @@ scheduler, `collect` waits for the run's tracker, `reduce` builds the artifacts.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from pylon.daemon.buyer.narrator import attach_narrator
+from pylon.daemon.buyer.narrator import Narrative, attach_narrator
 from pylon.daemon.buyer.scheduler import SubmitError
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
@@ -26,6 +27,7 @@ from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.gitsafe import public_repo
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
@@ -43,6 +45,17 @@ def maps_dir() -> Path:
     d = pylon_home() / "maps"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def clones_dir() -> Path:
+    return buyer_dir() / "clones"
+
+
+async def drop_clone(snap: Snapshot) -> None:
+    """Delete a run's clone once its files are read: a stranger's repo does not stay on disk."""
+    root = Path(snap.root)
+    if clones_dir().resolve() in root.resolve().parents:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
 
 
 class MapCoordinator:
@@ -84,9 +97,7 @@ class MapCoordinator:
     # --- split ------------------------------------------------------------------------------
 
     async def snapshot(self, repo: str) -> Snapshot:
-        clone_dir = (
-            buyer_dir() / "clones" / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
-        )
+        clone_dir = clones_dir() / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
         try:
             return await anyio.to_thread.run_sync(lambda: snapshot_repo(repo, clone_dir))
         except SnapshotError as exc:
@@ -96,10 +107,20 @@ class MapCoordinator:
 
     async def map(self, repo: str, out_dir: Path | None, ctx: CallContext | None) -> rpc.MapSummary:
         t0 = time.perf_counter()
+        snap = await self.snapshot(repo)
+        try:
+            # From here on the repo is named without credentials: it is published in the signed
+            # run root, logged and stored. The credentialed URL served the clone and is dropped.
+            return await self._map(public_repo(repo), snap, out_dir, ctx, t0)
+        finally:
+            await drop_clone(snap)
+
+    async def _map(
+        self, repo: str, snap: Snapshot, out_dir: Path | None, ctx: CallContext | None, t0: float
+    ) -> rpc.MapSummary:
         buyer = self.buyer
         sched = buyer.scheduler
         store = self._store()
-        snap = await self.snapshot(repo)
         if not snap.files:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
             raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
@@ -174,6 +195,7 @@ class MapCoordinator:
             wall_s=round(time.perf_counter() - t0, 3),
             artifacts=artifacts,
             skipped=snap.skipped,
+            checks=await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None,
         )
         log.info(
             "map_finished",
@@ -215,6 +237,7 @@ class MapCoordinator:
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
             await self.reduce(run_id, snap, Path(out_dir), results, failed)
+            await drop_clone(snap)
             log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
 
     async def reduce(
@@ -232,7 +255,13 @@ class MapCoordinator:
         )
         artifacts = await anyio.to_thread.run_sync(
             lambda: build_artifacts(
-                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
+                out,
+                run_id=run_id,
+                snapshot=snap,
+                results=results,
+                failed=failed,
+                narrative=narrative.text if narrative is not None else None,
+                narrative_by=narrative.by if narrative is not None else "",
             )
         )
         self.buyer.scheduler.end_run(run_id)
@@ -240,6 +269,11 @@ class MapCoordinator:
         return artifacts
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
+        checks = self.buyer.spot_checks
+        if checks is not None:
+            # A result that loses a spot check is replaced before the map is written.
+            with anyio.move_on_after(RUN_TIMEOUT_S):
+                await checks.settle(run_id)
         rows = await self._store().run_outcomes(run_id)
         results: dict[str, tuple[FileResult, str, str]] = {}
         failed: dict[str, str] = {}
@@ -256,7 +290,7 @@ class MapCoordinator:
         snap: Snapshot,
         run_id: str,
         failed: dict[str, str],
-    ) -> str | None:
+    ) -> Narrative | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
         try:
             return await self.buyer.narrator(results, snapshot=snap, run_id=run_id, failed=failed)

@@ -58,6 +58,7 @@ class BuyerDaemon:
         self.payments: Any = None
         self.coordinator: Any = None
         self.narrator: Any = None
+        self.spot_checks: Any = None  # pylon.daemon.buyer.spot_checks, unless --spot-check 0
         self._on_start: list[Callable[[TaskGroup], Any]] = []
         self._swarm_hooks: dict[int, Callable[[NostrEvent], None]] = {}
         self._listeners: list[Listener] = [self._note_job]
@@ -216,13 +217,19 @@ class BuyerDaemon:
                 online=bool(entry and entry.online(time.time(), self.config.heartbeat_s)),
                 uptime_s=hb.uptime_s if hb else None,
                 failures_by_attempt=await self.store.failures_by_attempt(provider),
+                checks=entry.checks if entry else (0, 0),
             )
-        return global_stats(
+        stats = global_stats(
             jobs,
             online_nodes=self.registry.online_count(),
             names=names,
             dropped=dict(self.scheduler.dropped) | self.pool.dropped,
         )
+        mapped, checked, disagreed = await self.store.check_totals()
+        if checked:
+            stats.checked_share = round(checked / max(mapped, checked), 4)
+            stats.disagreement_rate = round(disagreed / checked, 4)
+        return stats
 
     async def list_jobs(self, run_id: str | None, limit: int) -> rpc.JobList:
         assert self.store is not None

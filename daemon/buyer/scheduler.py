@@ -79,6 +79,7 @@ class ActiveJob:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     current: Attempt | None = None
     tried: set[str] = field(default_factory=set)
+    avoid: frozenset[str] = frozenset()  # nodes this job must never go to (a spot check's subjects)
     deadline: float = 0.0
     done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -306,8 +307,12 @@ class Scheduler:
         wait_node_s: float | None = None,
         node: str | None = None,
         tasks: tuple[str, ...] = DEFAULT_TASKS,
+        avoid: frozenset[str] = frozenset(),
+        check_of: str | None = None,
     ) -> ActiveJob:
-        """Assign one job to `node` (default: the least-loaded live node) and publish it."""
+        """Assign one job to `node` (default: the least-loaded live node not in `avoid`) and publish it.
+
+        `check_of` marks the job as a spot check of that job (its request tags it)."""
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
@@ -320,7 +325,7 @@ class Scheduler:
         lang = language or detect_language(path, text) or "text"
         if node is None:
             node = await self.wait_for_node(
-                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s
+                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s, avoid
             )
         if node is None:
             raise SubmitError(
@@ -350,6 +355,7 @@ class Scheduler:
                 bid_msats=self.config.bid_msats,
                 pow_bits=self.config.pow_bits,
                 tasks=tasks,
+                check_of=check_of,
             )
 
         req = sign_request()
@@ -373,7 +379,9 @@ class Scheduler:
             attempts=1,
             bytes_in=size,
         )
-        job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks))
+        job = ActiveJob(
+            tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks), avoid=avoid
+        )
         self._issue(job, req, node, now)
         self.store.put(tele)
         self.store.put_input(req.id, path, lang, text)
@@ -405,12 +413,12 @@ class Scheduler:
             return
         # Prefer a node not tried yet; a swarm of one retries its only node.
         node = (
-            self.registry.pick(job.tried)
-            or self.registry.pick({att.node} if att and att.node else set())
-            or self.registry.pick()
+            self.registry.pick(job.tried | job.avoid)
+            or self.registry.pick(({att.node} if att and att.node else set()) | job.avoid)
+            or self.registry.pick(job.avoid)
         )
         if node is None:
-            node = await self.wait_for_node(self.config.pickup_timeout_s, job.tried)
+            node = await self.wait_for_node(self.config.pickup_timeout_s, job.tried | job.avoid)
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return

@@ -19,6 +19,11 @@ import msgspec
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.telemetry import JobState, JobTelemetry
 
+from pylon.logs import get_logger
+from pylon.sqlite_batch import commit_isolated
+
+log = get_logger("pylon.buyer.store")
+
 FIELDS = [f for f in JobTelemetry.__struct_fields__]
 
 SCHEMA = f"""
@@ -53,6 +58,14 @@ CREATE TABLE IF NOT EXISTS receipts (
     amount_msats INTEGER NOT NULL, created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checks (
+    check_job_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, run_id TEXT, subject TEXT NOT NULL,
+    checker TEXT, verdict TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_job ON checks(job_id);
+CREATE TABLE IF NOT EXISTS standing (
+    provider TEXT PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL
+);
 """
 
 # Failed attempts of a provider, less the last attempt of a job that failed for good (that
@@ -101,6 +114,10 @@ class BuyerStore:
         # One batch at a time: interleaved batches on one connection would share a transaction,
         # and a crash between them could keep a job's row but lose its result.
         self._flush_lock = anyio.Lock()
+        self._gen = 0
+        self._dirty_gen: dict[str, int] = {}
+        self.bad_rows = 0  # rows refused by SQLite (constraint, type): dropped, logged, counted
+        self.flush_errors = 0  # flushes that hit an operational error and kept their batch
 
     @classmethod
     async def open(cls, path: Path) -> BuyerStore:
@@ -112,7 +129,11 @@ class BuyerStore:
         return cls(db, path)
 
     def put(self, t: JobTelemetry) -> None:
+        # The scheduler mutates a job's telemetry in place and puts it again: the generation,
+        # not the object, says whether a put came after the rows a flush is writing.
+        self._gen += 1
         self._dirty[t.job_id] = t
+        self._dirty_gen[t.job_id] = self._gen
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         """A side-table write that rides in the next batch."""
@@ -125,21 +146,42 @@ class BuyerStore:
     async def _flush(self) -> int:
         if not self._dirty and not self._side and not self._bulk:
             return 0
-        rows = [row_of(t) for t in self._dirty.values()]
-        side, bulk = self._side, self._bulk
-        self._dirty, self._side, self._bulk = {}, [], []
-        try:
-            if rows:
-                await self._conn.executemany(UPSERT, rows)
-            for attempt_rows in bulk:  # one statement for many rows (a replay's attempts)
-                await self._conn.executemany(_ATTEMPT_INSERT, attempt_rows)
-            for sql, params in side:
-                await self._conn.execute(sql, params)
-            await self._conn.commit()
-        except sqlite3.Error:
-            await self._conn.rollback()
-            raise
-        return len(rows)
+        # The batch stays where it is until it is settled: a failed transaction loses nothing
+        # (pylon.sqlite_batch isolates a bad row), and puts made while this flush awaits the
+        # disk are not mistaken for flushed ones.
+        taken = list(self._dirty)
+        gens = dict(self._dirty_gen)
+        rows = [row_of(self._dirty[j]) for j in taken]
+        bulk, side = list(self._bulk), list(self._side)
+        groups: list[tuple[str, list[tuple[Any, ...]]]] = [(UPSERT, rows)]
+        groups += [(_ATTEMPT_INSERT, attempt_rows) for attempt_rows in bulk]
+        groups += [(sql, [params]) for sql, params in side]
+        outcome = await commit_isolated(self._conn, groups)
+        done = outcome.done
+        for job_id in taken[: min(done, len(taken))]:
+            if self._dirty_gen.get(job_id) == gens[job_id]:  # not put again while we wrote
+                del self._dirty[job_id]
+                del self._dirty_gen[job_id]
+        done -= len(taken)
+        settled_bulk = 0
+        for attempt_rows in bulk:
+            if done < len(attempt_rows):
+                if done > 0:  # part of this group is in: keep only the rest for next time
+                    self._bulk[settled_bulk] = attempt_rows[done:]
+                done = 0
+                break
+            done -= len(attempt_rows)
+            settled_bulk += 1
+        del self._bulk[:settled_bulk]
+        del self._side[: max(0, done)]
+        if outcome.bad:
+            self.bad_rows += len(outcome.bad)
+            for _, sql, exc in outcome.bad:
+                log.error("telemetry_row_dropped", sql=sql[:60], error=f"{type(exc).__name__}: {exc}"[:200])
+        if outcome.error is not None:
+            self.flush_errors += 1
+            log.warning("telemetry_flush_deferred", error=str(outcome.error)[:200])
+        return min(outcome.done, len(rows))
 
     async def all_jobs(self, run_id: str | None = None) -> list[JobTelemetry]:
         await self.flush()
@@ -229,9 +271,82 @@ class BuyerStore:
     def put_result(self, job_id: str, result_id: str, provider: str, content: str) -> None:
         self._write("INSERT OR REPLACE INTO results VALUES (?,?,?,?)", (job_id, result_id, provider, content))
 
+    async def result_row(self, job_id: str) -> tuple[str, str, str] | None:
+        """(result event id, provider, decoded content) of a job's accepted result."""
+        rows = await self._fetch(
+            "SELECT result_id, provider, content FROM results WHERE job_id = ?", (job_id,)
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
     async def result_content(self, job_id: str) -> str | None:
         rows = await self._fetch("SELECT content FROM results WHERE job_id = ?", (job_id,))
         return rows[0][0] if rows else None
+
+    # --- spot checks ------------------------------------------------------------------------
+
+    def put_check(
+        self,
+        *,
+        check_job_id: str,
+        job_id: str,
+        run_id: str | None,
+        subject: str,
+        checker: str | None,
+        verdict: str,
+        at: float,
+    ) -> None:
+        """One spot check of `job_id` (whose result `subject` gave) by the job `check_job_id`."""
+        self._write(
+            "INSERT OR REPLACE INTO checks VALUES (?,?,?,?,?,?,?)",
+            (check_job_id, job_id, run_id, subject, checker, verdict, at),
+        )
+
+    def put_standing(self, provider: str, passed: int, failed: int) -> None:
+        self._write("INSERT OR REPLACE INTO standing VALUES (?,?,?)", (provider, passed, failed))
+
+    async def standings(self) -> dict[str, tuple[int, int]]:
+        rows = await self._fetch("SELECT provider, passed, failed FROM standing")
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+    async def checks_of(self, job_id: str) -> list[tuple[str, str, str | None, str]]:
+        """(check job id, subject, checker, verdict) of each check of a job, oldest first."""
+        rows = await self._fetch(
+            "SELECT check_job_id, subject, checker, verdict FROM checks WHERE job_id = ? ORDER BY at",
+            (job_id,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def run_check_totals(self, run_id: str) -> tuple[int, int, int, int, int]:
+        """(files checked, agreed on, with a disagreement, check jobs, msats their results cost)."""
+        rows = await self._fetch(
+            "SELECT count(DISTINCT CASE WHEN c.verdict IN ('agreed', 'disagreed') THEN c.job_id END), "
+            "count(DISTINCT CASE WHEN c.verdict = 'disagreed' THEN c.job_id END), "
+            "count(*), coalesce(sum(CASE WHEN j.state = 'completed' THEN j.amount_msats END), 0) "
+            "FROM checks c LEFT JOIN jobs j ON j.job_id = c.check_job_id WHERE c.run_id = ?",
+            (run_id,),
+        )
+        checked, disagreed, jobs, cost = (int(x or 0) for x in rows[0])
+        # A file is agreed on when no check of it disagreed (a liar checking it may have).
+        return checked, checked - disagreed, disagreed, jobs, cost
+
+    async def check_totals(self) -> tuple[int, int, int]:
+        """(checkable completed jobs, jobs checked, jobs with a disagreement) over all runs."""
+        rows = await self._fetch(
+            "SELECT (SELECT count(*) FROM jobs WHERE state = 'completed' AND run_id IS NOT NULL), "
+            "count(DISTINCT CASE WHEN verdict IN ('agreed', 'disagreed') THEN job_id END), "
+            "count(DISTINCT CASE WHEN verdict = 'disagreed' THEN job_id END) "
+            "FROM checks"
+        )
+        r = rows[0]
+        return int(r[0] or 0), int(r[1] or 0), int(r[2] or 0)
+
+    async def completed_jobs_of(self, provider: str, run_ids: set[str]) -> list[JobTelemetry]:
+        """A provider's completed jobs in these runs (to re-check them once it failed a check)."""
+        return [
+            t
+            for t in await self.all_jobs()
+            if t.provider_pubkey == provider and t.run_id in run_ids and t.state == JobState.COMPLETED
+        ]
 
     # --- runs (the coordinator) ------------------------------------------------------------
 
@@ -245,6 +360,20 @@ class BuyerStore:
 
     def finish_run(self, run_id: str, finished: float) -> None:
         self._write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (finished, "done", run_id))
+
+    # --- asks (pylon.daemon.ask_coordinator): a run row in state 'ask', which no resume picks up
+
+    def insert_ask_run(self, *, run_id: str, question: str, root: str, snapshot: str, started: float) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, f"ask: {question[:120]}", root, 0, started, None, None, snapshot, "ask"),
+        )
+
+    def finish_ask_run(self, run_id: str, *, sub_calls: int, finished: float, out_dir: str | None) -> None:
+        self._write(
+            "UPDATE runs SET files = ?, finished = ?, out_dir = coalesce(?, out_dir) WHERE run_id = ?",
+            (sub_calls, finished, out_dir, run_id),
+        )
 
     async def run_rows(self) -> list[tuple[Any, ...]]:
         """(run_id, repo, files, started, finished, out_dir, completed, failed) per run, oldest first."""

@@ -85,6 +85,12 @@ def _print_trail(trail: Trail) -> None:
         )
         for p in link.problems:
             node.add(f"[red]{p}[/]")
+    for check in trail.checks:
+        verdict = {True: "[green]agreed[/]", False: "[red]disagreed[/]", None: "[yellow]not compared[/]"}
+        by = f"by {short(check.pubkey)}" if check.pubkey else "no answer"
+        tree.add(
+            f"  check    {short(check.job_id, 16)}  {by}  {verdict[check.agreed]}  [dim]{check.detail}[/]"
+        )
     stdout.print(tree)
     missing = [p for p in trail.problems if not p.startswith("invalid ")]
     for p in missing:
@@ -187,6 +193,11 @@ def _print_report(rep: LaunchReport) -> None:
         f"completed {s.jobs_completed}  failed {s.jobs_failed}  {s.jobs_per_min:.1f} jobs/min  "
         f"p50 {secs(s.p50_e2e_s)}  p95 {secs(s.p95_e2e_s)}  online nodes {s.online_nodes}"
     )
+    if s.checked_share is not None:
+        stdout.print(
+            f"spot checks: {s.checked_share:.1%} of map jobs checked on a second node, "
+            f"{(s.disagreement_rate or 0):.1%} of those disagreed"
+        )
     p = rep.pricing
     stdout.print(
         f"\n[bold]pricing[/] (assumes {p.assumptions.node_sats_per_hour:g} sats per busy node-hour: "

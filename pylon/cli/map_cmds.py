@@ -14,6 +14,7 @@ from pylon.cli.map_follow import RunLost, follow_run
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.cli.rpc_call import call
 from pylon.home import buyer_socket, pylon_home
+from pylon.repomap.gitsafe import public_repo
 from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 
@@ -63,7 +64,7 @@ def run_map(
         console=stderr,
         transient=False,
     ) as bar:
-        task = bar.add_task(repo, total=None, failed=0)
+        task = bar.add_task(public_repo(repo), total=None, failed=0)
 
         def on_progress(p: dict[str, Any]) -> None:
             bar.update(
@@ -71,7 +72,7 @@ def run_map(
                 total=p["files"],
                 completed=p["completed"] + p["failed"],
                 failed=p["failed"],
-                description=f"{repo} ({p['run_id'][:10]}…)",
+                description=f"{public_repo(repo)} ({p['run_id'][:10]}…)",
             )
 
         res = map_call(socket or buyer_socket(), req, on_progress)

@@ -108,12 +108,16 @@ def up(
 @json_option
 def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool, as_json: bool) -> None:
     """The hero run: spin up a local market, map a repo, show the results, tear it down."""
+    from pylon.cli import demo_out
     from pylon.cli.map_cmds import run_map
 
     t_start = time.perf_counter()
     target = repo or str(project_source())
     home = Path(tempfile.mkdtemp(prefix="pylon-demo-"))
-    out_root = Path.cwd() / "pylon-out"
+    try:  # before anything starts: a ./pylon-out the demo did not write is never deleted
+        out_root = demo_out.claim(Path.cwd() / "pylon-out")
+    except demo_out.DemoOutError as exc:
+        fail(str(exc))
     node_args, buyer_args = paid_market_args(with_mint)
     market = LocalMarket(
         home=home,
@@ -133,8 +137,7 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
         stderr.print(f"[green]market up[/] in {t_up:.1f}s: {nodes} nodes online")
         for i in range(repeat):
             out = out_root / f"run-{i + 1}" if repeat > 1 else out_root
-            if out.exists():
-                shutil.rmtree(out)
+            demo_out.reset(out, out_root)
             res = run_map(target, out, show_progress=not as_json, socket=market.socket_of("buyer"))
             runs.append(res)
         if with_mint:  # payments run behind the results: let them land before the scoreboard

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -15,9 +14,11 @@ import msgspec
 from pylon.logs import get_logger
 from pylon.repomap.graph import FileGraph, PathIndex, build_graph, resolve_import
 from pylon.repomap.pagerank import pagerank
+from pylon.repomap.prose import escape_markdown
 from pylon.repomap.search_index import INDEX_NAME, build_index
 from pylon.schemas.events import FileResult
 from pylon.schemas.repomap import MapFileEntry, MapSymbol, RepoMap, Snapshot
+from pylon.untrusted import json_loads
 
 log = get_logger(__name__)
 
@@ -96,6 +97,7 @@ def build_artifacts(
     results: Mapping[str, tuple[FileResult, str, str]],
     failed: Mapping[str, str] | None = None,
     narrative: str | None = None,
+    narrative_by: str = "",
 ) -> dict[str, str]:
     """Write repo_map.json, overview.md and index.sqlite to out_dir; return their paths.
 
@@ -112,7 +114,9 @@ def build_artifacts(
     _write(map_path, msgspec.json.format(msgspec.json.encode(repo_map), indent=2) + b"\n")
     overview_path = out_dir / OVERVIEW_NAME
     entry_points = find_entry_points(repo_map, Path(snapshot.root))
-    text = render_overview(repo_map, entry_points=entry_points, narrative=narrative)
+    text = render_overview(
+        repo_map, entry_points=entry_points, narrative=narrative, narrative_by=narrative_by
+    )
     _write(overview_path, text.encode("utf-8"))
     index = build_index(out_dir / INDEX_NAME, repo_map)
     log.info("artifacts", run_id=run_id, out_dir=str(out_dir), files=len(repo_map.files), failed=len(failed))
@@ -259,8 +263,14 @@ def _languages_table(repo_map: RepoMap) -> list[str]:
     return out
 
 
-def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], narrative: str | None) -> str:
-    """The newcomer's page: what is here, what matters most, where it starts. Deterministic."""
+def render_overview(
+    repo_map: RepoMap, *, entry_points: list[tuple[str, str]], narrative: str | None, narrative_by: str = ""
+) -> str:
+    """The newcomer's page: what is here, what matters most, where it starts. Deterministic.
+
+    `narrative` is a model's prose from some node: it is capped and escaped here, whoever calls,
+    and `narrative_by` (pylon.repomap.prose.attribution) says whose it is.
+    """
     files = repo_map.files
     out: list[str] = [f"# Repository overview: {repo_map.repo or repo_map.root}", ""]
     facts = [f"{_count(len(files), 'file')} mapped"]
@@ -277,7 +287,9 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
         out += [f"> {_md(about)}", ""]
 
     if narrative and narrative.strip():
-        out += ["## Summary", "", narrative.strip(), ""]
+        out += ["## Summary", "", escape_markdown(narrative), ""]
+        if narrative_by:
+            out += [narrative_by, ""]
 
     out += ["## Languages", "", *_languages_table(repo_map), ""]
 
@@ -345,7 +357,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
     idx = PathIndex(repo_map.files)
     try:
         pyproject = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a stranger's repo: nesting included
         pyproject = {}
     project = pyproject.get("project", {}) if isinstance(pyproject, dict) else {}
     for table in ("scripts", "gui-scripts"):
@@ -356,7 +368,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
             where = hits[0][0] if hits else "pyproject.toml"
             found.append((where, f"console script `{name}` → `{target}`"))
     try:
-        package = json.loads((root / "package.json").read_text("utf-8"))
+        package = json_loads((root / "package.json").read_text("utf-8"))  # total: a stranger's repo
     except (OSError, ValueError):
         package = {}
     if isinstance(package, dict):
@@ -369,7 +381,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
             found.append((_npm_path(package["main"], idx), "package.json main"))
     try:
         cargo = tomllib.loads((root / "Cargo.toml").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a stranger's repo: nesting included
         cargo = {}
     for b in cargo.get("bin", []) if isinstance(cargo, dict) else []:
         if isinstance(b, dict) and b.get("path"):

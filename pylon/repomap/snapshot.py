@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -22,6 +21,7 @@ from typing import Any
 
 from pylon.executors.languages import TEXT_LANGUAGE, detect_language
 from pylon.logs import get_logger
+from pylon.repomap.gitsafe import MAX_CLONE_BYTES, GitFailed, allowed_protocol, public_repo, run_git, scrub
 from pylon.schemas.repomap import Snapshot, SnapshotFile
 
 __all__ = [
@@ -67,52 +67,55 @@ def is_url(s: str) -> bool:
     return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", s) or re.match(r"^[\w.-]+@[\w.-]+:", s))
 
 
-def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Never stop for a password or a host-key prompt: a run must fail, not hang.
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    env["LC_ALL"] = "C"
-    return env
+def clone(url: str, dest: Path, timeout_s: float = 120, max_bytes: int = MAX_CLONE_BYTES) -> Path:
+    """`git clone --depth 1 url dest`; returns dest. Any failure raises SnapshotError with git's words.
 
-
-def clone(url: str, dest: Path, timeout_s: float = 120) -> Path:
-    """`git clone --depth 1 url dest`; returns dest. Any failure raises SnapshotError with git's words."""
+    Hardened (pylon.repomap.gitsafe): no system/global config, hooks and fsmonitor off, only the
+    transport of `url` allowed, the process group killed on timeout, at most `max_bytes` written.
+    Messages and logs name the repository by `public_repo(url)`: never its credentials.
+    """
     dest = Path(dest)
+    shown = public_repo(url)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise SnapshotError(f"clone destination {dest} is not empty")
     existed = dest.exists()
-    cmd = ["git", "clone", "--depth", "1", "--quiet", "--", url, str(dest)]
     try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=_git_env(),
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
+        protocol = allowed_protocol(url)
+    except GitFailed as exc:
+        raise SnapshotError(str(exc)) from exc
+    args = [
+        "clone",
+        "--depth",
+        "1",
+        "--quiet",
+        "--no-recurse-submodules",
+        "--template=",
+        "--",
+        url,
+        str(dest),
+    ]
+    try:
+        proc = run_git(args, timeout_s=timeout_s, protocol=protocol, watch_dir=dest, max_bytes=max_bytes)
+    except GitFailed as exc:
         if not existed:
             shutil.rmtree(dest, ignore_errors=True)
-        raise SnapshotError(f"git clone {url} timed out after {timeout_s:g}s") from exc
+        raise SnapshotError(f"git clone {shown} stopped: {exc}") from exc
     except FileNotFoundError as exc:
         raise SnapshotError("git is not installed (needed to clone a URL)") from exc
     if proc.returncode != 0:
-        message = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"
-        raise SnapshotError(f"git clone {url} failed: {message}")
-    log.info("cloned", url=url, dest=str(dest))
+        if not existed:
+            shutil.rmtree(dest, ignore_errors=True)
+        message = " ".join(proc.stderr.decode("utf-8", "replace").split()) or f"exit status {proc.returncode}"
+        raise SnapshotError(f"git clone {shown} failed: {scrub(message, url)}")
+    log.info("cloned", url=shown, dest=str(dest))
     return dest
 
 
 def _git_lines(root: Path, *args: str) -> list[str] | None:
     """NUL-separated output of a git command run in root, or None when git cannot answer."""
     try:
-        proc = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, env=_git_env(), timeout=120, check=False
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired):
+        proc = run_git(args, cwd=root, timeout_s=120)
+    except (FileNotFoundError, GitFailed):
         return None
     if proc.returncode != 0:
         return None
@@ -424,7 +427,7 @@ def read_file(snapshot_root: Path, rel: str, *, expected_sha256: str | None = No
 def snapshot_repo(repo: str, clone_dir: Path, **kwargs: Any) -> Snapshot:
     """Snapshot a local path, or clone a URL into clone_dir (which must be empty) first."""
     if is_url(repo):
-        return take_snapshot(clone(repo, Path(clone_dir)), repo=repo, **kwargs)
+        return take_snapshot(clone(repo, Path(clone_dir)), repo=public_repo(repo), **kwargs)
     path = Path(repo).expanduser()
     if not path.exists():
         raise SnapshotError(f"{repo}: no such directory")
