@@ -69,11 +69,20 @@ def _map_and_check(swarm: RemoteSwarm, tmp_path: Path, files: int, timeout: floa
     )
     per_job = accepted_results_per_job(m)
     assert {j["job_id"] for j in run_jobs} <= set(per_job) and set(per_job.values()) == {1}
-    paid, completed = m.wait_paid(120)
-    assert paid == completed == files
+    _wait_run_paid(m, summary["run_id"], files)
     nutzaps = payments_per_job(m)
-    assert set(nutzaps) == {j["job_id"] for j in run_jobs} and set(nutzaps.values()) == {1}
+    assert {j["job_id"] for j in run_jobs} <= set(nutzaps) and set(nutzaps.values()) == {1}
     return run_jobs
+
+
+def _wait_run_paid(m: LocalMarket, run_id: str, files: int) -> None:
+    # The run's own jobs: the buyer may add spot-check jobs of its own beside them.
+    wait_for(
+        f"all {files} jobs of the run paid",
+        lambda: (js := jobs(m, run_id)) and len(js) == files and all(j["paid"] for j in js),
+        120,
+        0.2,
+    )
 
 
 def _trail_verifies(m: LocalMarket, job_id: str) -> dict:
@@ -124,7 +133,8 @@ def test_nodes_five_minutes_ahead_and_behind_get_jobs_and_are_paid(tmp_path: Pat
         # The nodes see what they earned.
         for name in ("ahead", "behind"):
             st = m.call(name, rpc.StatusReq())
-            assert st["completed"] == by_node[ahead if name == "ahead" else behind]
+            # At least the run's jobs it did (spot checks the buyer asks for come on top).
+            assert st["completed"] >= by_node[ahead if name == "ahead" else behind] > 0
 
         for pk in (ahead, behind):
             job = next(j for j in run_jobs if j["provider_pubkey"] == pk)
@@ -161,10 +171,9 @@ def test_six_remote_nodes_behind_a_bad_network_two_skewed(tmp_path: Path) -> Non
         )
         per_job = accepted_results_per_job(m)
         assert set(per_job.values()) == {1}
-        paid, completed = m.wait_paid(120)
-        assert paid == completed == files
+        _wait_run_paid(m, summary["run_id"], files)
         nutzaps = payments_per_job(m)
-        assert set(nutzaps) == {j["job_id"] for j in run_jobs} and set(nutzaps.values()) == {1}
+        assert {j["job_id"] for j in run_jobs} <= set(nutzaps) and set(nutzaps.values()) == {1}
         assert swarm.relay_proxy.stats()["resets"] >= 1
 
         by_node = Counter(j["provider_pubkey"] for j in run_jobs)
