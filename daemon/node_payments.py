@@ -53,6 +53,7 @@ log = get_logger("pylon.node.payments")
 
 HOLD_S = 600.0  # a payment-required job waits this long for its nutzap
 MAX_BATCH = 50  # nutzaps redeemed in one swap
+REDEEM_RETRIES = 6  # a mint that does not answer: tried again, backing off (~30 s in all)
 SEEN_CAP = 50_000
 NODE_REFUND_LOCKTIME_S = 7 * 86400  # an unclaimed refund comes back to the node after a week
 MAX_FUND_SATS = 10_000_000
@@ -78,6 +79,7 @@ class _Redeem:
     nutzap: Nutzap
     info: ProofInfo
     held: _Held | None
+    tries: int = 0
 
 
 class NodePayments:
@@ -281,10 +283,21 @@ class NodePayments:
                 await self._accepted(item)
 
     def _refused(self, item: _Redeem, exc: PaymentError) -> None:
+        if exc.code == "mint_unreachable" and item.tries < REDEEM_RETRIES:
+            # Over a real network a pooled connection the mint closed meanwhile fails the next
+            # request ("disconnected without sending a response"): try again, backing off.
+            item.tries += 1
+            log.info("nutzap_redeem_retry", job_id=item.nutzap.job_id, tries=item.tries, error=str(exc))
+            self.node._spawn(self._redeem_later(item, min(30.0, 0.5 * 2**item.tries)))
+            return
         self._drop(f"nutzap_{exc.code.value}")
         log.warning(
             "nutzap_refused", job_id=item.nutzap.job_id, payment_id=item.nutzap.payment_id, error=str(exc)
         )
+
+    async def _redeem_later(self, item: _Redeem, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._send.send_nowait(item)
 
     async def _accepted(self, item: _Redeem) -> None:
         """The mint took the proofs: write it down, then publish the receipt, then run a held job."""

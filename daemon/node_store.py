@@ -72,6 +72,14 @@ class NodeStore:
         async with self.db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)) as cur:
             return await cur.fetchone() is not None
 
+    async def finished_since(self, since: float) -> list[str]:
+        """Jobs received since `since` (our clock) that reached an end state."""
+        async with self.db.execute(
+            "SELECT job_id FROM jobs WHERE received >= ? AND state IN ('completed','failed','aborted')",
+            (since,),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
     def record(self, job: NodeJob) -> None:
         """Write-behind: flushed in batches by flush() so the hot path never waits on disk."""
         self._gen += 1

@@ -49,7 +49,7 @@ from pylon.home import node_dir, node_socket
 from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import fitting, nip13, nip90
+from pylon.nostr import clock, fitting, nip13, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
 from pylon.nostr.filters import Filter
 from pylon.nostr.heartbeat import build_heartbeat
@@ -111,6 +111,7 @@ class ProviderNode:
         self._tg: TaskGroup | None = None
         self.payments: Any = None  # set by the payments wiring (pylon.daemon.node_payments)
         self.announced_models: list[str] = []
+        self._newest_request = 0  # newest request created_at seen (buyer clock, capped at ours)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -119,6 +120,10 @@ class ProviderNode:
         counts = await self.store.counters()
         self.counters.completed, self.counters.failed = counts["completed"], counts["failed"]
         self.counters.failures = await self.store.failures()
+        # The request filters look back CLOCK_SLACK_S (clocks differ): what this node already
+        # finished must not run again when a restart replays it.
+        for job_id in await self.store.finished_since(time.time() - 2 * clock.CLOCK_SLACK_S):
+            self._remember(job_id)
         self.rpc = RpcServer(
             node_socket(self.config.name),
             daemon="node",
@@ -139,11 +144,14 @@ class ProviderNode:
                     await self.payments.start(tg)
                 await self._announce()
                 await self.pool.subscribe(
-                    [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=int(time.time()) - 30)],
+                    [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=clock.since(30))],
                     self._on_request,
                     sub_id="assigned",
                 )
                 if self.config.accept_untargeted:
+                    # Not widened by the clock slack, unlike "assigned": a fresh node would take
+                    # on a quarter hour of anyone's untargeted jobs. Untargeted requests from a
+                    # buyer whose clock is behind ours are missed (Pylon's buyer assigns).
                     await self.pool.subscribe(
                         [Filter(kinds=[kinds.JOB_REQUEST], since=int(time.time()))],
                         self._on_request,
@@ -200,6 +208,7 @@ class ProviderNode:
     def _on_request(self, ev: NostrEvent) -> None:
         if ev.id in self._seen_set:
             return
+        self._newest_request = max(self._newest_request, clock.clamp_to_now(ev.created_at))
         self._remember(ev.id)
         if nip90.is_chunk(ev) or nip90.is_run_root(ev):
             return
@@ -490,7 +499,7 @@ class ProviderNode:
         """Catch requests the relay failed to push live (it drops events for lagging subscribers)."""
         while True:
             await anyio.sleep(RESYNC_INTERVAL_S)
-            since = int(time.time() - RESYNC_LOOKBACK_S)
+            since = self._resync_since()
             try:
                 late = await self.pool.resync(
                     "assigned", [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=since)]
@@ -500,6 +509,13 @@ class ProviderNode:
                 continue
             if late:
                 log.info("resync_recovered", requests=late)
+
+    def _resync_since(self) -> int:
+        # On the buyers' clock where we have seen one of their requests (a look-back on ours
+        # would miss a buyer behind us); until then, widened by the clock slack.
+        if self._newest_request:
+            return self._newest_request - RESYNC_LOOKBACK_S
+        return clock.since(RESYNC_LOOKBACK_S)
 
     async def _flush_loop(self) -> None:
         assert self.store is not None

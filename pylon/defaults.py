@@ -6,6 +6,8 @@ read them from here, and the CLI's flags show them.
 
 from __future__ import annotations
 
+import os
+
 RELAY_HOST = "127.0.0.1"
 RELAY_PORT = 7777
 DEFAULT_RELAY = f"ws://{RELAY_HOST}:{RELAY_PORT}"

@@ -56,6 +56,7 @@ class Heartbeat(msgspec.Struct):
     uptime_s: float
     interval_s: float
     name: str = ""
+    sent_ms: int = 0  # the node's clock when it sent this: lets the buyer measure the offset
 
 
 class Symbol(msgspec.Struct):

@@ -307,6 +307,7 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     banned: bool = False
     checks_passed: int = 0
     checks_failed: int = 0
+    clock_offset_s: float | None = None  # node clock minus buyer clock, from its heartbeats
 
 
 class SubmitResult(msgspec.Struct):

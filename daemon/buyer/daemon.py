@@ -29,6 +29,7 @@ from pylon.home import buyer_dir, buyer_socket
 from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
+from pylon.nostr import clock
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
@@ -98,7 +99,7 @@ class BuyerDaemon:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.rpc.serve)
                 await self.pool.start(tg, wait_s=10)
-                since = int(time.time()) - 3600
+                since = clock.since(3600)
                 await self.pool.subscribe(
                     [
                         Filter(kinds=[kinds.ANNOUNCE, kinds.NUTZAP_INFO], since=since - 86400 * 30),
@@ -108,7 +109,7 @@ class BuyerDaemon:
                     sub_id="swarm",
                 )
                 # After a crash, replay what the relay stored while we were down.
-                since = min(int(time.time()) - 60, resumed_since or int(time.time()))
+                since = min(clock.since(60), resumed_since or int(time.time()))
                 await self.pool.subscribe(
                     [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[self.pubkey], since=since)],
                     sched.on_job_event,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pylon.schemas import rpc
 from pylon.schemas.events import Announce, Heartbeat, NodeState, NutzapInfo
 
+from pylon.nostr.clock import ClockOffsets
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
 from pylon.nostr.nip89 import parse_announce
@@ -61,6 +62,7 @@ class NodeRegistry:
         self.allow = set(allow or [])
         self.nodes: dict[str, NodeEntry] = {}
         self.changed = False
+        self.clocks = ClockOffsets()
 
     def entry(self, pubkey: str) -> NodeEntry:
         e = self.nodes.get(pubkey)
@@ -80,12 +82,32 @@ class NodeRegistry:
         e = self.entry(ev.pubkey)
         if ev.created_at < e.heartbeat_at:
             raise InvalidEvent("stale_heartbeat")
+        now = time.time()
+        prev = e.heartbeat
+        # Liveness is when WE received a heartbeat, and which ones count must not depend on the
+        # node's clock agreeing with ours. A heartbeat replayed from the relay's store says when
+        # it was made, not that the node is alive now. One that is newer than the last we saw
+        # from the node was sent since (the node is alive, whatever its clock says); the first
+        # one we see counts only if its created_at is recent by our clock, in either direction.
+        newer = prev is not None and (
+            ev.created_at > e.heartbeat_at or (hb.sent_ms and hb.sent_ms > prev.sent_ms)
+        )
+        window = ONLINE_INTERVALS * e.interval(self.heartbeat_s)
+        fresh = abs(now - ev.created_at) <= window
         e.heartbeat, e.heartbeat_at = hb, ev.created_at
-        # A heartbeat replayed from the relay's store says when it was made, not that the
-        # node is alive now: only a fresh one marks it online.
-        if time.time() - ev.created_at <= ONLINE_INTERVALS * e.interval(self.heartbeat_s):
-            e.last_heartbeat = time.time()
+        if newer or fresh:
+            e.last_heartbeat = now
+            if hb.sent_ms:
+                self.clocks.observe(ev.pubkey, hb.sent_ms / 1000, now)
         self.changed = True
+
+    def clock_offset(self, pubkey: str) -> float | None:
+        """How far the node's clock is ahead of ours (s), as measured from its heartbeats."""
+        return self.clocks.offset(pubkey)
+
+    def to_local(self, pubkey: str, node_time_s: float | None) -> float | None:
+        """A timestamp from the node's clock on ours."""
+        return self.clocks.to_local(pubkey, node_time_s)
 
     def usable(self, e: NodeEntry, now: float) -> bool:
         return (
@@ -140,6 +162,7 @@ class NodeRegistry:
                     banned=e.banned,
                     checks_passed=e.checks[0],
                     checks_failed=e.checks[1],
+                    clock_offset_s=_rounded(self.clocks.offset(e.pubkey)),
                 )
             )
         out.sort(key=lambda n: (not n.online, n.name))
@@ -147,3 +170,7 @@ class NodeRegistry:
 
     def names(self) -> dict[str, str]:
         return {pk: e.name for pk, e in self.nodes.items()}
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)

@@ -525,7 +525,9 @@ class Scheduler:
             if not att.picked_up:
                 att.picked_up = True
                 job.tele.state = JobState.PROCESSING
-                job.tele.picked_up = (fb.at_ms / 1000) if fb.at_ms else time.time()
+                # The node's clock, put on ours with the offset its heartbeats showed.
+                at = self.registry.to_local(ev.pubkey, fb.at_ms / 1000) if fb.at_ms else None
+                job.tele.picked_up = at or time.time()
                 job.deadline = time.time() + self.config.result_timeout_s
                 self.store.put(job.tele)
                 self._emit(JobChanged(job.tele))
@@ -566,7 +568,7 @@ class Scheduler:
             self._close_attempt(job.current, ErrorCode.TIMEOUT) if job.current else None
             job.current = att
             t.provider_pubkey = att.node or ev.pubkey
-        apply_result(t, ev, parsed)
+        apply_result(t, ev, parsed, lambda x: self.registry.to_local(ev.pubkey, x))
         t.received = now
         if att.node:
             self.registry.entry(att.node).completed_for_us += 1

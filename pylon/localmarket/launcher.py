@@ -81,6 +81,7 @@ class LocalMarket:
     # on Linux, where fork() is safe for it; elsewhere, or if it cannot start, plain processes.
     fork_nodes: bool = sys.platform.startswith("linux")
     procs: dict[str, Proc] = field(default_factory=dict)
+    remote_homes: dict[str, Path] = field(default_factory=dict)  # node name -> its own PYLON_HOME
     _spawner: NodeSpawner | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -125,13 +126,13 @@ class LocalMarket:
         if self.fork_nodes and self._spawner is None:
             self._spawner = NodeSpawner(self.env(), self.home / "logs" / "spawner.log")
 
-    def _fork(self, name: str, args: list[str]) -> Proc | None:
+    def _fork(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc | None:
         """Start `pylon ARGS...` as a fork of the spawner, or None if it can't."""
         if self._spawner is None:
             return None
         log_path = self.home / "logs" / f"{name}.log"
         try:
-            child = self._spawner.spawn(args, log_path, self.env())
+            child = self._spawner.spawn(args, log_path, env or self.env())
         except SpawnerUnavailable as exc:
             log.info("node_spawner_unavailable", why=str(exc))
             self._spawner.close()
@@ -141,12 +142,12 @@ class LocalMarket:
         self.procs[name] = proc
         return proc
 
-    def _spawn(self, name: str, argv: list[str]) -> Proc:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         log_path = self.home / "logs" / f"{name}.log"
         fh = open(log_path, "ab")
         popen = subprocess.Popen(
             argv,
-            env=self.env(),
+            env=env or self.env(),
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -205,6 +206,28 @@ class LocalMarket:
         if self._fork(f"node-{name}", self.node_cli_args(name)) is None:
             self._spawn(f"node-{name}", self.node_argv(name))
 
+    def start_remote_node(
+        self, name: str, relay_url: str, mint_url: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> Proc:
+        """A node as on another machine: its own PYLON_HOME (so its own key and wallet), nothing
+        shared with this market but the relay and mint URLs (e.g. through tests/fault_proxy.py),
+        started as a plain subprocess when `extra_env` is given (LD_PRELOAD=libfaketime... applies
+        only at exec), else forked from the spawner like a local node."""
+        home = self.home / "remote" / name
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.remote_homes[name] = home
+        args = list(self.node_cli_args(name))
+        args[args.index("--relay") + 1] = relay_url
+        if "--mint" in args:
+            args[args.index("--mint") + 1] = mint_url or str(self.mint_url)
+        env = self.env() | {"PYLON_HOME": str(home), "PYLON_RELAYS": relay_url} | (extra_env or {})
+        if not extra_env:
+            self._start_spawner()
+            forked = self._fork(f"node-{name}", args, env)
+            if forked is not None:
+                return forked
+        return self._spawn(f"node-{name}", pylon_argv(*args), env)
+
     def start_buyer(self) -> None:
         args = [
             "buyer",
@@ -256,7 +279,7 @@ class LocalMarket:
     # --- talking to it ----------------------------------------------------------------------
 
     def socket_of(self, target: str) -> Path:
-        run = self.home / "run"
+        run = self.remote_homes.get(target, self.home) / "run"
         return run / ("buyer.sock" if target == "buyer" else f"node-{target}.sock")
 
     def call(self, target: str, req: rpc.Request, timeout: float = 30) -> Any:

@@ -7,6 +7,7 @@ import time
 import msgspec
 
 from pylon.keys import NostrKeys
+from pylon.nostr.clock import expires_at
 from pylon.nostr.event import InvalidEvent, NostrEvent, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.events import Heartbeat
@@ -17,7 +18,11 @@ ONLINE_INTERVALS = 3  # a node is online while its last heartbeat is this many i
 
 
 def build_heartbeat(keys: NostrKeys, node_id: str, hb: Heartbeat) -> NostrEvent:
-    expires = int(time.time() + hb.interval_s * ONLINE_INTERVALS) + 1
+    now = time.time()
+    hb = msgspec.structs.replace(hb, sent_ms=int(now * 1000))
+    # Generous: a relay (or buyer) whose clock is minutes ahead of ours must not see this as
+    # expired on arrival. Liveness is the buyer's receive time, never this tag.
+    expires = expires_at(hb.interval_s * ONLINE_INTERVALS, now)
     tags = [["d", node_id], ["expiration", str(expires)], ["status", hb.state.value]]
     return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), tags)
 

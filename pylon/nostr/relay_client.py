@@ -41,6 +41,7 @@ from pylon.keys import NostrKeys
 from pylon.logs import get_logger
 from pylon.nostr import nip11, nip42
 from pylon.nostr.budget import DEFAULT, ENVELOPE_BYTES, Budget
+from pylon.nostr.clock import CLOCK_SLACK_S, clamp_to_now, replaceable_only
 from pylon.nostr.event import (
     InvalidEvent,
     NostrEvent,
@@ -139,7 +140,12 @@ class _Subscription:
         out = []
         for f in self.filters:
             if self.newest_seen:
-                since = max(f.since or 0, self.newest_seen - RESUBSCRIBE_MARGIN_S)
+                # Replaceable kinds (heartbeats, announces) come from nodes whose clocks may be
+                # minutes behind the newest event seen: widened by the clock slack, which is
+                # cheap as the relay keeps one per author (pylon/nostr/clock.py). Not for the
+                # rest: a reconnect would replay a quarter hour of results.
+                margin = RESUBSCRIBE_MARGIN_S + (CLOCK_SLACK_S if replaceable_only(f.kinds) else 0)
+                since = max(f.since or 0, self.newest_seen - margin)
                 f = f.replace(since=since)
             out.append(f.to_wire())
         return out
@@ -701,8 +707,10 @@ class RelayPool:
         if len(self._seen) > SEEN_CAP:
             self._seen.popitem(last=False)
         self.received += 1
+        # Capped at our clock: an event from a node whose clock is ahead must not make the
+        # resubscription after a reconnect ask only for the future.
         if ev.created_at > sub.newest_seen:
-            sub.newest_seen = ev.created_at
+            sub.newest_seen = clamp_to_now(ev.created_at)
         try:
             res = sub.handler(ev)
             if res is not None and self._tg is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from pylon.nostr.event import NostrEvent
 from pylon.nostr.nip90 import ParsedResult
@@ -110,16 +110,37 @@ def _dur(a: float | None, b: float | None) -> float | None:
     return round(max(0.0, b - a), 4)
 
 
-def apply_result(t: JobTelemetry, ev: NostrEvent, parsed: ParsedResult) -> None:
+def apply_result(
+    t: JobTelemetry,
+    ev: NostrEvent,
+    parsed: ParsedResult,
+    to_local: Callable[[float | None], float | None] | None = None,
+) -> None:
     """Fill a job's telemetry from its accepted result's tags (live and replay share this,
-    which is what makes `pylon stats --replay` agree with the live figures)."""
+    which is what makes `pylon stats --replay` agree with the live figures).
+
+    The timing tags are the node's clock; `submitted` is the buyer's. `to_local` puts a node
+    stamp on the buyer's clock (live: the offset measured from the node's heartbeats). Without
+    it (replay), a node whose stamps say it received the job before it was submitted is behind
+    us: its stamps are moved forward so that it received the job when it was submitted."""
     tm = parsed.timing
+    conv = to_local or (lambda x: x)
     t.provider_pubkey = ev.pubkey
-    t.started = tm.started_ms / 1000 if tm.started_ms else None
-    t.finished = tm.finished_ms / 1000 if tm.finished_ms else None
-    t.published = tm.published_ms / 1000 if tm.published_ms else ev.created_at
+    received = conv(tm.received_ms / 1000) if tm.received_ms else None
+    t.started = conv(tm.started_ms / 1000) if tm.started_ms else None
+    t.finished = conv(tm.finished_ms / 1000) if tm.finished_ms else None
+    t.published = conv(tm.published_ms / 1000) if tm.published_ms else conv(float(ev.created_at))
+    first = received if received is not None else t.started
+    if t.submitted is not None and first is not None and first < t.submitted:
+        shift = t.submitted - first  # causality: nothing happens at the node before submission
+        received = received + shift if received is not None else None
+        t.started = t.started + shift if t.started is not None else None
+        t.finished = t.finished + shift if t.finished is not None else None
+        t.published = t.published + shift if t.published is not None else None
     if t.picked_up is None:
-        t.picked_up = tm.received_ms / 1000 if tm.received_ms else t.started
+        t.picked_up = received if received is not None else t.started
+    elif t.submitted is not None and t.picked_up < t.submitted:
+        t.picked_up = t.submitted
     if t.submitted is not None:
         t.queue_wait = _dur(t.submitted, t.started)
         t.end_to_end = _dur(t.submitted, t.published)

@@ -102,7 +102,9 @@ class Replay:
             provider,
             name=self.names.get(provider, ""),
             online=provider in self.online,
-            uptime_s=hb.uptime_s if hb else None,
+            # A node that is not online has no uptime, whatever its last heartbeat said (it
+            # stays on the relay a while: expirations leave room for clock skew).
+            uptime_s=hb.uptime_s if hb and provider in self.online else None,
             failures_by_attempt=self.failures_by_attempt,
         )
 
