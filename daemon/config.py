@@ -27,6 +27,8 @@ class NodeConfig(msgspec.Struct, kw_only=True):
     price_msats: int = 0
     accept_untargeted: bool = True
     exec_timeout_s: float = 60.0
+    # The deterministic executor's own per-file limit (parse + queries), inside exec_timeout_s.
+    parse_timeout_s: float = 5.0
     mint_url: str | None = None
     payment_required: bool = False  # ask for payment up front (NUT-11 lock with a refund path)
     allow_buyers: list[str] = []  # empty = serve anyone

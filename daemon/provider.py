@@ -99,7 +99,10 @@ class ProviderNode:
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
         self.executor = executor or make_executor(
-            config.executor, ollama_host=config.ollama_host, model=config.model
+            config.executor,
+            ollama_host=config.ollama_host,
+            model=config.model,
+            parse_timeout_s=config.parse_timeout_s,
         )
         self.pool = RelayPool(config.relays)
         self.state = NodeState.ONLINE

@@ -78,6 +78,8 @@ class FileResult(msgspec.Struct):
     model: str = ""
     input_sha256: str = ""
     bytes_in: int = 0
+    # What produced it, precisely enough to compare two results (pylon.executors.version).
+    executor_version: str = ""
 
 
 class InputChunk(msgspec.Struct):

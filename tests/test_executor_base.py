@@ -64,7 +64,17 @@ async def test_errors_propagate_as_exec_error() -> None:
 
 async def test_timeout_on_a_worker_thread() -> None:
     text = "def f(x):\n    return [x, {x: (x, x)}]\n" * 80_000
-    ex = DeterministicExecutor(timeout_s=0.05)
+    # A limit of 0 s: the outcome cannot depend on how fast this machine parses.
+    ex = DeterministicExecutor(timeout_s=0)
     with anyio.fail_after(30), pytest.raises(ExecError) as info:
         await ex.run("big.py", text, None)
     assert info.value.code == ErrorCode.TIMEOUT
+
+
+async def test_a_zero_limit_fails_every_parse_but_not_plain_text() -> None:
+    ex = DeterministicExecutor(timeout_s=0)
+    with pytest.raises(ExecError) as info:
+        await ex.run("m.py", "x = 1\n", None)
+    assert info.value.code == ErrorCode.TIMEOUT
+    readme = await ex.run("README.md", "# title\n\nsome words\n", "text")
+    assert readme.language == "text" and readme.lines == 3

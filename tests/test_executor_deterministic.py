@@ -401,17 +401,14 @@ def test_bad_input_is_an_exec_error(text: str, code: ErrorCode) -> None:
 
 
 def test_parse_past_the_timeout_is_stopped() -> None:
-    text = "def f(x):\n    return [x, {x: (x, x)}]\n" * 80_000  # ~3 MB: a full parse takes ~1 s
-    started = time.monotonic()
+    text = "def f(x):\n    return [x, {x: (x, x)}]\n" * 80_000  # ~3 MB
+    # A deadline already past: tree-sitter's progress callback halts the parse the first time it
+    # asks, so the error comes from the parse itself (not from the check after the whole file
+    # was parsed and queried), whatever this machine's speed.
     with pytest.raises(ExecError) as info:
-        extract_file("big.py", text, timeout_s=0.05)
-    elapsed = time.monotonic() - started
+        extract_file("big.py", text, timeout_s=0)
     assert info.value.code == ErrorCode.TIMEOUT
-    # Stopped mid-parse by tree-sitter's progress callback, not after the whole file was done.
-    full_started = time.monotonic()
-    extract_file("big.py", text[: len(text) // 4], timeout_s=60)
-    quarter = time.monotonic() - full_started
-    assert elapsed < quarter, (elapsed, quarter)
+    assert info.value.message == "parsing exceeded the time limit"
     # The thread's parser is left usable.
     assert [s.name for s in extract_file("ok.py", "def g(): pass\n").symbols] == ["g"]
 

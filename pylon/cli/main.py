@@ -122,6 +122,13 @@ def node() -> None:
 @click.option("--no-untargeted", is_flag=True, help="only take jobs assigned to this node")
 @click.option("--exec-timeout", type=float, default=60.0, show_default=True)
 @click.option(
+    "--parse-timeout",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="the deterministic executor's limit per file, in seconds (a file over it fails `timeout`)",
+)
+@click.option(
     "--min-pow",
     type=click.IntRange(0, 32),
     default=0,
@@ -143,6 +150,7 @@ def node_up(
     payment_required: bool,
     no_untargeted: bool,
     exec_timeout: float,
+    parse_timeout: float,
     min_pow: int,
     rate_burst: int,
     queue_size: int,
@@ -167,6 +175,7 @@ def node_up(
         payment_required=payment_required,
         accept_untargeted=not no_untargeted,
         exec_timeout_s=exec_timeout,
+        parse_timeout_s=parse_timeout,
         min_pow=min_pow,
         rate_burst=rate_burst,
         queue_size=queue_size,

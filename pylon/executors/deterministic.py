@@ -30,6 +30,7 @@ from pylon.executors.languages import (
 )
 from pylon.executors.queries import QUERIES
 from pylon.executors.summary import SummaryEntry, build_summary, build_text_summary
+from pylon.executors.version import deterministic_version
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FileResult, Symbol
 
@@ -547,12 +548,14 @@ def extract_file(
             executor=EXECUTOR_NAME,
             input_sha256=sha,
             bytes_in=len(source),
+            executor_version=deterministic_version(),
         )
 
     tree = _parse(lang, source, deadline)
     defs, raw_imports = _collect(lang, source, tree.root_node, deadline)
     pairs = _finish(_nest(defs), source, lang, deadline)
-    if time.monotonic() > deadline:
+    # >=, not >: a limit of 0 then fails every parsed file, whatever the machine's speed.
+    if time.monotonic() >= deadline:
         raise ExecError(ErrorCode.TIMEOUT, "extraction exceeded the time limit")
     imports = list(dict.fromkeys(raw_imports))
     symbols = [s for s, _ in pairs]
@@ -576,4 +579,5 @@ def extract_file(
         executor=EXECUTOR_NAME,
         input_sha256=sha,
         bytes_in=len(source),
+        executor_version=deterministic_version(),
     )
