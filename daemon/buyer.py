@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
+from pylon.daemon import private_runs
 from pylon.daemon.config import BuyerConfig
 from pylon.daemon.node_registry import NodeRegistry
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
@@ -32,7 +33,7 @@ from pylon.executors.languages import detect_language
 from pylon.home import buyer_dir, buyer_socket
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
@@ -79,6 +80,7 @@ class ActiveJob:
     current: Attempt | None = None
     tried: set[str] = field(default_factory=set)
     deadline: float = 0.0
+    private: bool = False  # NIP-44: every attempt sealed to its node (pylon.daemon.private_runs)
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -109,6 +111,8 @@ class BuyerDaemon:
         self.dir = buyer_dir()
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
+        self.sealer = private_jobs.Sealer(self.keys)
+        self.private_runs: set[str] = set()
         self.pool = RelayPool(config.relays)
         self.registry = NodeRegistry(config.heartbeat_s, config.allow_nodes)
         self.active: dict[str, ActiveJob] = {}
@@ -132,6 +136,7 @@ class BuyerDaemon:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.db = await TelemetryDB.open(self.dir / "telemetry.db")
         await self._load_counters()
+        self.private_runs = await private_runs.load(self.db)
         resumed_since = await self._resume_outstanding()
         self.rpc = RpcServer(
             buyer_socket(), daemon="buyer", name=self.config.name, pubkey=self.pubkey, handler=self.handle_rpc
@@ -199,7 +204,11 @@ class BuyerDaemon:
                 continue
             text = rows[0][0]
             job = ActiveJob(
-                tele=t, text=text, sha256=nip90.sha256_hex(text.encode()), size=len(text.encode())
+                tele=t,
+                text=text,
+                sha256=nip90.sha256_hex(text.encode()),
+                size=len(text.encode()),
+                private=t.run_id in self.private_runs,
             )
             atts = await self.db.fetch(
                 "SELECT request_id, node, issued, outcome FROM attempts WHERE job_id = ? ORDER BY issued",
@@ -274,8 +283,10 @@ class BuyerDaemon:
         wait_node_s: float | None = None,
         node: str | None = None,
         tasks: tuple[str, ...] = DEFAULT_TASKS,
+        private: bool = False,
     ) -> ActiveJob:
-        """Assign one job to `node` (default: the least-loaded live node) and publish it."""
+        """Assign one job to `node` (default: the least-loaded live node) and publish it;
+        `private`: sealed to that node with NIP-44 (always targeted: see private_jobs)."""
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
@@ -297,7 +308,7 @@ class BuyerDaemon:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
         inline: str | None = text
-        if size > nip90.INLINE_LIMIT:
+        if size > nip90.INLINE_LIMIT and not private:
             _, chunks = nip90.build_chunks(self.keys, text)
             for ch in chunks:
                 await self.pool.publish(ch, wait_ok=10)
@@ -320,7 +331,20 @@ class BuyerDaemon:
                 tasks=tasks,
             )
 
-        req = sign_request()
+        if private:  # random nonces: a sealed request's id is always fresh
+            req = await private_runs.sealed_request(
+                self,
+                node=node,
+                path=path,
+                language=lang,
+                text=text,
+                sha256=sha,
+                size=size,
+                run_id=run_id,
+                tasks=tasks,
+            )
+        else:
+            req = sign_request()
         while req.id in self.attempts:
             # The same file submitted twice within one millisecond signs to the same id: the
             # clock ticking over gives the second job an id of its own.
@@ -341,7 +365,15 @@ class BuyerDaemon:
             attempts=1,
             bytes_in=size,
         )
-        job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks))
+        job = ActiveJob(
+            tele=tele,
+            text=text,
+            sha256=sha,
+            size=size,
+            chunk_ids=chunk_ids,
+            tasks=tuple(tasks),
+            private=private,
+        )
         self._issue(job, req, node, now)
         assert self.db is not None
         self.db.put(tele)
@@ -397,27 +429,30 @@ class BuyerDaemon:
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return
-        if not job.chunk_ids and job.size > nip90.INLINE_LIMIT:
+        if not job.private and not job.chunk_ids and job.size > nip90.INLINE_LIMIT:
             _, chunks = nip90.build_chunks(self.keys, job.text)
             for ch in chunks:
                 await self.pool.publish(ch, wait_ok=10)
             job.chunk_ids = [c.id for c in chunks]
-        req = nip90.build_request(
-            self.keys,
-            path=job.tele.path,
-            language=job.tele.language,
-            text=None if job.chunk_ids else job.text,
-            sha256=job.sha256,
-            size=job.size,
-            chunk_ids=job.chunk_ids,
-            node=node,
-            run_id=job.tele.run_id,
-            bid_msats=self.config.bid_msats,
-            attempt=job.tele.attempts + 1,
-            retry_of=job.tele.job_id,
-            pow_bits=self.config.pow_bits,
-            tasks=job.tasks,
-        )
+        if job.private:  # sealed afresh for the new node, its chunks included
+            req = await private_runs.reseal(self, job, node)
+        else:
+            req = nip90.build_request(
+                self.keys,
+                path=job.tele.path,
+                language=job.tele.language,
+                text=None if job.chunk_ids else job.text,
+                sha256=job.sha256,
+                size=job.size,
+                chunk_ids=job.chunk_ids,
+                node=node,
+                run_id=job.tele.run_id,
+                bid_msats=self.config.bid_msats,
+                attempt=job.tele.attempts + 1,
+                retry_of=job.tele.job_id,
+                pow_bits=self.config.pow_bits,
+                tasks=job.tasks,
+            )
         job.tele.attempts += 1
         job.tele.provider_pubkey = node
         job.tele.state = JobState.ASSIGNED
@@ -554,7 +589,7 @@ class BuyerDaemon:
             raise InvalidEvent("unknown_job")
         if att.node and ev.pubkey != att.node:
             raise InvalidEvent("result_from_unassigned")
-        parsed = nip90.parse_result(ev, parts)
+        parsed = private_jobs.parse_result(ev, parts, self.sealer)  # decrypts a private job's result
         job = self.active.get(att.job_id)
         if job is None:
             raise InvalidEvent("late_result")

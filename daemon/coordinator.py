@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
+from pylon.daemon import private_runs
 from pylon.daemon.narrator import attach_narrator
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
@@ -23,8 +24,9 @@ from pylon.schemas.telemetry import JobState
 
 from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import private_jobs
 from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.privacy import is_private
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
@@ -50,8 +52,12 @@ class MapCoordinator:
 
     async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
         match req:
-            case rpc.MapReq(repo=repo, out_dir=out_dir):
-                return await self.map(repo, Path(out_dir) if out_dir else None, ctx)
+            case rpc.MapReq(repo=repo, out_dir=out_dir, privacy=privacy):
+                try:
+                    private = is_private(repo, privacy)
+                except ValueError as exc:
+                    raise RpcFailure("bad_input", str(exc)) from exc
+                return await self.map(repo, Path(out_dir) if out_dir else None, ctx, private=private)
             case rpc.RunsReq():
                 return {"runs": await self.runs()}
         raise RpcFailure("unknown_method", type(req).__name__)
@@ -93,7 +99,9 @@ class MapCoordinator:
 
     # --- the run ----------------------------------------------------------------------------
 
-    async def map(self, repo: str, out_dir: Path | None, ctx: CallContext | None) -> rpc.MapSummary:
+    async def map(
+        self, repo: str, out_dir: Path | None, ctx: CallContext | None, *, private: bool = False
+    ) -> rpc.MapSummary:
         from pylon.daemon.buyer import RunTracker, SubmitError
 
         t0 = time.perf_counter()
@@ -107,8 +115,10 @@ class MapCoordinator:
             and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None
         ):
             raise RpcFailure("provider_offline", "no provider node is online; start one with: pylon node up")
-        root_ev = nip90.build_run_root(
+        # A private run's root seals the repo, commit and skip list to the buyer itself.
+        root_ev = private_jobs.build_run_root(
             buyer.keys,
+            buyer.sealer,
             RunRoot(
                 repo=repo,
                 snapshot_sha256=snap.snapshot_sha256,
@@ -116,9 +126,12 @@ class MapCoordinator:
                 skipped=snap.skipped,
                 commit=snap.commit,
             ),
+            private=private,
         )
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
+        if private:
+            private_runs.mark(buyer, run_id)
         out = out_dir or (maps_dir() / run_id[:16])
         tracker = RunTracker(run_id, len(snap.files))
         buyer.runs[run_id] = tracker
@@ -137,7 +150,14 @@ class MapCoordinator:
                 "running",
             ),
         )
-        log.info("map_started", run_id=run_id, repo=repo, files=len(snap.files), skipped=snap.skipped)
+        log.info(
+            "map_started",
+            run_id=run_id,
+            repo=repo,
+            files=len(snap.files),
+            skipped=snap.skipped,
+            private=private,
+        )
 
         async def progress() -> None:
             while not tracker.done.is_set():
@@ -159,7 +179,7 @@ class MapCoordinator:
             for f in snap.files:
                 try:
                     text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
-                    await buyer.submit(f.path, text, language=f.language, run_id=run_id)
+                    await buyer.submit(f.path, text, language=f.language, run_id=run_id, private=private)
                 except (SnapshotError, SubmitError) as exc:
                     code = exc.code.value if isinstance(exc, SubmitError) else "bad_input"
                     local_failures[f.path] = code
@@ -183,6 +203,7 @@ class MapCoordinator:
             wall_s=round(time.perf_counter() - t0, 3),
             artifacts=artifacts,
             skipped=snap.skipped,
+            private=private,
         )
         log.info(
             "map_finished",
@@ -220,7 +241,11 @@ class MapCoordinator:
                     continue
                 try:
                     await self.buyer.submit(
-                        f.path, read_file(Path(snap.root), f.path), language=f.language, run_id=run_id
+                        f.path,
+                        read_file(Path(snap.root), f.path),
+                        language=f.language,
+                        run_id=run_id,
+                        private=run_id in self.buyer.private_runs,
                     )
                 except Exception as exc:  # one unreadable file must not stall the run
                     tracker.finish(False)

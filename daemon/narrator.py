@@ -95,7 +95,12 @@ class Narrator:
         )
         t0 = time.perf_counter()
         job = await self.buyer.submit(
-            "overview.md", facts, language="markdown", node=node, tasks=(REDUCE_TASK,)
+            "overview.md",
+            facts,
+            language="markdown",
+            node=node,
+            tasks=(REDUCE_TASK,),
+            private=run_id in self.buyer.private_runs,  # the facts name the run's files
         )
         job_id = job.tele.job_id
         with anyio.move_on_after(self.timeout_s):

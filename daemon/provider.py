@@ -40,7 +40,7 @@ from pylon.executors.factory import make_executor
 from pylon.home import node_dir, node_socket
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import nip13, nip90
+from pylon.nostr import nip13, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
 from pylon.nostr.filters import Filter
 from pylon.nostr.heartbeat import build_heartbeat
@@ -98,6 +98,7 @@ class ProviderNode:
         self.dir = node_dir(config.name)
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
+        self.sealer = private_jobs.Sealer(self.keys)  # NIP-44: private jobs' inputs and results
         self.executor = executor or make_executor(
             config.executor,
             ollama_host=config.ollama_host,
@@ -209,7 +210,7 @@ class ProviderNode:
         if nip90.is_chunk(ev) or nip90.is_run_root(ev):
             return
         try:
-            req = nip90.parse_request(ev)
+            req = private_jobs.parse_request(ev, self.sealer)
         except InvalidEvent as exc:
             self._drop(exc.reason)
             return
@@ -314,8 +315,13 @@ class ProviderNode:
             return
         timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
         try:
-            ev, parts = nip90.build_result_with_parts(
-                self.keys, request=req, result=result, timing=timing, amount_msats=self.config.price_msats
+            ev, parts = private_jobs.build_result_with_parts(
+                self.keys,
+                self.sealer,
+                request=req,
+                result=result,
+                timing=timing,
+                amount_msats=self.config.price_msats,
             )
             for part in parts:  # stored before the result that points at them
                 await self.pool.publish(part, wait_ok=10)
@@ -369,7 +375,7 @@ class ProviderNode:
             return req.text
         chunks = await self.pool.query([Filter(ids=req.chunk_ids)], timeout=CHUNK_FETCH_TIMEOUT_S)
         try:
-            return nip90.reassemble(req, chunks)
+            return nip90.reassemble(req, private_jobs.open_chunks(req, chunks, self.sealer))
         except InvalidEvent as exc:
             code = ErrorCode.TOO_LARGE if exc.reason == "too_large" else ErrorCode.BAD_INPUT
             raise ExecError(code, f"input chunks: {exc}") from exc
@@ -421,6 +427,7 @@ class ProviderNode:
     async def _publish_feedback(
         self, req: JobRequest, status: FeedbackStatus, *, error: ErrorCode | None = None, message: str = ""
     ) -> None:
+        message = private_jobs.public_message(req, message)
         ev = nip90.build_feedback(
             self.keys, job_id=req.job_id, buyer=req.buyer, status=status, error=error, message=message
         )

@@ -109,6 +109,7 @@ class RunsReq(Req, tag="runs"):
 class MapReq(Req, tag="map"):
     repo: str
     out_dir: str | None = None
+    privacy: str = "auto"  # auto | private | public (pylon.repomap.privacy): NIP-44 encrypted jobs
 
 
 class PayReq(Req, tag="pay"):
@@ -335,6 +336,7 @@ class MapSummary(msgspec.Struct, kw_only=True):
     wall_s: float
     artifacts: dict[str, str]
     skipped: dict[str, int] = {}
+    private: bool = False  # the run's jobs were NIP-44 encrypted to their nodes
 
 
 class MapProgress(msgspec.Struct, kw_only=True):

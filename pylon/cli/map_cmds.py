@@ -14,6 +14,7 @@ from pylon.cli.map_follow import RunLost, follow_run
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.cli.rpc_call import call
 from pylon.home import buyer_socket, pylon_home
+from pylon.repomap.privacy import is_private
 from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 
@@ -46,12 +47,19 @@ def map_call(sock: Path, req: rpc.MapReq, on_progress: Callable[[dict[str, Any]]
 
 
 def run_map(
-    repo: str, out: Path | None, *, show_progress: bool = True, socket: Path | None = None
+    repo: str,
+    out: Path | None,
+    *,
+    show_progress: bool = True,
+    socket: Path | None = None,
+    privacy: str = "auto",
 ) -> dict[str, Any]:
     repo_arg = repo
     if "://" not in repo and not repo.startswith("git@"):
         repo_arg = str(Path(repo).expanduser().resolve())
-    req = rpc.MapReq(repo=repo_arg, out_dir=str(out.resolve()) if out else None)
+    # Decided here, on the URL as typed (credentials included), and sent explicitly.
+    privacy = "private" if is_private(repo, privacy) else "public"
+    req = rpc.MapReq(repo=repo_arg, out_dir=str(out.resolve()) if out else None, privacy=privacy)
     if not show_progress:
         return map_call(socket or buyer_socket(), req, None)
     with Progress(
@@ -99,8 +107,22 @@ def resolve_run_dir(run_or_dir: str) -> Path:
     "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="where to write the artifacts"
 )
 @click.option("--limit", type=int, default=10, show_default=True, help="with query: how many hits")
+@click.option(
+    "--public",
+    "privacy",
+    flag_value="public",
+    help="publish inputs and results in the clear (default for public https URLs without credentials)",
+)
+@click.option(
+    "--private",
+    "privacy",
+    flag_value="private",
+    help="encrypt every job to its node with NIP-44 (default for local paths, ssh and credentialed URLs)",
+)
 @json_option
-def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bool) -> None:
+def map_cmd(
+    args: tuple[str, ...], out_dir: Path | None, limit: int, privacy: str | None, as_json: bool
+) -> None:
     """Map REPO_PATH_OR_URL across the swarm; or search a run: `pylon map query RUN_OR_DIR "words"`."""
     if args[0] == "query":
         if len(args) < 3:
@@ -109,13 +131,14 @@ def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bo
         return
     if len(args) != 1:
         fail(f"usage: pylon map REPO_PATH_OR_URL [--out DIR] (got {len(args)} arguments)")
-    res = run_map(args[0], out_dir, show_progress=not as_json)
+    res = run_map(args[0], out_dir, show_progress=not as_json, privacy=privacy or "auto")
     if as_json:
         emit_json(res)
         return
     stdout.print(
         f"run [bold]{res['run_id']}[/]: {res['completed']}/{res['files']} files mapped by "
         f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed)"
+        + (", private (NIP-44 encrypted jobs)" if res.get("private") else "")
     )
     if res.get("skipped"):
         stdout.print("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(res["skipped"].items())))
