@@ -206,6 +206,9 @@ def test_private_map_run_leaks_nothing_and_the_buyer_trail_verifies(
     assert SECRET.lower() not in json.dumps(blind)
     result_link = next(link for link in blind["chain"] if link["role"] == "result" and link["on_path"])
     assert "encrypted" in result_link["detail"]
+    # Stats replayed from the relay alone still count the private jobs (from their public tags).
+    stats = cli_json(market, "stats", "--replay", "--relay", market.relay_url)
+    assert stats["jobs_completed"] >= len(files), stats
 
 
 def test_public_run_is_readable_which_the_scan_would_catch(market: LocalMarket, tmp_path: Path) -> None:

@@ -213,6 +213,13 @@ def test_result_round_trip_small_compressed_and_parts(n_symbols):
     with pytest.raises(InvalidEvent):
         private_jobs.parse_result(ev, parts, private_jobs.Sealer(stranger))
     assert private_jobs.check_sealed_shape(ev) is None
+    public = private_jobs.parse_result_for_stats(ev, parts, None)
+    assert (public.amount_msats, public.content_sha256, public.timing.started_ms) == (
+        5,
+        parsed.content_sha256,
+        2,
+    )
+    assert public.result.path == ""
 
 
 def test_public_jobs_pass_through_unchanged():

@@ -334,6 +334,42 @@ def parse_result(ev: NostrEvent, parts: Sequence[NostrEvent], sealer: Sealer | N
     return nip90.parse_result(opened, opened_parts)
 
 
+def parse_result_public(ev: NostrEvent) -> nip90.ParsedResult:
+    """What anyone can read of an encrypted result: its tags (job, timing, amount, the
+    plaintext's hash), with an empty payload. For statistics replayed without the buyer's
+    key; never for accepting a result."""
+    job = nip90.result_job_id(ev)
+    x = ev.tag_value("x")
+    if ev.kind != kinds.JOB_RESULT or not job or not x:
+        raise InvalidEvent("malformed_result")
+
+    def num(name: str) -> int:
+        return nip90._int(ev.tag_value(name, "0") or "0", "bad_tag")
+
+    return nip90.ParsedResult(
+        job_id=job,
+        node=ev.pubkey,
+        result=FileResult(path="", language="", lines=0, symbols=[], imports=[], summary=""),
+        timing=ResultTiming(
+            received_ms=num("received"),
+            started_ms=num("started"),
+            finished_ms=num("finished"),
+            published_ms=num("published"),
+        ),
+        amount_msats=num("amount"),
+        content_sha256=x,
+    )
+
+
+def parse_result_for_stats(
+    ev: NostrEvent, parts: Sequence[NostrEvent], sealer: Sealer | None
+) -> nip90.ParsedResult:
+    """`parse_result` where the key allows, else the public view of an encrypted result."""
+    if is_encrypted(ev) and (sealer is None or sealer.peer_of(ev) is None):
+        return parse_result_public(ev)
+    return parse_result(ev, parts, sealer)
+
+
 def check_sealed_shape(ev: NostrEvent) -> str | None:
     """For readers without the key: is the content a well-formed NIP-44 v2 payload? (None: yes)"""
     if not ev.content:
