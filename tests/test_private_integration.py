@@ -11,6 +11,7 @@ A public run of the same code in the same market shows the scan would have found
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import string
@@ -227,3 +228,64 @@ def test_public_run_is_readable_which_the_scan_would_catch(market: LocalMarket, 
 def test_rpc_refuses_an_unknown_privacy(market: LocalMarket) -> None:
     with pytest.raises(Exception, match="privacy"):
         market.call("buyer", rpc.MapReq(repo="/nonexistent", privacy="secretish"))
+
+
+def test_tampered_and_foreign_private_requests_are_counted_drops(market: LocalMarket) -> None:
+    """A stranger's encrypted requests to n1: a broken ciphertext and a sealed input whose hash
+    lies. The node drops and counts both (no feedback, no crash) and keeps working."""
+    from pylon.keys import NostrKeys
+    from pylon.nostr.event import sign_event
+    from pylon.nostr.relay_client import RelayPool
+
+    n1 = node_keys(market, "n1").pubkey
+    stranger = NostrKeys.generate()
+    sealer = private_jobs.Sealer(stranger)
+    ev, _ = private_jobs.build_request(
+        stranger,
+        sealer,
+        node=n1,
+        path="x.py",
+        language="python",
+        text="x = 1\n",
+        sha256="00" * 32,
+        size=6,
+        run_id=None,
+    )
+    raw = bytearray(base64.b64decode(ev.content))
+    raw[40] ^= 1
+    tampered = sign_event(stranger, ev.kind, base64.b64encode(bytes(raw)).decode(), ev.tags)
+    lying, _ = private_jobs.build_request(
+        stranger,
+        sealer,
+        node=n1,
+        path="y.py",
+        language="python",
+        text="y = 2\n",
+        sha256="11" * 32,
+        size=6,
+        run_id=None,
+    )
+    lying = sign_event(
+        stranger, lying.kind, lying.content, [["x", "22" * 32] if t[0] == "x" else t for t in lying.tags]
+    )
+
+    async def publish() -> None:
+        pool = RelayPool([market.relay_url])
+        async with anyio.create_task_group() as tg:
+            await pool.start(tg)
+            for e in (tampered, lying):
+                await pool.publish(e, wait_ok=10)
+            tg.cancel_scope.cancel()
+
+    anyio.run(publish)
+    dropped = wait_for(
+        lambda: (
+            (d := market.call("n1", rpc.StatusReq())["dropped"]).get("nip44_bad_mac")
+            and d.get("hash_mismatch")
+            and d
+        ),
+        30,
+        "n1 to count both drops",
+    )
+    assert dropped["nip44_bad_mac"] >= 1 and dropped["hash_mismatch"] >= 1
+    assert market.call("n1", rpc.StatusReq())["state"] == "online"
