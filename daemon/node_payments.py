@@ -53,6 +53,10 @@ log = get_logger("pylon.node.payments")
 
 HOLD_S = 600.0  # a payment-required job waits this long for its nutzap
 MAX_BATCH = 50  # nutzaps redeemed in one swap
+# A redeem the mint did not answer is tried again: the wallet settles the lost swap first
+# (pylon.payments.swap_journal), so the retry gets the sats and the receipt goes out.
+REDEEM_RETRIES = 5
+REDEEM_RETRY_S = 5.0
 SEEN_CAP = 50_000
 NODE_REFUND_LOCKTIME_S = 7 * 86400  # an unclaimed refund comes back to the node after a week
 MAX_FUND_SATS = 10_000_000
@@ -78,6 +82,7 @@ class _Redeem:
     nutzap: Nutzap
     info: ProofInfo
     held: _Held | None
+    tries: int = 0
 
 
 class NodePayments:
@@ -265,8 +270,7 @@ class NodePayments:
                 await self.wallet.redeem([p for item in batch for p in item.nutzap.proofs])
             except PaymentError as exc:
                 if exc.code == "mint_unreachable":
-                    for item in batch:
-                        self._refused(item, exc)
+                    self._retry_later(batch, exc)
                     return
             else:
                 for item in batch:
@@ -276,9 +280,29 @@ class NodePayments:
             try:
                 await self.wallet.redeem(item.nutzap.proofs)
             except PaymentError as exc:
-                self._refused(item, exc)
+                if exc.code == "mint_unreachable":
+                    self._retry_later([item], exc)
+                else:
+                    self._refused(item, exc)
             else:
                 await self._accepted(item)
+
+    def _retry_later(self, items: list[_Redeem], exc: PaymentError) -> None:
+        again = [it for it in items if it.tries < REDEEM_RETRIES]
+        for it in items:
+            if it.tries >= REDEEM_RETRIES:
+                self._refused(it, exc)
+        if not again:
+            return
+        for it in again:
+            it.tries += 1
+
+        async def later() -> None:
+            await anyio.sleep(REDEEM_RETRY_S * again[0].tries)
+            for it in again:
+                self._send.send_nowait(it)
+
+        self.node._spawn(later())
 
     def _refused(self, item: _Redeem, exc: PaymentError) -> None:
         self._drop(f"nutzap_{exc.code.value}")

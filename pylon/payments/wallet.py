@@ -111,6 +111,9 @@ class PylonWallet:
         self.db_path = db_path
         self.mint_url = mint_url
         self._journal = swap_journal.Journal(db_path.with_name(db_path.stem + ".pending.json"))
+        # Redeems settled from the journal after their caller was told "mint_unreachable": a
+        # retry of the same proofs then finds them spent (by us) and gets its sats, not an error.
+        self._recovered_redeems: dict[frozenset[str], int] = {}
         pub = wallet.private_key.public_key
         assert pub is not None
         # NIP-61: the advertised key is the x coordinate with a "02" prefix
@@ -242,8 +245,7 @@ class PylonWallet:
                 await self._reconcile()
                 if held == {p.secret for p in self._w.proofs if not p.reserved}:
                     raise
-        await self._w.set_reserved_for_send(send, reserved=True)
-        return send
+        return send  # reserved (outstanding) by swap_journal as it stores them
 
     async def send_locked(
         self,
@@ -342,12 +344,16 @@ class PylonWallet:
         try:
             received = await self._locked(lambda: self._swap_in(clean), refund=False)
         except PaymentError as exc:
-            if exc.code != PaymentErrorCode.SPENT or not self._journal.stale():
+            if exc.code != PaymentErrorCode.SPENT:
                 raise
-            # Spent: maybe by a late copy of our own redeem whose answer was lost. Restore it.
-            received = await self._locked(lambda: self._settle_journal(stale=True), refund=False)
-            if not received:
+            # Spent: maybe by our own redeem whose answer was lost (settled since, or a late
+            # copy that landed after the mint said it had not happened). Then it is ours.
+            if self._journal.stale():
+                await self._locked(lambda: self._settle_journal(stale=True), refund=False)
+            done = self._already_redeemed(clean)
+            if done is None:
                 raise
+            received = done
         log.info("wallet_redeemed", amount_sats=received, proofs=len(clean))
         return received
 
@@ -462,7 +468,20 @@ class PylonWallet:
             got = await swap_journal.resolve(self._w, self._journal, entry)
             if got is not None:
                 kept += sum(p.amount for p in got[0])
+                if entry.op == "redeem":
+                    if len(self._recovered_redeems) >= 1024:
+                        self._recovered_redeems.pop(next(iter(self._recovered_redeems)))
+                    self._recovered_redeems[frozenset(p["secret"] for p in entry.inputs)] = sum(
+                        p.amount for p in got[0]
+                    )
         return kept
+
+    def _already_redeemed(self, clean: list[dict[str, Any]]) -> int | None:
+        secrets = frozenset(p["secret"] for p in clean)
+        for done, sats in self._recovered_redeems.items():
+            if secrets <= done:
+                return sats if secrets == done else sum(p["amount"] for p in clean)
+        return None
 
     async def _reconcile(self) -> int:
         await self._ensure_mint()
