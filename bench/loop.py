@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from pylon.schemas import rpc  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket, free_port  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket, free_port  # noqa: E402
 from pylon.rpc.client import RpcClient  # noqa: E402
 
 PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "nostrdvm_bench.py"

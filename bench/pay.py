@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pylon.schemas import rpc  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket  # noqa: E402
 from pylon.rpc.client import RpcClient  # noqa: E402
 
 TARGET_PAID_PER_S = 25.0

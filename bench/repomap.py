@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from pylon.schemas import rpc  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket, pylon_argv  # noqa: E402
 from pylon.executors.deterministic import extract_file  # noqa: E402
 from pylon.executors.languages import detect_language  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket, pylon_argv  # noqa: E402
 from pylon.logs import configure_logging  # noqa: E402
 from pylon.repomap.local import map_locally  # noqa: E402
 from pylon.repomap.snapshot import take_snapshot  # noqa: E402

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from pylon.schemas import kinds, rpc  # noqa: E402
 
-from pylon.cli.launcher import LocalMarket  # noqa: E402
+from pylon.localmarket.launcher import LocalMarket  # noqa: E402
 from pylon.nostr.filters import Filter  # noqa: E402
 from pylon.nostr.relay_client import RelayPool  # noqa: E402
 from pylon.rpc.client import RpcClient, RpcError  # noqa: E402

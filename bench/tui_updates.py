@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-PUSH_INTERVAL_S = 0.5  # the buyer daemon's batching cadence (daemon/buyer.py PUSH_INTERVAL_S)
+PUSH_INTERVAL_S = 0.5  # the buyer daemon's batching cadence (daemon/buyer/daemon.py PUSH_INTERVAL_S)
 PER_TICK = 80
 COLS, ROWS = 160, 48
 RUN_ID = "ab" * 32

@@ -1,4 +1,8 @@
-"""Daemon settings: command-line flags over environment over defaults."""
+"""Daemon settings: command-line flags over environment over defaults.
+
+The defaults live here once (where to listen: `pylon.defaults`); the CLI's flags show and use
+these (`pylon node up --help`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,19 @@ import os
 
 import msgspec
 
-DEFAULT_RELAY = "ws://127.0.0.1:7777"
-DEFAULT_MINT = "http://127.0.0.1:3338"
+from pylon.defaults import DEFAULT_MODEL, DEFAULT_OLLAMA_HOST, DEFAULT_RELAY, default_relays
 
-
-def default_relays() -> list[str]:
-    raw = os.environ.get("PYLON_RELAYS", "")
-    return [u for u in raw.split(",") if u] or [DEFAULT_RELAY]
+__all__ = ["DEFAULT_RELAY", "BuyerConfig", "NodeConfig", "default_relays"]
 
 
 class NodeConfig(msgspec.Struct, kw_only=True):
     name: str = "node"
     relays: list[str] = msgspec.field(default_factory=default_relays)
     executor: str = "deterministic"  # deterministic | ollama
-    ollama_host: str = "http://127.0.0.1:11434"
-    model: str = "qwen2.5-coder:1.5b"
+    ollama_host: str = msgspec.field(
+        default_factory=lambda: os.environ.get("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)
+    )
+    model: str = msgspec.field(default_factory=lambda: os.environ.get("PYLON_MODEL", DEFAULT_MODEL))
     max_concurrency: int = 4
     queue_size: int = 4096
     heartbeat_s: float = 10.0

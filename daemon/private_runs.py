@@ -2,7 +2,7 @@
 
 A run is private for its whole life: its file jobs, their re-issues and its reduce job are
 all sealed to the node they are assigned to. The set of private runs is kept in the buyer's
-SQLite `meta` table so a restarted buyer keeps re-issuing them sealed.
+SQLite `meta` table (BuyerStore.private_runs) so a restarted buyer keeps re-issuing them sealed.
 """
 
 from __future__ import annotations
@@ -12,27 +12,19 @@ from typing import TYPE_CHECKING
 
 from pylon.nostr import private_jobs
 from pylon.nostr.event import NostrEvent
-from pylon.stats.telemetry_db import TelemetryDB
 
 if TYPE_CHECKING:
-    from pylon.daemon.buyer import ActiveJob, BuyerDaemon
-
-_META_PREFIX = "private_run:"
+    from pylon.daemon.buyer.scheduler import ActiveJob, Scheduler
 
 
-async def load(db: TelemetryDB) -> set[str]:
-    rows = await db.fetch("SELECT key FROM meta WHERE key LIKE ?", (_META_PREFIX + "%",))
-    return {k[len(_META_PREFIX) :] for (k,) in rows}
-
-
-def mark(buyer: BuyerDaemon, run_id: str) -> None:
-    buyer.private_runs.add(run_id)
-    assert buyer.db is not None
-    buyer.db.write("INSERT OR REPLACE INTO meta VALUES (?,?)", (_META_PREFIX + run_id, "1"))
+def mark(sched: Scheduler, run_id: str) -> None:
+    """From now on (and after a restart: the store keeps it) the run's jobs are sealed."""
+    sched.private_runs.add(run_id)
+    sched.store.mark_private_run(run_id)
 
 
 async def sealed_request(
-    buyer: BuyerDaemon,
+    sched: Scheduler,
     *,
     node: str,
     path: str,
@@ -47,8 +39,8 @@ async def sealed_request(
 ) -> NostrEvent:
     """A request sealed to `node`; its chunk events (sealed too) are published first."""
     req, chunks = private_jobs.build_request(
-        buyer.keys,
-        buyer.sealer,
+        sched.keys,
+        sched.sealer,
         node=node,
         path=path,
         language=language,
@@ -56,21 +48,21 @@ async def sealed_request(
         sha256=sha256,
         size=size,
         run_id=run_id,
-        bid_msats=buyer.config.bid_msats,
+        bid_msats=sched.config.bid_msats,
         tasks=tasks,
         attempt=attempt,
         retry_of=retry_of,
-        pow_bits=buyer.config.pow_bits,
+        pow_bits=sched.config.pow_bits,
     )
     for ch in chunks:
-        await buyer.pool.publish(ch, wait_ok=10)
+        await sched.pool.publish(ch, wait_ok=10)
     return req
 
 
-async def reseal(buyer: BuyerDaemon, job: ActiveJob, node: str) -> NostrEvent:
+async def reseal(sched: Scheduler, job: ActiveJob, node: str) -> NostrEvent:
     """The next attempt of a private job, sealed for its new node (chunks re-encrypted too)."""
     return await sealed_request(
-        buyer,
+        sched,
         node=node,
         path=job.tele.path,
         language=job.tele.language,

@@ -27,10 +27,6 @@ def run_dir() -> Path:
     return private_dir(pylon_home() / "run")
 
 
-def keys_dir() -> Path:
-    return private_dir(pylon_home() / "keys")
-
-
 def node_dir(name: str) -> Path:
     return private_dir(pylon_home() / "nodes" / name)
 
@@ -53,10 +49,6 @@ def relay_dir() -> Path:
 
 def mint_dir() -> Path:
     return private_dir(pylon_home() / "mint")
-
-
-def logs_dir() -> Path:
-    return private_dir(pylon_home() / "logs")
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -15,3 +15,8 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     CANCELLED = "cancelled"
     PAYMENT_FAILED = "payment_failed"
+
+
+# Failures that another attempt cannot fix (the input itself, or the buyer's own cancel): the
+# buyer does not re-issue them, and `pylon stats --replay` replays them the same way.
+NO_RETRY = frozenset({ErrorCode.BAD_INPUT, ErrorCode.TOO_LARGE, ErrorCode.CANCELLED})

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from pylon.schemas.events import FileResult, NodeState
+from pylon.schemas.provenance import Trail
 from pylon.schemas.telemetry import GlobalStats, JobTelemetry, ProviderStats
 
 RPC_VERSION = 1
@@ -357,12 +358,84 @@ class WalletBalance(msgspec.Struct):
     mint: str
 
 
+class NodeList(msgspec.Struct):
+    nodes: list[NodeInfo]
+
+
+class RunList(msgspec.Struct):
+    runs: list[RunInfo]
+
+
+class CancelResult(msgspec.Struct):
+    cancelled: int
+
+
+class StopAllResult(msgspec.Struct):
+    cancelled: int
+    stopped: bool
+
+
+class BanResult(msgspec.Struct):
+    pubkey: str
+    banned: bool
+
+
+class Receipt(msgspec.Struct, kw_only=True):
+    receipt_id: str
+    job_id: str
+    payment_id: str | None
+    provider: str
+    amount_msats: int
+    created_at: int
+
+
+class ReceiptList(msgspec.Struct):
+    receipts: list[Receipt]
+
+
+class RefundResult(msgspec.Struct, kw_only=True):
+    job_id: str
+    payment_event_id: str
+    refunded_sats: int
+    balance_sats: int
+    already_refunded: bool
+
+
+# The buyer's reply to each request it answers: the route table (pylon.daemon.buyer.routes)
+# returns these and the client (pylon.rpc.buyer_client) decodes into them. `stats` answers
+# ProviderStats when a provider is named, else GlobalStats.
+BUYER_REPLIES: dict[type, Any] = {
+    StatusReq: BuyerStatus,
+    SubmitReq: SubmitResult,
+    SubmitManyReq: SubmitManyResult,
+    JobStatusReq: JobTelemetry,
+    JobResultsReq: FileResult,
+    JobListReq: JobList,
+    NodesReq: NodeList,
+    StatsReq: GlobalStats | ProviderStats,
+    CancelReq: CancelResult,
+    StopAllReq: StopAllResult,
+    BanReq: BanResult,
+    RunsReq: RunList,
+    MapReq: MapSummary,
+    TrailReq: Trail,
+    PayReq: PayResult,
+    RefundReq: RefundResult,
+    ReceiptsReq: ReceiptList,
+    WalletBalanceReq: WalletBalance,
+    WalletFundReq: WalletBalance,
+}
+
+
 __all__ = [
+    "BUYER_REPLIES",
     "MAX_FRAME_BYTES",
     "RPC_VERSION",
     "AnyFrame",
+    "BanResult",
     "BuyerStatus",
     "Call",
+    "CancelResult",
     "FileResult",
     "GlobalStats",
     "Hello",
@@ -373,15 +446,21 @@ __all__ = [
     "MapSummary",
     "NodeInfo",
     "NodeJob",
+    "NodeList",
     "NodeStatus",
     "PayResult",
     "Progress",
     "ProviderStats",
     "Push",
+    "Receipt",
+    "ReceiptList",
+    "RefundResult",
     "Reply",
     "Request",
     "RpcErrorCode",
     "RunInfo",
+    "RunList",
+    "StopAllResult",
     "SubmitResult",
     "WalletBalance",
     "Welcome",

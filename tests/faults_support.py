@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import anyio
 from pylon.schemas import kinds, rpc
 
-from pylon.cli.launcher import LocalMarket, pylon_argv
 from pylon.keys import load_or_create_keys
+from pylon.localmarket.launcher import LocalMarket, pylon_argv
 from pylon.nostr.event import NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool

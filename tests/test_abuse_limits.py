@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = pytest.mark.integration
 

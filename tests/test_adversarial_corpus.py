@@ -26,8 +26,8 @@ from faults_support import accepted_results_per_job, integrity_ok, jobs, node_pu
 from pylon.schemas import kinds, rpc
 from pylon.schemas.events import FileResult
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr import nip13, nip90
 from pylon.nostr.event import NostrEvent, sign_event
 from pylon.nostr.filters import Filter

@@ -16,8 +16,8 @@ import pytest
 from faults_support import relay_query, wait_for
 from pylon.schemas import kinds, rpc
 
-from pylon.cli.launcher import LocalMarket, free_port, pylon_argv
 from pylon.keys import NostrKeys
+from pylon.localmarket.launcher import LocalMarket, free_port, pylon_argv
 from pylon.nostr import nip13, nip90
 from pylon.nostr.event import sign_event, verify_event
 from pylon.nostr.filters import Filter

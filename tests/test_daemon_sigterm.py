@@ -14,7 +14,7 @@ from faults_support import jobs, node_pubkey, wait_for
 from ollama_fake import FakeOllama
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = pytest.mark.integration
 

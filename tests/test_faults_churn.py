@@ -25,7 +25,7 @@ from faults_support import (
 )
 from pylon.schemas import kinds, rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr.filters import Filter
 from pylon.rpc.client import RpcClient
 

@@ -28,7 +28,7 @@ from faults_support import (
 )
 from pylon.schemas import kinds, rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr.filters import Filter
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ FUND_SATS = 1000
 
 def payments_wired() -> bool:
     try:
-        import pylon.daemon.buyer_payments
+        import pylon.daemon.buyer.payments
         import pylon.daemon.node_payments  # noqa: F401
     except ImportError:
         return False

@@ -14,8 +14,8 @@ import pytest
 from pylon.schemas import kinds, rpc
 from pylon.schemas.events import FileResult, ResultTiming
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys, load_or_create_keys
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr import nip90
 from pylon.nostr.event import sign_event
 from pylon.nostr.relay_client import RelayPool

@@ -12,7 +12,7 @@ import pytest
 from ctags_oracle import ctags_definitions, have_universal_ctags, recall
 from pylon.schemas import kinds, rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr.event import verify_event
 from pylon.nostr.filters import Filter
 

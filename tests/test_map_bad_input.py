@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = pytest.mark.integration
 

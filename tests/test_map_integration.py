@@ -22,8 +22,8 @@ import pytest
 from pylon.schemas import kinds, rpc
 from test_executor_ctags_recall import CORPUS, LANGUAGES, REFERENCE, ctags_definitions, have_universal_ctags
 
-from pylon.cli.launcher import LocalMarket, pylon_argv
 from pylon.executors.languages import detect_language
+from pylon.localmarket.launcher import LocalMarket, pylon_argv
 from pylon.nostr.event import verify_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool

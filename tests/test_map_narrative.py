@@ -18,7 +18,7 @@ import pytest
 from ollama_fake import FakeOllama
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pytest
 from faults_support import node_pubkey, wait_for
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket
-from pylon.cli.spawner_client import ForkedProcess, NodeSpawner, SpawnerUnavailable
+from pylon.localmarket.launcher import LocalMarket
+from pylon.localmarket.spawner_client import ForkedProcess, NodeSpawner, SpawnerUnavailable
 
 pytestmark = [
     pytest.mark.integration,
@@ -83,7 +83,7 @@ def test_forked_nodes_are_processes_of_their_own(tmp_path: Path) -> None:
 def test_the_spawner_answers_a_garbled_request_and_keeps_serving(tmp_path: Path) -> None:
     env = dict(os.environ, PYLON_HOME=str(tmp_path / "home"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pylon.cli.node_spawner"],
+        [sys.executable, "-m", "pylon.localmarket.node_spawner"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,

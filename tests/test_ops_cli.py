@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from ollama_fake import FakeOllama
 
-from pylon.cli.launcher import LocalMarket, free_port, pylon_argv
+from pylon.localmarket.launcher import LocalMarket, free_port, pylon_argv
 
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$@" >> "$SYSTEMCTL_LOG"

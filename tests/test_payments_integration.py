@@ -27,7 +27,7 @@ import anyio
 import pytest
 from pylon.schemas import rpc
 
-from pylon.cli.launcher import LocalMarket, pylon_argv
+from pylon.localmarket.launcher import LocalMarket, pylon_argv
 from pylon.rpc.client import RpcError
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ import anyio
 import pytest
 from pylon.schemas import kinds, rpc
 
-from pylon.cli.launcher import LocalMarket, paid_market_args
+from pylon.localmarket.launcher import LocalMarket, paid_market_args
 from pylon.keys import load_or_create_keys
 from pylon.nostr import nip90, private_jobs
 from pylon.nostr.event import NostrEvent, encode_event

@@ -26,9 +26,9 @@ from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FeedbackStatus, FileResult, Redemption, ResultTiming, Symbol
 from pylon.schemas.provenance import Trail
 
-from pylon.cli.launcher import LocalMarket
 from pylon.cli.main import cli
 from pylon.keys import NostrKeys
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr import nip60, nip61, nip90
 from pylon.nostr.event import NostrEvent, encode_event, now_ms, sign_event
 from pylon.nostr.relay_client import RelayPool

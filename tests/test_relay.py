@@ -11,8 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr.event import sign_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import PublishError, RelayPool

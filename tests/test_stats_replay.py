@@ -23,8 +23,8 @@ from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FeedbackStatus, FileResult, ResultTiming
 from pylon.schemas.telemetry import JobState
 
-from pylon.cli.launcher import LocalMarket
 from pylon.keys import NostrKeys
+from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr import nip61, nip90
 from pylon.nostr.event import NostrEvent, sign_event
 from pylon.nostr.filters import Filter

@@ -24,7 +24,7 @@ from pylon.tui.widgets.jobs_table import JobsTable
 from pylon.tui.widgets.nodes_table import NodesTable
 from pylon.tui.widgets.runs_tree import RunsTree
 
-from pylon.cli.launcher import LocalMarket
+from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 SIZE = (160, 48)

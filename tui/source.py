@@ -7,7 +7,7 @@ whether they face a live daemon or a fixed picture.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,9 +63,6 @@ def guess_kind(path: Path) -> str | None:
 
 
 # --- canned data -----------------------------------------------------------------------------
-
-
-Answer = Callable[[rpc.Request], Any]
 
 
 class CannedClient:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from pylon import __version__
+from pylon.defaults import DEFAULT_RELAY
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document on stdout")
 relay_option = click.option(
     "--relay",
     "relays",
     multiple=True,
-    help="relay URL (repeatable); default $PYLON_RELAYS or ws://127.0.0.1:7777",
+    help=f"relay URL (repeatable); default $PYLON_RELAYS or {DEFAULT_RELAY}",
 )
 
 

@@ -14,9 +14,10 @@ import click
 from rich.table import Table
 
 from pylon.cli.group import cli, json_option
-from pylon.cli.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.cli.output import emit_json, fail, stderr, stdout
+from pylon.defaults import MINT_PORT, RELAY_PORT
 from pylon.home import pylon_home
+from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
 from pylon.rpc.client import RpcError
 from pylon.schemas import rpc
 
@@ -35,11 +36,11 @@ def project_source() -> Path:
 
 @cli.command("up")
 @click.option("--nodes", type=int, default=3, show_default=True)
-@click.option("--relay-port", type=int, default=7777, show_default=True)
+@click.option("--relay-port", type=int, default=RELAY_PORT, show_default=True)
 @click.option(
     "--mint/--no-mint", "with_mint", default=True, show_default=True, help="start the testnet mint too"
 )
-@click.option("--mint-port", type=int, default=3338, show_default=True)
+@click.option("--mint-port", type=int, default=MINT_PORT, show_default=True)
 @click.option("--heartbeat", type=float, default=2.0, show_default=True)
 @click.option("--verbose", is_flag=True, help="daemon logs at info level")
 @json_option

@@ -22,6 +22,7 @@ import platformdirs
 
 from pylon.cli.group import cli, json_option, relay_option
 from pylon.cli.output import emit_json, fail, stdout
+from pylon.defaults import DEFAULT_OLLAMA_HOST
 from pylon.home import pylon_home
 
 _ROLE = click.Choice(["node", "buyer"])
@@ -159,8 +160,8 @@ def service_status(role: str, name: str | None, as_json: bool) -> None:
 )
 @click.option(
     "--ollama-host",
-    default=lambda: os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"),
-    show_default="$OLLAMA_HOST or http://127.0.0.1:11434",
+    default=lambda: os.environ.get("OLLAMA_HOST", DEFAULT_OLLAMA_HOST),
+    show_default=f"$OLLAMA_HOST or {DEFAULT_OLLAMA_HOST}",
 )
 @click.option(
     "--model",

@@ -11,6 +11,7 @@ import click
 from pylon.cli.group import cli, json_option, relay_option
 from pylon.cli.output import emit_json, fail, short, stderr, stdout
 from pylon.cli.rpc_call import call
+from pylon.defaults import MINT_PORT
 from pylon.home import buyer_socket, mint_dir, node_socket
 from pylon.logs import configure_logging
 from pylon.schemas import rpc
@@ -29,7 +30,7 @@ def mint() -> None:
 
 
 @mint.command("up")
-@click.option("--port", type=int, default=3338, show_default=True)
+@click.option("--port", type=int, default=MINT_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--verbose", is_flag=True, help="the mint logs every request")
 @json_option

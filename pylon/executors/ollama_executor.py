@@ -31,6 +31,7 @@ import httpx
 import msgspec
 import ollama
 
+from pylon.defaults import DEFAULT_OLLAMA_HOST
 from pylon.logs import get_logger
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FileResult
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "qwen2.5-coder:1.5b"
 # A 1.5B model with an 8k-token context: ~12k characters of code leaves room for the prompt
 # and the reply. Longer files are cut, and the model is told so.
@@ -109,7 +109,7 @@ class OllamaExecutor:
 
     def __init__(
         self,
-        host: str = DEFAULT_HOST,
+        host: str = DEFAULT_OLLAMA_HOST,
         model: str = DEFAULT_MODEL,
         *,
         timeout_s: float = 120.0,

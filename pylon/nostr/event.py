@@ -70,13 +70,21 @@ def sign_event(
 ) -> NostrEvent:
     tag_list = [list(t) for t in tags]
     ts = int(time.time()) if created_at is None else created_at
-    digest = compute_id(keys.pubkey, ts, kind, tag_list, content)
+    return signed_with_id(
+        keys, compute_id(keys.pubkey, ts, kind, tag_list, content), ts, kind, tag_list, content
+    )
+
+
+def signed_with_id(
+    keys: NostrKeys, digest: bytes, created_at: int, kind: int, tags: list[list[str]], content: str
+) -> NostrEvent:
+    """The event whose id (`digest`) is already computed, signed."""
     return NostrEvent(
         id=digest.hex(),
         pubkey=keys.pubkey,
-        created_at=ts,
+        created_at=created_at,
         kind=kind,
-        tags=tag_list,
+        tags=tags,
         content=content,
         sig=keys.sign(digest),
     )
@@ -112,14 +120,6 @@ def verify_event(ev: NostrEvent) -> None:
         raise InvalidEvent("bad_signature")
 
 
-def is_valid(ev: NostrEvent) -> bool:
-    try:
-        verify_event(ev)
-    except InvalidEvent:
-        return False
-    return True
-
-
 def encode_event(ev: NostrEvent) -> bytes:
     return _encoder.encode(ev)
 
@@ -133,10 +133,6 @@ def decode_event(raw: bytes | str) -> NostrEvent:
         return _event_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidEvent("malformed", str(exc)) from exc
-
-
-def event_size(ev: NostrEvent) -> int:
-    return len(_encoder.encode(ev))
 
 
 def now_ms() -> int:

@@ -20,8 +20,7 @@ import time
 from collections.abc import Iterable
 
 from pylon.keys import NostrKeys
-from pylon.nostr.event import NostrEvent, compute_id, serialize_for_id
-from pylon.schemas import kinds
+from pylon.nostr.event import NostrEvent, compute_id, serialize_for_id, signed_with_id
 
 NONCE_TAG = "nonce"
 MAX_BITS = 32  # beyond this a Python miner takes hours; refuse instead of hanging
@@ -94,18 +93,5 @@ def mine(
             tag_list[-1][1] = str(n)
             if compute_id(keys.pubkey, ts, kind, tag_list, content) != digest:
                 raise PowError("nonce splice did not reproduce the event id")  # a serialiser change
-            return NostrEvent(
-                id=digest.hex(),
-                pubkey=keys.pubkey,
-                created_at=ts,
-                kind=kind,
-                tags=tag_list,
-                content=content,
-                sig=keys.sign(digest),
-            )
+            return signed_with_id(keys, digest, ts, kind, tag_list, content)
     raise AssertionError("unreachable")
-
-
-def mine_request(keys: NostrKeys, tags: Iterable[list[str]], bits: int) -> NostrEvent:
-    """A 5931 job request with `bits` of proof of work (requests carry their input in tags)."""
-    return mine(keys, kinds.JOB_REQUEST, "", tags, bits)

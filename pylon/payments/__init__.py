@@ -24,7 +24,6 @@ is handled with care).
 from pylon.payments.amounts import MSATS_PER_SAT, covers, msats_for_sats, sats_for_msats
 from pylon.payments.errors import PaymentError
 from pylon.payments.mint import (
-    DEFAULT_MINT_PORT,
     MintConfig,
     MintStartError,
     mint_command,
@@ -40,7 +39,6 @@ from pylon.payments.wallet import PylonWallet
 from pylon.schemas.payments import PaymentErrorCode, ProofInfo, SweepResult
 
 __all__ = [
-    "DEFAULT_MINT_PORT",
     "MSATS_PER_SAT",
     "MintConfig",
     "MintStartError",

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from pylon.defaults import MINT_PORT
 from pylon.home import mint_dir, private_dir, write_private
 from pylon.logs import get_logger
 
 log = get_logger("pylon.payments.mint")
 
-DEFAULT_MINT_PORT = 3338
 MINT_KEY_FILE = "mint.key"
 _PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "SYSTEMROOT")
 _STOP_GRACE_S = 10.0
@@ -51,7 +51,7 @@ def _default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class MintConfig:
-    port: int = DEFAULT_MINT_PORT
+    port: int = MINT_PORT
     host: str = "127.0.0.1"
     data_dir: Path = field(default_factory=_default_data_dir)
     log_level: str = "INFO"  # nutshell's level; at INFO it logs every request, WARNING is quiet

@@ -20,18 +20,15 @@ from typing import Any
 
 import anyio
 
+from pylon.defaults import RELAY_PORT
 from pylon.logs import get_logger
 from pylon.nostr.sdk_loop import bind_running_loop
 
 log = get_logger("pylon.relay")
 
 MAX_EVENT_BYTES = 64 * 1024
-DEFAULT_PORT = 7777
 MAX_REQS_PER_CONN = 2_000
 NOTES_PER_MINUTE = 6_000_000
-# LocalRelay answers at most 500 events per query whatever the filter asks (checked with
-# nostr-sdk 0.45: max_filter_limit does not lift it); RelayPool.query pages past it by time.
-QUERY_CAP = 500
 
 
 def parse_pubkeys(keys: Iterable[str]) -> set[str]:
@@ -77,7 +74,7 @@ class EmbeddedRelay:
     def __init__(
         self,
         *,
-        port: int = DEFAULT_PORT,
+        port: int = RELAY_PORT,
         data_dir: Path | None = None,
         host: str = "127.0.0.1",
         allow: set[str] | None = None,

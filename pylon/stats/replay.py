@@ -4,10 +4,10 @@ The relay holds every signed step of every job, so the rows the live buyer keeps
 (DESIGN §4) can be derived again by anyone: requests give the job, its attempts and its
 submitted time (`submitted_ms`, the same value the live buyer stores); feedback and results
 replay the buyer's state machine; kind-9321 nutzaps mark jobs paid. The rows go into a
-FRESH TelemetryDB (a temp file) and through `pylon.stats.compute` exactly as in
+FRESH BuyerStore (a temp file) and through `pylon.stats.compute` exactly as in
 `BuyerDaemon.stats()`, so live and replayed figures agree.
 
-The state machine follows `daemon/buyer.py` event by event, ordered by the events' own
+The state machine follows `daemon/buyer/scheduler.py` event by event, ordered by the events' own
 millisecond stamps (request `submitted_ms`, feedback `at_ms`, result `published`):
 
 - feedback and results count only from the node the attempt was `p`-tagged to, tagging the
@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pylon.daemon.buyer.store import BuyerStore
 from pylon.logs import get_logger
 from pylon.nostr import nip61, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent, verify_event
@@ -41,21 +42,17 @@ from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
 from pylon.nostr.nip89 import parse_announce
 from pylon.provenance.fetch import RawReader
 from pylon.schemas import kinds
-from pylon.schemas.errors import ErrorCode
+from pylon.schemas.errors import NO_RETRY, ErrorCode
 from pylon.schemas.events import Feedback, FeedbackStatus, Heartbeat, JobRequest
 from pylon.schemas.telemetry import GlobalStats, JobState, JobTelemetry, ProviderStats
 from pylon.stats.compute import apply_result, global_stats, provider_stats
-from pylon.stats.telemetry_db import FAILURES_BY_ATTEMPT_SQL, TelemetryDB
 
 log = get_logger("pylon.stats.replay")
 
 MAX_ATTEMPTS = 3  # BuyerConfig.max_attempts
-NO_RETRY = frozenset({ErrorCode.BAD_INPUT, ErrorCode.TOO_LARGE, ErrorCode.CANCELLED})  # as the buyer
+
 STALE_AFTER_S = 75.0  # pickup timeout (10 s) + result timeout (60 s) + slack
 ID_BATCH = 100  # ids per `#e` filter: a batch's feedback and results stay well under a page
-
-# The per-attempt failures a provider is charged with, as BuyerDaemon.stats() counts them.
-_ATTEMPT_INSERT = "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?)"
 
 
 @dataclass
@@ -85,7 +82,7 @@ class _Job:
 
 @dataclass
 class Replay:
-    """What the relay says, as telemetry rows read back from a fresh TelemetryDB."""
+    """What the relay says, as telemetry rows read back from a fresh BuyerStore."""
 
     jobs: list[JobTelemetry]
     online: set[str]
@@ -127,7 +124,7 @@ async def replay(
     stale_after_s: float = STALE_AFTER_S,
     now: float | None = None,
 ) -> Replay:
-    """Fetch, replay and store into a fresh TelemetryDB; raises RelayUnavailable."""
+    """Fetch, replay and store into a fresh BuyerStore; raises RelayUnavailable."""
     dropped: Counter[str] = Counter()
     now = time.time() if now is None else now
     async with RawReader(relays, timeout=timeout) as reader:
@@ -150,19 +147,13 @@ async def replay(
     rows.sort(key=lambda t: (t.submitted or 0, t.job_id))
     online = {pk for pk, (hb, at) in hbs.items() if now - at <= ONLINE_INTERVALS * hb.interval_s}
     with tempfile.TemporaryDirectory(prefix="pylon-replay-") as tmp:
-        db = await TelemetryDB.open(Path(tmp) / "telemetry.db")
+        db = await BuyerStore.open(Path(tmp) / "telemetry.db")
         try:
             for t in rows:
                 db.put(t)
-            await db.flush()
-            # One statement for all attempts (TelemetryDB.write would send them one by one).
-            await db.db.executemany(_ATTEMPT_INSERT, attempt_rows)
-            await db.db.commit()
+            db.insert_attempts(attempt_rows)
             stored = await db.all_jobs()
-            by_attempt: dict[str, int] = {}
-            if provider:
-                got = await db.fetch(FAILURES_BY_ATTEMPT_SQL, (provider, provider, provider))
-                by_attempt = {str(r[0]): int(r[1]) for r in got}
+            by_attempt = await db.failures_by_attempt(provider) if provider else {}
         finally:
             await db.close()
     if truncated:
@@ -427,7 +418,7 @@ def _replay_job(job: _Job, now: float, stale_after_s: float) -> JobTelemetry:
 
 
 def _complete(t: JobTelemetry, ev: NostrEvent, parsed: nip90.ParsedResult) -> None:
-    """The same fields, from the same tags, as BuyerDaemon._accept_result."""
+    """The same fields, from the same tags, as Scheduler._accept_result."""
     apply_result(t, ev, parsed)
     t.state = JobState.COMPLETED
     t.error = None

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 from pylon.daemon import private_runs
-from pylon.daemon.narrator import attach_narrator
+from pylon.daemon.buyer.narrator import attach_narrator
+from pylon.daemon.buyer.scheduler import SubmitError
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
 from pylon.schemas.events import FileResult, RunRoot
@@ -30,7 +31,8 @@ from pylon.repomap.privacy import is_private
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
-    from pylon.daemon.buyer import BuyerDaemon
+    from anyio.abc import TaskGroup
+    from pylon.daemon.buyer.daemon import BuyerDaemon
 
 log = get_logger("pylon.coordinator")
 
@@ -50,28 +52,27 @@ class MapCoordinator:
         self.buyer = buyer
         self.run_info: dict[str, rpc.RunInfo] = {}
 
-    async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
-        match req:
-            case rpc.MapReq(repo=repo, out_dir=out_dir, privacy=privacy):
-                try:
-                    private = is_private(repo, privacy)
-                except ValueError as exc:
-                    raise RpcFailure("bad_input", str(exc)) from exc
-                return await self.map(repo, Path(out_dir) if out_dir else None, ctx, private=private)
-            case rpc.RunsReq():
-                return {"runs": await self.runs()}
-        raise RpcFailure("unknown_method", type(req).__name__)
+    async def route_map(self, req: rpc.MapReq, ctx: CallContext) -> rpc.MapSummary:
+        try:
+            private = is_private(req.repo, req.privacy)
+        except ValueError as exc:
+            raise RpcFailure("bad_input", str(exc)) from exc
+        return await self.map(req.repo, Path(req.out_dir) if req.out_dir else None, ctx, private=private)
+
+    async def route_runs(self, req: rpc.RunsReq, ctx: CallContext) -> rpc.RunList:
+        return rpc.RunList(runs=await self.runs())
+
+    async def start(self, tg: TaskGroup) -> None:
+        if self.buyer.scheduler.runs:
+            tg.start_soon(self.finish_resumed_runs)
+
+    def _store(self) -> Any:
+        assert self.buyer.store is not None
+        return self.buyer.store
 
     async def runs(self) -> list[rpc.RunInfo]:
-        assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch(
-            "SELECT r.run_id, r.repo, r.files, r.started, r.finished, r.out_dir, "
-            "sum(j.state = 'completed'), sum(j.state = 'failed') "
-            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id "
-            "GROUP BY r.run_id ORDER BY r.started"
-        )
         out = []
-        for run_id, repo, files, started, finished, out_dir, done, failed in rows:
+        for run_id, repo, files, started, finished, out_dir, done, failed in await self._store().run_rows():
             out.append(
                 rpc.RunInfo(
                     run_id=run_id,
@@ -102,23 +103,20 @@ class MapCoordinator:
     async def map(
         self, repo: str, out_dir: Path | None, ctx: CallContext | None, *, private: bool = False
     ) -> rpc.MapSummary:
-        from pylon.daemon.buyer import RunTracker, SubmitError
-
         t0 = time.perf_counter()
         buyer = self.buyer
+        sched = buyer.scheduler
+        store = self._store()
         snap = await self.snapshot(repo)
         if not snap.files:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
             raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
-        if (
-            buyer.registry.pick() is None
-            and await buyer._wait_for_node(set(), buyer.config.pickup_timeout_s) is None
-        ):
+        if await sched.wait_for_node(buyer.config.pickup_timeout_s) is None:
             raise RpcFailure("provider_offline", "no provider node is online; start one with: pylon node up")
         # A private run's root seals the repo, commit and skip list to the buyer itself.
         root_ev = private_jobs.build_run_root(
-            buyer.keys,
-            buyer.sealer,
+            sched.keys,
+            sched.sealer,
             RunRoot(
                 repo=repo,
                 snapshot_sha256=snap.snapshot_sha256,
@@ -131,24 +129,17 @@ class MapCoordinator:
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
         if private:
-            private_runs.mark(buyer, run_id)
+            private_runs.mark(sched, run_id)
         out = out_dir or (maps_dir() / run_id[:16])
-        tracker = RunTracker(run_id, len(snap.files))
-        buyer.runs[run_id] = tracker
-        assert buyer.db is not None
-        buyer.db.write(
-            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                repo,
-                snap.root,
-                len(snap.files),
-                time.time(),
-                None,
-                str(out),
-                snap.snapshot_sha256,
-                "running",
-            ),
+        tracker = sched.track_run(run_id, len(snap.files))
+        store.insert_run(
+            run_id=run_id,
+            repo=repo,
+            root=snap.root,
+            files=len(snap.files),
+            out_dir=str(out),
+            snapshot=snap.snapshot_sha256,
+            started=time.time(),
         )
         log.info(
             "map_started",
@@ -179,7 +170,7 @@ class MapCoordinator:
             for f in snap.files:
                 try:
                     text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
-                    await buyer.submit(f.path, text, language=f.language, run_id=run_id, private=private)
+                    await sched.submit(f.path, text, language=f.language, run_id=run_id, private=private)
                 except (SnapshotError, SubmitError) as exc:
                     code = exc.code.value if isinstance(exc, SubmitError) else "bad_input"
                     local_failures[f.path] = code
@@ -192,7 +183,7 @@ class MapCoordinator:
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
         artifacts = await self.reduce(run_id, snap, out, results, failed)
-        await buyer.db.flush()
+        await store.flush()
         providers = len({prov for _, prov, _ in results.values()})
         summary = rpc.MapSummary(
             run_id=run_id,
@@ -219,12 +210,9 @@ class MapCoordinator:
         """Runs a crashed buyer left half done: wait for their jobs, then write the artifacts."""
         from pylon.repomap.snapshot import take_snapshot
 
-        assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch(
-            "SELECT run_id, repo, root, out_dir FROM runs WHERE state = 'running'"
-        )
-        for run_id, repo, root, out_dir in rows:
-            tracker = self.buyer.runs.get(run_id)
+        sched = self.buyer.scheduler
+        for run_id, repo, root, out_dir in await self._store().running_runs():
+            tracker = sched.runs.get(run_id)
             if tracker is None:
                 continue
             try:
@@ -233,19 +221,17 @@ class MapCoordinator:
                 log.warning("resumed_run_snapshot_failed", run_id=run_id, error=str(exc))
                 continue
             # Files the crash kept from being sent at all go out now.
-            sent = {
-                r[0] for r in await self.buyer.db.fetch("SELECT path FROM jobs WHERE run_id = ?", (run_id,))
-            }
+            sent = await self._store().run_paths(run_id)
             for f in snap.files:
                 if f.path in sent:
                     continue
                 try:
-                    await self.buyer.submit(
+                    await sched.submit(
                         f.path,
                         read_file(Path(snap.root), f.path),
                         language=f.language,
                         run_id=run_id,
-                        private=run_id in self.buyer.private_runs,
+                        private=run_id in sched.private_runs,
                     )
                 except Exception as exc:  # one unreadable file must not stall the run
                     tracker.finish(False)
@@ -274,20 +260,12 @@ class MapCoordinator:
                 out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
             )
         )
-        self.buyer.runs.pop(run_id, None)
-        assert self.buyer.db is not None
-        self.buyer.db.write(
-            "UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (time.time(), "done", run_id)
-        )
+        self.buyer.scheduler.end_run(run_id)
+        self._store().finish_run(run_id, time.time())
         return artifacts
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
-        assert self.buyer.db is not None
-        rows = await self.buyer.db.fetch(
-            "SELECT j.path, j.state, j.error, r.content, r.provider, r.result_id FROM jobs j "
-            "LEFT JOIN results r ON r.job_id = j.job_id WHERE j.run_id = ?",
-            (run_id,),
-        )
+        rows = await self._store().run_outcomes(run_id)
         results: dict[str, tuple[FileResult, str, str]] = {}
         failed: dict[str, str] = {}
         for path, state, error, content, provider, result_id in rows:
@@ -313,5 +291,8 @@ class MapCoordinator:
 
 
 def attach_coordinator(buyer: BuyerDaemon) -> None:
-    buyer.coordinator = MapCoordinator(buyer)
+    coordinator = buyer.coordinator = MapCoordinator(buyer)
+    buyer.routes.add(rpc.MapReq, coordinator.route_map)
+    buyer.routes.add(rpc.RunsReq, coordinator.route_runs)
+    buyer.on_start(coordinator.start)
     attach_narrator(buyer)

@@ -1,6 +1,8 @@
 """The buyer's payer: pays verified results with NIP-61 nutzaps and keeps the books.
 
-Wired into the buyer by `attach_payments` (a no-op without `--mint`). The rules:
+Wired into the buyer by `attach_payments` (a no-op without `--mint`): it listens to the
+scheduler's events (`ResultAccepted`, `PaymentAsked`), keeps its books through the buyer's
+store and answers the wallet's RPC routes. The rules:
 
 - A job is paid at most once. `auto` pays each verified result in the background: results
   that queue up while one swap is at the mint are locked together in the next swap (one mint
@@ -26,10 +28,11 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
+from pylon.daemon.buyer.scheduler import PaymentAsked, ResultAccepted, SchedulerEvent
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import kinds, rpc
 from pylon.schemas.errors import ErrorCode
@@ -47,8 +50,8 @@ from pylon.nostr.relay_client import PublishError
 from pylon.payments import PaymentError, PylonWallet, inspect_proofs, msats_for_sats, sats_for_msats
 
 if TYPE_CHECKING:
-    from pylon.daemon.buyer import ActiveJob, Attempt, BuyerDaemon
-    from pylon.schemas.events import Feedback
+    from pylon.daemon.buyer.daemon import BuyerDaemon
+    from pylon.daemon.buyer.store import BuyerStore
 
 log = get_logger("pylon.buyer.payments")
 
@@ -113,7 +116,7 @@ class BuyerPayments:
         self._tg = tg
         self.wallet = await PylonWallet.open(self.buyer.dir / "wallet", self.mint_url, "buyer")
         self._wallet_ready.set()
-        await self._reconcile_jobs()
+        await self._db().reconcile_paid()
         since = int(time.time()) - 7 * 86400
         await self.buyer.pool.subscribe(
             [Filter(kinds=[kinds.REDEMPTION, kinds.NUTZAP], p=[self.buyer.pubkey], since=since)],
@@ -135,26 +138,19 @@ class BuyerPayments:
         self.stopped = True
         self.awaiting.clear()
 
-    async def _reconcile_jobs(self) -> None:
-        """The payments table is the truth: a crash between it and the jobs row is repaired here."""
-        db = self._db()
-        await db.fetch("SELECT 1")  # flush
-        await db.db.execute(
-            "UPDATE jobs SET is_paid = 1, "
-            "paid = (SELECT p.paid FROM payments p WHERE p.job_id = jobs.job_id), "
-            "payment_event_id = (SELECT p.payment_id FROM payments p WHERE p.job_id = jobs.job_id) "
-            "WHERE is_paid = 0 AND job_id IN "
-            "(SELECT job_id FROM payments WHERE state IN ('sent', 'redeemed'))"
-        )
-        await db.db.commit()
-
-    def _db(self) -> Any:
-        assert self.buyer.db is not None
-        return self.buyer.db
+    def _db(self) -> BuyerStore:
+        assert self.buyer.store is not None
+        return self.buyer.store
 
     def _count(self, reason: str) -> None:
         self.failures[reason] = self.failures.get(reason, 0) + 1
-        self.buyer.dropped[reason] += 1
+        self.buyer.scheduler.dropped[reason] += 1
+
+    def on_scheduler_event(self, ev: SchedulerEvent) -> None:
+        if isinstance(ev, ResultAccepted):
+            self.on_verified_result(ev.tele, ev.event)
+        elif isinstance(ev, PaymentAsked):
+            self.on_payment_required(ev)
 
     # --- what nodes told us -----------------------------------------------------------------
 
@@ -199,12 +195,13 @@ class BuyerPayments:
                 )
             )
 
-    async def on_payment_required(self, job: ActiveJob, att: Attempt, fb: Feedback) -> None:
+    def on_payment_required(self, asked: PaymentAsked) -> None:
         """The node will run the job once paid: pay up front (auto) or wait for `pylon pay`."""
         if self.stopped:
             return
+        job, att, fb = asked.job, asked.attempt, asked.feedback
         # the node answered, so it is alive: give the payment time before a re-issue
-        job.deadline = time.time() + self.config.result_timeout_s
+        self.buyer.scheduler.hold(job, self.config.result_timeout_s)
         target = PayTarget(
             job_id=job.tele.job_id,
             request_id=att.request_id,
@@ -230,22 +227,18 @@ class BuyerPayments:
         """`pylon pay --job_id`: the one path by hand; every refusal is an RpcFailure."""
         waiting = self.awaiting.get(job_id)
         if waiting is not None:
-            job = self.buyer.active.get(job_id)
+            job = self.buyer.scheduler.job(job_id)
             current = job.current if job is not None else None
             if current is not None and current.request_id == waiting.request_id and not current.closed:
                 return await self.pay(waiting)
             del self.awaiting[job_id]  # cancelled, failed or re-issued since the node asked
-        tele = await self.buyer.job_telemetry(job_id)  # not_found for an unknown job
+        tele = await self.buyer.scheduler.telemetry(job_id)  # not_found for an unknown job
         if tele.state != JobState.COMPLETED or not tele.result_id or not tele.provider_pubkey:
             why = f"state {tele.state.value}" + (f", {tele.error.value}" if tele.error else "")
             raise RpcFailure(
                 "refused", f"job {job_id} has no verified result ({why}); only a verified job is paid"
             )
-        rows = await self._db().fetch(
-            "SELECT request_id FROM attempts WHERE job_id = ? AND node = ? AND outcome = 'completed'",
-            (job_id, tele.provider_pubkey),
-        )
-        request_id = rows[-1][0] if rows else job_id
+        request_id = await self._db().completed_request_id(job_id, tele.provider_pubkey) or job_id
         return await self.pay(
             PayTarget(
                 job_id=job_id,
@@ -360,13 +353,10 @@ class BuyerPayments:
 
     async def _prepare(self, t: PayTarget) -> _Item:
         """Every check before money moves; a payment made earlier but never published is picked up."""
-        rows = await self._db().fetch(
-            "SELECT payment_id, state, proofs, amount_msats, provider FROM payments WHERE job_id = ?",
-            (t.job_id,),
-        )
-        if rows:
-            payment_id, state, proofs_json, amount, provider = rows[0]
-            if state != "created":
+        row = await self._db().payment_of(t.job_id)
+        if row is not None:
+            payment_id, state, proofs_json, amount, provider = row
+            if state != "created" or proofs_json is None:
                 raise RpcFailure("refused", f"job {t.job_id} is already paid ({state}, nutzap {payment_id})")
             # proofs were made but the nutzap never reached a relay: send the same proofs again
             t.provider, t.amount_msats = provider, amount
@@ -374,7 +364,7 @@ class BuyerPayments:
         if t.amount_msats <= 0:
             raise RpcFailure("refused", f"job {t.job_id} is free: its node asked for no payment")
         if t.prepay:
-            job = self.buyer.active.get(t.job_id)
+            job = self.buyer.scheduler.job(t.job_id)
             att = job.current if job is not None else None
             if att is None or att.closed or att.request_id != t.request_id:
                 raise RpcFailure("refused", f"job {t.job_id} no longer waits for that node's payment")
@@ -409,18 +399,12 @@ class BuyerPayments:
         now = time.time()
         for it, proofs in zip(fresh, made, strict=True):
             it.proofs = proofs
-            db.write(
-                "INSERT INTO payments (job_id, payment_id, provider, amount_msats, paid, proofs, state) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (
-                    it.target.job_id,
-                    "",
-                    it.target.provider,
-                    msats_for_sats(it.sats),
-                    now,
-                    json.dumps(proofs),
-                    "created",
-                ),
+            db.insert_payment(
+                job_id=it.target.job_id,
+                provider=it.target.provider,
+                amount_msats=msats_for_sats(it.sats),
+                paid=now,
+                proofs=json.dumps(proofs),
             )
         # durable before the proofs leave this process: a crash now loses no ecash
         await db.flush()
@@ -453,10 +437,7 @@ class BuyerPayments:
                 f"pylon pay --job_id {t.job_id} sends them again",
             )
         now = time.time()
-        self._db().write(
-            "UPDATE payments SET payment_id = ?, state = 'sent', paid = ? WHERE job_id = ?",
-            (ev.id, now, t.job_id),
-        )
+        self._db().payment_sent(t.job_id, ev.id, now)
         self.awaiting.pop(t.job_id, None)
         await self._mark_paid(t.job_id, ev.id, paid_msats, now)
         self.paid_count += 1
@@ -474,7 +455,7 @@ class BuyerPayments:
         self, job_id: str, payment_id: str, amount_msats: int, at: float | None = None
     ) -> None:
         db = self._db()
-        job = self.buyer.active.get(job_id)
+        job = self.buyer.scheduler.job(job_id)
         tele = job.tele if job is not None else await db.job(job_id)
         if tele is not None:
             tele.is_paid = True
@@ -482,38 +463,35 @@ class BuyerPayments:
             tele.payment_event_id = payment_id
             tele.amount_msats = amount_msats
             db.put(tele)
-            self.buyer._note_job(tele)
+            self.buyer.scheduler.job_changed(tele)
 
     # --- refunds ----------------------------------------------------------------------------
 
-    async def refund_job(self, job_id: str) -> dict[str, Any]:
+    async def refund_job(self, job_id: str) -> rpc.RefundResult:
         """`pylon refund --job_id`: take back a payment no valid result came for, once its lock expired."""
-        db = self._db()
-        rows = await db.fetch(
-            "SELECT payment_id, state, proofs, amount_msats FROM payments WHERE job_id = ?", (job_id,)
-        )
-        if not rows:
-            await self.buyer.job_telemetry(job_id)  # not_found for an unknown job
+        row = await self._db().payment_of(job_id)
+        if row is None:
+            await self.buyer.scheduler.telemetry(job_id)  # not_found for an unknown job
             raise RpcFailure("refused", f"job {job_id} was never paid: nothing to refund")
-        payment_id, state, proofs_json, amount_msats = rows[0]
+        payment_id, state, proofs_json, amount_msats, _ = row
         assert self.wallet is not None
         if state == "refunded":
-            return {
-                "job_id": job_id,
-                "payment_event_id": payment_id,
-                "refunded_sats": amount_msats // 1000,
-                "balance_sats": self.wallet.balance(),
-                "already_refunded": True,
-            }
+            return rpc.RefundResult(
+                job_id=job_id,
+                payment_event_id=payment_id,
+                refunded_sats=amount_msats // 1000,
+                balance_sats=self.wallet.balance(),
+                already_refunded=True,
+            )
         if state == NODE_REFUND:
             raise RpcFailure("refused", f"the node already gave job {job_id}'s payment back")
         if state == "redeemed":
             raise RpcFailure("refused", f"the node redeemed job {job_id}'s payment (receipt on record)")
-        tele = await self.buyer.job_telemetry(job_id)
+        tele = await self.buyer.scheduler.telemetry(job_id)
         if tele.state == JobState.COMPLETED and tele.result_id:
             raise RpcFailure("refused", f"job {job_id} has a verified result: its payment stands")
         try:
-            sats = await self.wallet.refund(json.loads(proofs_json))
+            sats = await self.wallet.refund(json.loads(proofs_json or "[]"))
         except PaymentError as exc:
             if exc.code == "spent":
                 raise RpcFailure(
@@ -524,23 +502,23 @@ class BuyerPayments:
             raise RpcFailure(ErrorCode.PAYMENT_FAILED.value, str(exc)) from exc
         await self._settle_refund(job_id, "refunded")
         log.info("payment_refunded", job_id=job_id, sats=sats)
-        return {
-            "job_id": job_id,
-            "payment_event_id": payment_id,
-            "refunded_sats": sats,
-            "balance_sats": self.wallet.balance(),
-            "already_refunded": False,
-        }
+        return rpc.RefundResult(
+            job_id=job_id,
+            payment_event_id=payment_id,
+            refunded_sats=sats,
+            balance_sats=self.wallet.balance(),
+            already_refunded=False,
+        )
 
     async def _settle_refund(self, job_id: str, state: str) -> None:
         db = self._db()
-        db.write("UPDATE payments SET state = ? WHERE job_id = ?", (state, job_id))
-        job = self.buyer.active.get(job_id)
+        db.set_payment_state(job_id, state)
+        job = self.buyer.scheduler.job(job_id)
         tele = job.tele if job is not None else await db.job(job_id)
         if tele is not None and tele.is_paid:
             tele.is_paid = False
             db.put(tele)
-            self.buyer._note_job(tele)
+            self.buyer.scheduler.job_changed(tele)
         await db.flush()
 
     async def _refund_loop(self) -> None:
@@ -554,9 +532,7 @@ class BuyerPayments:
 
     async def refund_expired(self) -> int:
         assert self.wallet is not None
-        rows = await self._db().fetch(
-            "SELECT job_id, proofs FROM payments WHERE state IN ('created', 'sent') AND proofs IS NOT NULL"
-        )
+        rows = await self._db().unsettled_proofs()
         now = time.time()
         refunded = 0
         soon = False
@@ -575,7 +551,7 @@ class BuyerPayments:
                 refunded += await self.wallet.refund(proofs)
             except PaymentError as exc:
                 if exc.code == "spent":  # the node redeemed it and its receipt is not here (yet)
-                    self._db().write("UPDATE payments SET state = 'redeemed' WHERE job_id = ?", (job_id,))
+                    self._db().set_payment_state(job_id, "redeemed")
                 continue
             await self._settle_refund(job_id, "refunded")
         # the wallet's own sweep drops redeemed proofs from its books; it would also refund
@@ -603,38 +579,38 @@ class BuyerPayments:
     async def _on_receipt(self, ev: NostrEvent) -> None:
         red = parse_redemption(ev)
         db = self._db()
-        rows: list[Any] = []
+        row = None
         # a fast node's receipt can overtake our own record of the nutzap it answers: while a
         # payment is still being delivered, give that record a moment
         for _ in range(RECEIPT_RETRIES):
-            rows = await db.fetch(
-                "SELECT job_id, provider, state FROM payments WHERE payment_id = ?", (red.payment_id,)
-            )
-            if rows or not self.inflight:
+            row = await db.payment_by_id(red.payment_id)
+            if row is not None or not self.inflight:
                 break
             await anyio.sleep(0.1)
-        if not rows:
+        if row is None:
             raise InvalidEvent("receipt_unknown_payment")
-        job_id, provider, state = rows[0]
+        job_id, provider, state = row
         if provider != ev.pubkey:
             raise InvalidEvent("receipt_from_other_node")
-        db.write(
-            "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?,?)",
-            (ev.id, job_id, red.payment_id, ev.pubkey, msats_for_sats(red.amount_sats), ev.created_at),
+        db.put_receipt(
+            receipt_id=ev.id,
+            job_id=job_id,
+            payment_id=red.payment_id,
+            provider=ev.pubkey,
+            amount_msats=msats_for_sats(red.amount_sats),
+            created_at=ev.created_at,
         )
         if state in UNSETTLED:
-            db.write("UPDATE payments SET state = 'redeemed' WHERE job_id = ?", (job_id,))
+            db.set_payment_state(job_id, "redeemed")
 
     async def _on_node_refund(self, ev: NostrEvent) -> None:
         nz = parse_nutzap(ev)
         if nz.node != self.buyer.pubkey:
             return
-        rows = await self._db().fetch(
-            "SELECT job_id, provider, state FROM payments WHERE payment_id = ?", (nz.result_id,)
-        )
-        if not rows or rows[0][1] != ev.pubkey:
+        row = await self._db().payment_by_id(nz.result_id)
+        if row is None or row[1] != ev.pubkey:
             raise InvalidEvent("refund_unknown_payment")
-        job_id, _, state = rows[0]
+        job_id, _, state = row
         if state == NODE_REFUND:
             return
         if mint_key(nz.mint) != mint_key(self.mint_url):
@@ -652,20 +628,10 @@ class BuyerPayments:
 
     # --- RPC --------------------------------------------------------------------------------
 
-    async def receipts(self, job_id: str | None, provider: str | None) -> dict[str, Any]:
-        sql = "SELECT receipt_id, job_id, payment_id, provider, amount_msats, created_at FROM receipts"
-        where, params = [], []
-        if job_id:
-            where.append("job_id = ?")
-            params.append(job_id)
-        if provider:
-            where.append("provider = ?")
-            params.append(provider)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._db().fetch(sql + " ORDER BY created_at", tuple(params))
+    async def receipts(self, job_id: str | None, provider: str | None) -> rpc.ReceiptList:
+        rows = await self._db().receipts(job_id, provider)
         fields = ("receipt_id", "job_id", "payment_id", "provider", "amount_msats", "created_at")
-        return {"receipts": [dict(zip(fields, r, strict=True)) for r in rows]}
+        return rpc.ReceiptList(receipts=[rpc.Receipt(**dict(zip(fields, r, strict=True))) for r in rows])
 
     def balance(self) -> rpc.WalletBalance:
         assert self.wallet is not None
@@ -681,33 +647,46 @@ class BuyerPayments:
             raise RpcFailure(ErrorCode.PAYMENT_FAILED.value, str(exc)) from exc
         return self.balance()
 
-    async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
-        if isinstance(req, rpc.PayReq | rpc.RefundReq | rpc.WalletBalanceReq | rpc.WalletFundReq):
-            # the socket answers before the wallet has opened (nutshell loads slowly)
-            with anyio.move_on_after(WALLET_OPEN_WAIT_S):
-                await self._wallet_ready.wait()
-            if self.wallet is None:
-                raise RpcFailure(
-                    ErrorCode.PAYMENT_FAILED.value, "the buyer's wallet is not open yet; try again"
-                )
-        match req:
-            case rpc.PayReq(job_id=job_id):
-                return await self.pay_job(job_id)
-            case rpc.RefundReq(job_id=job_id):
-                return await self.refund_job(job_id)
-            case rpc.ReceiptsReq(job_id=job_id, provider=provider):
-                return await self.receipts(job_id, provider)
-            case rpc.WalletBalanceReq():
-                return self.balance()
-            case rpc.WalletFundReq(amount_sats=amount):
-                return await self.fund(amount)
-        return None
+    async def _wallet_open(self) -> None:
+        """The socket answers before the wallet has opened (nutshell loads slowly)."""
+        with anyio.move_on_after(WALLET_OPEN_WAIT_S):
+            await self._wallet_ready.wait()
+        if self.wallet is None:
+            raise RpcFailure(ErrorCode.PAYMENT_FAILED.value, "the buyer's wallet is not open yet; try again")
+
+    async def route_pay(self, req: rpc.PayReq, ctx: CallContext) -> rpc.PayResult:
+        await self._wallet_open()
+        return await self.pay_job(req.job_id)
+
+    async def route_refund(self, req: rpc.RefundReq, ctx: CallContext) -> rpc.RefundResult:
+        await self._wallet_open()
+        return await self.refund_job(req.job_id)
+
+    async def route_receipts(self, req: rpc.ReceiptsReq, ctx: CallContext) -> rpc.ReceiptList:
+        return await self.receipts(req.job_id, req.provider)
+
+    async def route_balance(self, req: rpc.WalletBalanceReq, ctx: CallContext) -> rpc.WalletBalance:
+        await self._wallet_open()
+        return self.balance()
+
+    async def route_fund(self, req: rpc.WalletFundReq, ctx: CallContext) -> rpc.WalletBalance:
+        await self._wallet_open()
+        return await self.fund(req.amount_sats)
 
 
 def attach_payments(buyer: BuyerDaemon) -> None:
     """`pylon buyer up` calls this; without a mint the buyer pays nothing and answers no wallet calls."""
-    if buyer.config.mint_url:
-        buyer.payments = BuyerPayments(buyer)
+    if not buyer.config.mint_url:
+        return
+    payer = buyer.payments = BuyerPayments(buyer)
+    buyer.listen(payer.on_scheduler_event)
+    buyer.on_swarm_event(kinds.NUTZAP_INFO, payer.on_nutzap_info)
+    buyer.on_start(payer.start)
+    buyer.routes.add(rpc.PayReq, payer.route_pay)
+    buyer.routes.add(rpc.RefundReq, payer.route_refund)
+    buyer.routes.add(rpc.ReceiptsReq, payer.route_receipts)
+    buyer.routes.add(rpc.WalletBalanceReq, payer.route_balance)
+    buyer.routes.add(rpc.WalletFundReq, payer.route_fund)
 
 
 __all__ = ["BuyerPayments", "PayTarget", "attach_payments"]

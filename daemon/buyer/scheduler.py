@@ -1,44 +1,43 @@
-"""The buyer daemon (`pylon buyer up`): assign jobs, follow them, verify results, keep telemetry.
+"""The buyer's scheduler: assign jobs, follow them, verify results, re-issue lost attempts.
 
-Each job is a file to map. The buyer picks the least-loaded live node, publishes a signed
+Each job is a file to map. The scheduler picks the least-loaded live node, publishes a signed
 5931 request `p`-tagged to it (inputs too big for one event go first as chunk events), then
 follows the 7000 feedback and the 6931 result. A result counts only if it is signed by the
 node that attempt was assigned to, its `x` tag matches its content and its payload decodes;
 everything else is dropped and counted. An attempt with no pickup or no result in time is
 re-issued to another node; the first valid result wins.
+
+Its interface is narrow: `submit` (a job handle whose `done` fires at the end), `cancel`,
+`stop_all`, `job`/`telemetry` to look, and typed events out (`JobChanged`, `ResultAccepted`,
+`PaymentAsked`) for the payer, the TUI pushes and anyone else who listens.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import TaskGroup
 from pylon.daemon import private_runs
+from pylon.daemon.buyer.registry import NodeRegistry
+from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
-from pylon.daemon.node_registry import NodeRegistry
-from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
-from pylon.schemas import kinds, rpc
-from pylon.schemas.errors import ErrorCode
-from pylon.schemas.events import DEFAULT_TASKS, FeedbackStatus, FileResult
+from pylon.schemas import kinds
+from pylon.schemas.errors import NO_RETRY, ErrorCode
+from pylon.schemas.events import DEFAULT_TASKS, Feedback, FeedbackStatus, FileResult
 from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 
 from pylon.executors.languages import detect_language
-from pylon.home import buyer_dir, buyer_socket
-from pylon.keys import load_or_create_keys
+from pylon.keys import NostrKeys
 from pylon.logs import get_logger
 from pylon.nostr import nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
-from pylon.stats.compute import apply_result, global_stats, provider_stats
-from pylon.stats.telemetry_db import FAILURES_BY_ATTEMPT_SQL, TelemetryDB
+from pylon.stats.compute import apply_result
 
 log = get_logger("pylon.buyer")
 
@@ -46,10 +45,8 @@ SCAN_INTERVAL_S = 0.2
 RESYNC_INTERVAL_S = 2.0
 RESYNC_QUIET_S = 2.0
 OUTAGE_HOLD_S = 60.0  # how long job clocks stop while no relay or no node is in sight
-FLUSH_INTERVAL_S = 0.2
-PUSH_INTERVAL_S = 0.5
-NO_RETRY = frozenset({ErrorCode.BAD_INPUT, ErrorCode.TOO_LARGE, ErrorCode.CANCELLED})
 _result_encoder = msgspec.json.Encoder()
+_result_decoder = msgspec.json.Decoder(FileResult)
 
 
 class SubmitError(Exception):
@@ -57,6 +54,10 @@ class SubmitError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class UnknownJob(LookupError):
+    """A job id this buyer never issued, or a job without a result."""
 
 
 @dataclass
@@ -105,16 +106,55 @@ class RunTracker:
             self.done.set()
 
 
-class BuyerDaemon:
-    def __init__(self, config: BuyerConfig) -> None:
+# --- events out -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobChanged:
+    """A job's telemetry changed (state, attempt, payment): for the TUI's pushes."""
+
+    tele: JobTelemetry
+
+
+@dataclass(frozen=True)
+class ResultAccepted:
+    """A result was verified and its job completed."""
+
+    tele: JobTelemetry
+    event: NostrEvent
+
+
+@dataclass(frozen=True)
+class PaymentAsked:
+    """The node of the job's current attempt will run it once paid (payment-required feedback)."""
+
+    job: ActiveJob
+    attempt: Attempt
+    feedback: Feedback
+
+
+SchedulerEvent = JobChanged | ResultAccepted | PaymentAsked
+Listener = Callable[[SchedulerEvent], None]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: BuyerConfig,
+        *,
+        keys: NostrKeys,
+        pool: RelayPool,
+        registry: NodeRegistry,
+        store: BuyerStore,
+    ) -> None:
         self.config = config
-        self.dir = buyer_dir()
-        self.keys = load_or_create_keys(self.dir / "nostr.key")
-        self.pubkey = self.keys.pubkey
-        self.sealer = private_jobs.Sealer(self.keys)
+        self.keys = keys
+        self.pubkey = keys.pubkey
+        self.pool = pool
+        self.registry = registry
+        self.store = store
+        self.sealer = private_jobs.Sealer(keys)  # NIP-44: private runs' jobs
         self.private_runs: set[str] = set()
-        self.pool = RelayPool(config.relays)
-        self.registry = NodeRegistry(config.heartbeat_s, config.allow_nodes)
         self.active: dict[str, ActiveJob] = {}
         self.attempts: dict[str, Attempt] = {}
         self.runs: dict[str, RunTracker] = {}
@@ -122,87 +162,96 @@ class BuyerDaemon:
         self.completed = 0
         self.failed = 0
         self.stopped = False
-        self.db: TelemetryDB | None = None
-        self.rpc: RpcServer | None = None
-        self._tg: TaskGroup | None = None
-        self._job_pushes: list[dict[str, Any]] = []
-        self.payments: Any = None  # the payer, wired in by pylon.daemon.buyer_payments
-        self.coordinator: Any = None  # the repo-map coordinator
-        self.narrator: Any = None  # the LLM reduce step for map overviews, when a model is in the swarm
-        self.started_at = time.time()
+        self._listeners: list[Listener] = []
 
-    # --- lifecycle --------------------------------------------------------------------------
+    # --- the interface --------------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        self.db = await TelemetryDB.open(self.dir / "telemetry.db")
-        await self._load_counters()
-        self.private_runs = await private_runs.load(self.db)
-        resumed_since = await self._resume_outstanding()
-        self.rpc = RpcServer(
-            buyer_socket(), daemon="buyer", name=self.config.name, pubkey=self.pubkey, handler=self.handle_rpc
-        )
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                await tg.start(self.rpc.serve)
-                await self.pool.start(tg, wait_s=10)
-                since = int(time.time()) - 3600
-                await self.pool.subscribe(
-                    [
-                        Filter(kinds=[kinds.ANNOUNCE, kinds.NUTZAP_INFO], since=since - 86400 * 30),
-                        Filter(kinds=[kinds.HEARTBEAT], since=since),
-                    ],
-                    self._on_swarm_event,
-                    sub_id="swarm",
-                )
-                # After a crash, replay what the relay stored while we were down.
-                since = min(int(time.time()) - 60, resumed_since or int(time.time()))
-                await self.pool.subscribe(
-                    [Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], p=[self.pubkey], since=since)],
-                    self._on_job_event,
-                    sub_id="jobs",
-                )
-                tg.start_soon(self._scan_loop)
-                tg.start_soon(self._resync_loop)
-                tg.start_soon(self._flush_loop)
-                tg.start_soon(self._push_loop)
-                if self.payments is not None:
-                    await self.payments.start(tg)
-                if self.coordinator is not None and self.runs:
-                    tg.start_soon(self.coordinator.finish_resumed_runs)
-                log.info("buyer_started", pubkey=self.pubkey, relays=self.pool.urls)
-                task_status.started()
-                await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.db.close()
+    def listen(self, listener: Listener) -> None:
+        """Call `listener` (synchronously, on the event loop) with every SchedulerEvent."""
+        self._listeners.append(listener)
 
-    async def _resume_outstanding(self) -> int | None:
-        """Rebuild the jobs a previous run of this daemon left outstanding (crash or kill -9).
+    def _emit(self, ev: SchedulerEvent) -> None:
+        for listener in self._listeners:
+            listener(ev)
+
+    def job_changed(self, tele: JobTelemetry) -> None:
+        """Someone else changed a job's telemetry (the payer marking it paid): tell listeners."""
+        self._emit(JobChanged(tele))
+
+    def job(self, job_id: str) -> ActiveJob | None:
+        """The job while it is outstanding, else None."""
+        return self.active.get(job_id)
+
+    def hold(self, job: ActiveJob, seconds: float) -> None:
+        """Give the current attempt `seconds` more before a re-issue (the node answered)."""
+        job.deadline = time.time() + seconds
+
+    async def telemetry(self, job_id: str) -> JobTelemetry:
+        """A job's telemetry, outstanding or finished; raises UnknownJob."""
+        job = self.active.get(job_id)
+        if job is not None:
+            return job.tele
+        t = await self.store.job(job_id)
+        if t is None:
+            raise UnknownJob(f"unknown job {job_id}")
+        return t
+
+    async def result(self, job_id: str) -> FileResult:
+        """A completed job's verified result; raises UnknownJob."""
+        content = await self.store.result_content(job_id)
+        if content is None:
+            t = await self.telemetry(job_id)
+            raise UnknownJob(f"job {job_id} has no result (state {t.state.value})")
+        return _result_decoder.decode(content)
+
+    def track_run(self, run_id: str, total: int) -> RunTracker:
+        tracker = self.runs[run_id] = RunTracker(run_id, total)
+        return tracker
+
+    def end_run(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+
+    async def wait_for_node(
+        self, timeout: float, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> str | None:
+        """A usable node now, or within `timeout`, or None."""
+        node = self.registry.pick(exclude)
+        if node is not None or timeout <= 0:
+            return node
+        with anyio.move_on_after(timeout):
+            while node is None:
+                await anyio.sleep(0.05)
+                node = self.registry.pick(exclude)
+        return node
+
+    # --- start-up -------------------------------------------------------------------------
+
+    async def resume(self) -> int | None:
+        """Load the counters and rebuild the jobs a previous run left outstanding (crash, kill -9).
 
         Their inputs and attempts are in SQLite; results that arrived meanwhile are on the relay
         and come in through the subscription (its `since` is the returned time). Attempts whose
         deadline passed are re-issued by the scan loop as usual.
         """
-        assert self.db is not None
+        self.private_runs = await self.store.private_runs()
+        counts = await self.store.state_counts()
+        self.completed = counts.get(JobState.COMPLETED.value, 0)
+        self.failed = counts.get(JobState.FAILED.value, 0)
         open_states = tuple(s.value for s in JobState if s not in TERMINAL_STATES)
-        jobs = [t for t in await self.db.all_jobs() if t.state.value in open_states]
-        running = await self.db.fetch("SELECT count(*) FROM runs WHERE state = 'running'")
-        if not jobs and not running[0][0]:
+        jobs = [t for t in await self.store.all_jobs() if t.state.value in open_states]
+        if not jobs and not await self.store.running_run_count():
             return None
         oldest = time.time()
         for t in jobs:
-            rows = await self.db.fetch("SELECT text FROM inputs WHERE job_id = ?", (t.job_id,))
-            if not rows:
+            text = await self.store.input_text(t.job_id)
+            if text is None:
                 if t.run_id:  # the coordinator sends the file again from the snapshot
-                    await self.db.db.execute("DELETE FROM jobs WHERE job_id = ?", (t.job_id,))
-                    await self.db.db.commit()
+                    await self.store.forget_job(t.job_id)
                 else:
                     t.state, t.error = JobState.FAILED, ErrorCode.BAD_INPUT
-                    self.db.put(t)
+                    self.store.put(t)
                     log.warning("resume_lost_input", job_id=t.job_id, path=t.path)
                 continue
-            text = rows[0][0]
             job = ActiveJob(
                 tele=t,
                 text=text,
@@ -210,11 +259,7 @@ class BuyerDaemon:
                 size=len(text.encode()),
                 private=t.run_id in self.private_runs,
             )
-            atts = await self.db.fetch(
-                "SELECT request_id, node, issued, outcome FROM attempts WHERE job_id = ? ORDER BY issued",
-                (t.job_id,),
-            )
-            for request_id, node, issued, outcome in atts:
+            for request_id, node, issued, outcome in await self.store.attempts_of(t.job_id):
                 att = Attempt(
                     request_id=request_id,
                     job_id=t.job_id,
@@ -238,28 +283,15 @@ class BuyerDaemon:
             )
             job.deadline = (job.current.issued if job.current else time.time()) + timeout
             self.active[t.job_id] = job
-        runs = await self.db.fetch(
-            "SELECT r.run_id, r.files, sum(j.state = 'completed'), sum(j.state IN ('failed','cancelled')) "
-            "FROM runs r LEFT JOIN jobs j ON j.run_id = r.run_id WHERE r.state = 'running' GROUP BY r.run_id",
-            (),
-        )
+        runs = await self.store.running_run_progress()
         for run_id, files, done, failed in runs:
             tracker = RunTracker(run_id, files)
-            tracker.completed, tracker.failed = int(done or 0), int(failed or 0)
+            tracker.completed, tracker.failed = done, failed
             if tracker.completed + tracker.failed >= files:
                 tracker.done.set()
             self.runs[run_id] = tracker
         log.info("buyer_resumed", jobs=len(self.active), runs=len(runs))
         return int(oldest) - 5
-
-    async def _load_counters(self) -> None:
-        assert self.db is not None
-        rows = await self.db.fetch("SELECT state, count(*) FROM jobs GROUP BY state")
-        for state, n in rows:
-            if state == JobState.COMPLETED.value:
-                self.completed = n
-            elif state == JobState.FAILED.value:
-                self.failed = n
 
     # --- submit & dispatch ------------------------------------------------------------------
 
@@ -298,8 +330,8 @@ class BuyerDaemon:
             )
         lang = language or detect_language(path, text) or "text"
         if node is None:
-            node = await self._wait_for_node(
-                set(), self.config.pickup_timeout_s if wait_node_s is None else wait_node_s
+            node = await self.wait_for_node(
+                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s
             )
         if node is None:
             raise SubmitError(
@@ -375,11 +407,10 @@ class BuyerDaemon:
             private=private,
         )
         self._issue(job, req, node, now)
-        assert self.db is not None
-        self.db.put(tele)
-        self.db.write("INSERT OR REPLACE INTO inputs VALUES (?,?,?,?)", (req.id, path, lang, text))
+        self.store.put(tele)
+        self.store.put_input(req.id, path, lang, text)
         await self.pool.publish(req)
-        self._note_job(tele)
+        self._emit(JobChanged(tele))
         return job
 
     def _issue(self, job: ActiveJob, req: NostrEvent, node: str | None, now: float) -> None:
@@ -391,21 +422,7 @@ class BuyerDaemon:
         if node:
             job.tried.add(node)
             self.registry.entry(node).assigned_now += 1
-        assert self.db is not None
-        self.db.write(
-            "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?)",
-            (req.id, job.tele.job_id, node, now, None, None),
-        )
-
-    async def _wait_for_node(self, exclude: set[str], timeout: float) -> str | None:
-        node = self.registry.pick(exclude)
-        if node is not None or timeout <= 0:
-            return node
-        with anyio.move_on_after(timeout):
-            while node is None:
-                await anyio.sleep(0.05)
-                node = self.registry.pick(exclude)
-        return node
+        self.store.open_attempt(req.id, job.tele.job_id, node, now)
 
     async def _reissue(self, job: ActiveJob, reason: ErrorCode, message: str) -> None:
         """The current attempt failed: try another node, or fail the job after max_attempts."""
@@ -425,7 +442,7 @@ class BuyerDaemon:
             or self.registry.pick()
         )
         if node is None:
-            node = await self._wait_for_node(job.tried, self.config.pickup_timeout_s)
+            node = await self.wait_for_node(self.config.pickup_timeout_s, job.tried)
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return
@@ -457,8 +474,7 @@ class BuyerDaemon:
         job.tele.provider_pubkey = node
         job.tele.state = JobState.ASSIGNED
         self._issue(job, req, node, time.time())
-        assert self.db is not None
-        self.db.put(job.tele)
+        self.store.put(job.tele)
         await self.pool.publish(req)
         log.info(
             "job_reissued",
@@ -467,7 +483,7 @@ class BuyerDaemon:
             node=node[:12],
             reason=reason.value,
         )
-        self._note_job(job.tele)
+        self._emit(JobChanged(job.tele))
 
     def _close_attempt(self, att: Attempt, outcome: ErrorCode | str) -> None:
         if att.closed:
@@ -479,15 +495,7 @@ class BuyerDaemon:
             if outcome != "completed":
                 entry.failed_for_us += 1
         value = outcome.value if isinstance(outcome, ErrorCode) else outcome
-        assert self.db is not None
-        self.db.write(
-            "UPDATE attempts SET outcome = ?, error = ? WHERE request_id = ?",
-            (
-                "completed" if value == "completed" else "failed",
-                None if value == "completed" else value,
-                att.request_id,
-            ),
-        )
+        self.store.close_attempt(att.request_id, None if value == "completed" else value)
 
     def _finish(self, job: ActiveJob, state: JobState, *, error: ErrorCode | None = None) -> None:
         job.tele.state = state
@@ -501,27 +509,15 @@ class BuyerDaemon:
             self.completed += 1
         elif state == JobState.FAILED:
             self.failed += 1
-        assert self.db is not None
-        self.db.put(job.tele)
+        self.store.put(job.tele)
         if job.tele.run_id and job.tele.run_id in self.runs:
             self.runs[job.tele.run_id].finish(state == JobState.COMPLETED)
         job.done.set()
-        self._note_job(job.tele)
+        self._emit(JobChanged(job.tele))
 
     # --- incoming events --------------------------------------------------------------------
 
-    def _on_swarm_event(self, ev: NostrEvent) -> None:
-        try:
-            if ev.kind == kinds.ANNOUNCE:
-                self.registry.on_announce(ev)
-            elif ev.kind == kinds.HEARTBEAT:
-                self.registry.on_heartbeat(ev)
-            elif ev.kind == kinds.NUTZAP_INFO and self.payments is not None:
-                self.payments.on_nutzap_info(ev)
-        except InvalidEvent as exc:
-            self.dropped[exc.reason] += 1
-
-    def _on_job_event(self, ev: NostrEvent) -> Any:
+    def on_job_event(self, ev: NostrEvent) -> object:
         """Synchronous for the common case (no task per event); returns a coroutine, which the
         relay pool runs as a task, only when the event needs I/O (a re-issue, result parts)."""
         try:
@@ -537,13 +533,13 @@ class BuyerDaemon:
             self.dropped[exc.reason] += 1
         return None
 
-    async def _counted(self, coro: Any) -> None:
+    async def _counted(self, coro: object) -> None:
         try:
-            await coro
+            await coro  # type: ignore[misc]
         except InvalidEvent as exc:
             self.dropped[exc.reason] += 1
 
-    def _on_feedback(self, ev: NostrEvent) -> Any:
+    def _on_feedback(self, ev: NostrEvent) -> object:
         fb = nip90.parse_feedback(ev)
         att = self.attempts.get(fb.job_id)
         if att is None:
@@ -559,36 +555,33 @@ class BuyerDaemon:
                 job.tele.state = JobState.PROCESSING
                 job.tele.picked_up = (fb.at_ms / 1000) if fb.at_ms else time.time()
                 job.deadline = time.time() + self.config.result_timeout_s
-                assert self.db is not None
-                self.db.put(job.tele)
-                self._note_job(job.tele)
+                self.store.put(job.tele)
+                self._emit(JobChanged(job.tele))
         elif fb.status == FeedbackStatus.ERROR:
             return self._reissue(job, fb.error or ErrorCode.EXEC_ERROR, fb.message)
         elif fb.status == FeedbackStatus.PARTIAL:
             return None  # a part of a big result: fetched by id when the result arrives
-        elif fb.status == FeedbackStatus.PAYMENT_REQUIRED and self.payments is not None:
-            return self.payments.on_payment_required(job, att, fb)
+        elif fb.status == FeedbackStatus.PAYMENT_REQUIRED:
+            self._emit(PaymentAsked(job, att, fb))
         return None
 
-    async def _on_result(self, ev: NostrEvent) -> None:
-        job_ref = nip90.result_job_id(ev)
-        att = self.attempts.get(job_ref or "")
+    def _result_attempt(self, ev: NostrEvent) -> Attempt:
+        """The attempt a result answers, if its signer is the node that attempt went to."""
+        att = self.attempts.get(nip90.result_job_id(ev) or "")
         if att is None:
             raise InvalidEvent("unknown_job")
         if att.node and ev.pubkey != att.node:
             raise InvalidEvent("result_from_unassigned")
-        if att.job_id not in self.active:
+        return att
+
+    async def _on_result(self, ev: NostrEvent) -> None:
+        if self._result_attempt(ev).job_id not in self.active:
             raise InvalidEvent("late_result")
         parts = await self.pool.query([Filter(ids=nip90.result_part_ids(ev))], timeout=15)
         self._accept_result(ev, parts)
 
     def _accept_result(self, ev: NostrEvent, parts: list[NostrEvent] | tuple[()]) -> None:
-        job_ref = nip90.result_job_id(ev)
-        att = self.attempts.get(job_ref or "")
-        if att is None:
-            raise InvalidEvent("unknown_job")
-        if att.node and ev.pubkey != att.node:
-            raise InvalidEvent("result_from_unassigned")
+        att = self._result_attempt(ev)
         parsed = private_jobs.parse_result(ev, parts, self.sealer)  # decrypts a private job's result
         job = self.active.get(att.job_id)
         if job is None:
@@ -605,19 +598,14 @@ class BuyerDaemon:
         t.received = now
         if att.node:
             self.registry.entry(att.node).completed_for_us += 1
-        assert self.db is not None
         # Stored decoded: the event's content may be compressed.
-        self.db.write(
-            "INSERT OR REPLACE INTO results VALUES (?,?,?,?)",
-            (t.job_id, ev.id, ev.pubkey, _result_encoder.encode(parsed.result).decode()),
-        )
+        self.store.put_result(t.job_id, ev.id, ev.pubkey, _result_encoder.encode(parsed.result).decode())
         self._finish(job, JobState.COMPLETED)
-        if self.payments is not None:
-            self.payments.on_verified_result(t, ev)
+        self._emit(ResultAccepted(t, ev))
 
     # --- timers -----------------------------------------------------------------------------
 
-    async def _scan_loop(self) -> None:
+    async def scan_loop(self) -> None:
         held_since: float | None = None
         while True:
             await anyio.sleep(SCAN_INTERVAL_S)
@@ -648,7 +636,7 @@ class BuyerDaemon:
                 phase = "execution" if att.picked_up else "pickup"
                 await self._reissue(job, reason, f"no {phase} within the timeout")
 
-    async def _resync_loop(self) -> None:
+    async def resync_loop(self) -> None:
         """Ask the relay again for news of attempts that have gone quiet.
 
         Relays may drop live events for a lagging subscriber; rather than wait out a whole
@@ -673,127 +661,6 @@ class BuyerDaemon:
                     log.warning("resync_failed", error=str(exc))
                     break
 
-    async def _flush_loop(self) -> None:
-        assert self.db is not None
-        while True:
-            await anyio.sleep(FLUSH_INTERVAL_S)
-            await self.db.flush()
-
-    def _note_job(self, t: JobTelemetry) -> None:
-        if self.rpc is not None and self.rpc.has_subscribers():
-            self._job_pushes.append(
-                {
-                    "job_id": t.job_id,
-                    "run_id": t.run_id,
-                    "path": t.path,
-                    "state": t.state.value,
-                    "provider_pubkey": t.provider_pubkey,
-                    "error": t.error.value if t.error else None,
-                    "end_to_end": t.end_to_end,
-                    "attempts": t.attempts,
-                    "paid": t.is_paid,
-                }
-            )
-
-    async def _push_loop(self) -> None:
-        """Batched pushes for the TUI: one frame of job updates and one of nodes per tick."""
-        while True:
-            await anyio.sleep(PUSH_INTERVAL_S)
-            if self.rpc is None or not self.rpc.has_subscribers():
-                self._job_pushes.clear()
-                continue
-            if self._job_pushes:
-                batch, self._job_pushes = self._job_pushes, []
-                self.rpc.publish("jobs", batch)
-            self.rpc.publish("nodes", self.registry.info())
-            self.rpc.publish("status", self.status())
-            for tracker in list(self.runs.values()):
-                self.rpc.publish(
-                    "run",
-                    rpc.MapProgress(
-                        run_id=tracker.run_id,
-                        files=tracker.total,
-                        completed=tracker.completed,
-                        failed=tracker.failed,
-                    ),
-                )
-
-    # --- queries ----------------------------------------------------------------------------
-
-    def status(self) -> rpc.BuyerStatus:
-        return rpc.BuyerStatus(
-            name=self.config.name,
-            pubkey=self.pubkey,
-            relays=self.pool.urls,
-            online_nodes=self.registry.online_count(),
-            outstanding=len(self.active),
-            completed=self.completed,
-            failed=self.failed,
-            stopped=self.stopped,
-            banned=[pk for pk, e in self.registry.nodes.items() if e.banned],
-            dropped=dict(self.dropped) | self.pool.dropped,
-        )
-
-    async def job_telemetry(self, job_id: str) -> JobTelemetry:
-        job = self.active.get(job_id)
-        if job is not None:
-            return job.tele
-        assert self.db is not None
-        t = await self.db.job(job_id)
-        if t is None:
-            raise RpcFailure("not_found", f"unknown job {job_id}")
-        return t
-
-    async def job_result(self, job_id: str) -> FileResult:
-        assert self.db is not None
-        rows = await self.db.fetch("SELECT content FROM results WHERE job_id = ?", (job_id,))
-        if not rows:
-            t = await self.job_telemetry(job_id)
-            raise RpcFailure("not_found", f"job {job_id} has no result (state {t.state.value})")
-        return msgspec.json.decode(rows[0][0], type=FileResult)
-
-    async def stats(self, provider: str | None) -> Any:
-        assert self.db is not None
-        jobs = await self.db.all_jobs()
-        names = self.registry.names()
-        if provider:
-            entry = self.registry.nodes.get(provider)
-            rows = await self.db.fetch(FAILURES_BY_ATTEMPT_SQL, (provider, provider, provider))
-            by_attempt = {str(r[0]): int(r[1]) for r in rows}
-            hb = entry.heartbeat if entry else None
-            return provider_stats(
-                jobs,
-                provider,
-                name=names.get(provider, ""),
-                online=bool(entry and entry.online(time.time(), self.config.heartbeat_s)),
-                uptime_s=hb.uptime_s if hb else None,
-                failures_by_attempt=by_attempt,
-            )
-        return global_stats(
-            jobs,
-            online_nodes=self.registry.online_count(),
-            names=names,
-            dropped=dict(self.dropped) | self.pool.dropped,
-        )
-
-    async def list_jobs(self, run_id: str | None, limit: int) -> rpc.JobList:
-        assert self.db is not None
-        jobs = await self.db.all_jobs(run_id)
-        items = [
-            rpc.JobListItem(
-                job_id=t.job_id,
-                run_id=t.run_id,
-                state=t.state.value,
-                provider_pubkey=t.provider_pubkey,
-                paid=t.is_paid,
-                path=t.path,
-                error=t.error.value if t.error else None,
-                end_to_end=t.end_to_end,
-            )
-            for t in jobs[-limit:]
-        ]
-        return rpc.JobList(jobs=items)
-
     # --- control ----------------------------------------------------------------------------
 
     def cancel(self, job_id: str | None, run_id: str | None) -> int:
@@ -807,93 +674,11 @@ class BuyerDaemon:
         return len(targets)
 
     def stop_all(self) -> int:
+        """No new jobs until a restart; every outstanding one is cancelled."""
         self.stopped = True
-        n = self.cancel(None, None)
+        n = 0
         for j in list(self.active.values()):
             self._finish(j, JobState.CANCELLED, error=ErrorCode.CANCELLED)
             n += 1
-        if self.payments is not None:
-            self.payments.stop()
         log.warning("buyer_stopped_all", cancelled=n)
         return n
-
-    async def handle_rpc(self, req: rpc.Request, ctx: CallContext) -> Any:
-        match req:
-            case rpc.StatusReq():
-                return self.status()
-            case rpc.SubmitReq(path=path, text=text, language=language, run_id=run_id):
-                try:
-                    job = await self.submit(path, text, language=language, run_id=run_id)
-                except SubmitError as exc:
-                    raise RpcFailure(exc.code.value, exc.message) from exc
-                return rpc.SubmitResult(job_id=job.tele.job_id)
-            case rpc.SubmitManyReq(items=items, run_id=run_id):
-                ids: list[str | None] = []
-                errors: list[rpc.SubmitError] = []
-                for i, item in enumerate(items):
-                    try:
-                        job = await self.submit(item.path, item.text, language=item.language, run_id=run_id)
-                        ids.append(job.tele.job_id)
-                    except SubmitError as exc:
-                        ids.append(None)
-                        errors.append(rpc.SubmitError(index=i, code=exc.code.value, message=exc.message))
-                return rpc.SubmitManyResult(job_ids=ids, errors=errors)
-            case rpc.JobStatusReq(job_id=job_id):
-                return await self.job_telemetry(job_id)
-            case rpc.JobResultsReq(job_id=job_id):
-                return await self.job_result(job_id)
-            case rpc.JobListReq(run_id=run_id, limit=limit):
-                return await self.list_jobs(run_id, limit)
-            case rpc.NodesReq():
-                return {"nodes": self.registry.info()}
-            case rpc.StatsReq(provider=provider):
-                return await self.stats(provider)
-            case rpc.CancelReq(job_id=job_id, run_id=run_id):
-                if not job_id and not run_id:
-                    raise RpcFailure("bad_input", "name a job_id or a run_id to cancel")
-                n = self.cancel(job_id, run_id)
-                if n == 0:
-                    raise RpcFailure("not_found", "nothing outstanding matches")
-                return {"cancelled": n}
-            case rpc.StopAllReq():
-                return {"cancelled": self.stop_all(), "stopped": True}
-            case rpc.BanReq(pubkey=pk, banned=banned):
-                self.registry.entry(pk).banned = banned
-                log.warning("provider_banned" if banned else "provider_unbanned", pubkey=pk)
-                return {"pubkey": pk, "banned": banned}
-            case rpc.RunsReq() | rpc.MapReq() if self.coordinator is not None:
-                return await self.coordinator.handle_rpc(req, ctx)
-            case rpc.TrailReq(job_id=job_id):
-                from pylon.provenance.trail import build_trail
-
-                return await build_trail(self.pool, job_id)
-            case _:
-                if self.payments is not None:
-                    handled = await self.payments.handle_rpc(req, ctx)
-                    if handled is not None:
-                        return handled
-                raise RpcFailure("unknown_method", f"the buyer does not answer {type(req).__name__}")
-
-
-async def run_buyer(config: BuyerConfig, *, extra: list[Any] | None = None) -> None:
-    """`pylon buyer up`: run in the foreground until SIGTERM/SIGINT."""
-    buyer = BuyerDaemon(config)
-    for attach in extra or []:
-        attach(buyer)
-    # The receiver must outlive the task group: closed early, it hands SIGTERM back to the
-    # default action, which kills the daemon mid-job instead of draining it.
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with anyio.create_task_group() as tg:
-            await tg.start(buyer.run)
-
-            async def wait_signal() -> None:
-                async for signum in signals:
-                    log.info("buyer_signal", signal=signal.Signals(signum).name)
-                    tg.cancel_scope.cancel()
-                    return
-
-            tg.start_soon(wait_signal)
-
-
-def default_db_path() -> Path:
-    return buyer_dir() / "telemetry.db"

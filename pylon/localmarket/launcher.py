@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from pylon.cli.spawner_client import ForkedProcess, NodeSpawner, SpawnerUnavailable
+from pylon.localmarket.spawner_client import ForkedProcess, NodeSpawner, SpawnerUnavailable
 from pylon.logs import get_logger
 from pylon.rpc.client import DaemonNotRunning, RpcClient, RpcError
 from pylon.schemas import rpc
@@ -71,7 +71,7 @@ class LocalMarket:
     buyer_args: list[str] = field(default_factory=list)
     node_prefix: str = "n"
     quiet: bool = True
-    # Nodes forked from one process that imported their code once (pylon.cli.node_spawner):
+    # Nodes forked from one process that imported their code once (pylon.localmarket.node_spawner):
     # on Linux, where fork() is safe for it; elsewhere, or if it cannot start, plain processes.
     fork_nodes: bool = sys.platform.startswith("linux")
     procs: dict[str, Proc] = field(default_factory=dict)

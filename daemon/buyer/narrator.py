@@ -24,7 +24,7 @@ from pylon.repomap.aggregate import build_repo_map, find_entry_points, render_ov
 from pylon.repomap.graph import build_graph
 
 if TYPE_CHECKING:
-    from pylon.daemon.buyer import BuyerDaemon
+    from pylon.daemon.buyer.daemon import BuyerDaemon
 
 log = get_logger("pylon.narrator")
 
@@ -94,19 +94,20 @@ class Narrator:
             lambda: facts_markdown(results, snapshot=snapshot, run_id=run_id, failed=failed)
         )
         t0 = time.perf_counter()
-        job = await self.buyer.submit(
+        sched = self.buyer.scheduler
+        job = await sched.submit(
             "overview.md",
             facts,
             language="markdown",
             node=node,
             tasks=(REDUCE_TASK,),
-            private=run_id in self.buyer.private_runs,  # the facts name the run's files
+            private=run_id in sched.private_runs,  # the facts name the run's files
         )
         job_id = job.tele.job_id
         with anyio.move_on_after(self.timeout_s):
             await job.done.wait()
         if not job.done.is_set():
-            self.buyer.cancel(job_id, None)
+            sched.cancel(job_id, None)
             log.warning("narrative_timeout", run_id=run_id, job_id=job_id, timeout_s=self.timeout_s)
             return None
         if job.tele.state != JobState.COMPLETED:
@@ -122,7 +123,7 @@ class Narrator:
         if not self._has_model(job.tele.provider_pubkey):
             log.warning("narrative_from_node_without_model", run_id=run_id, job_id=job_id)
             return None
-        result = await self.buyer.job_result(job_id)
+        result = await sched.result(job_id)
         narrative = result.summary.strip()
         log.info(
             "narrative_written",

@@ -1,4 +1,4 @@
-"""The launcher's side of the node spawner (`pylon.cli.node_spawner`): start it, ask it for
+"""The launcher's side of the node spawner (`pylon.localmarket.node_spawner`): start it, ask it for
 nodes, and hand back objects that behave like the `subprocess.Popen` of a node."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class NodeSpawner:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         with open(log_path, "ab") as err:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "pylon.cli.node_spawner"],
+                [sys.executable, "-m", "pylon.localmarket.node_spawner"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
