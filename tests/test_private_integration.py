@@ -25,8 +25,8 @@ import anyio
 import pytest
 from pylon.schemas import kinds, rpc
 
-from pylon.localmarket.launcher import LocalMarket, paid_market_args
 from pylon.keys import load_or_create_keys
+from pylon.localmarket.launcher import LocalMarket, paid_market_args
 from pylon.nostr import nip90, private_jobs
 from pylon.nostr.event import NostrEvent, encode_event
 from pylon.nostr.filters import Filter
