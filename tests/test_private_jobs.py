@@ -12,7 +12,12 @@ from pylon.schemas.events import FileResult, ResultTiming, RunRoot, Symbol
 
 from pylon.keys import NostrKeys
 from pylon.nostr import nip90, private_jobs
-from pylon.nostr.event import InvalidEvent, encode_event, event_size, verify_event
+from pylon.nostr.event import InvalidEvent, NostrEvent, encode_event, verify_event
+
+
+def event_size(ev: NostrEvent) -> int:
+    return len(encode_event(ev))
+
 
 SECRET_LINE = "API_TOKEN = 'hunter2-very-private'"
 
