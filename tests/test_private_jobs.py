@@ -262,3 +262,26 @@ def test_private_run_root_hides_the_repo():
     assert private_jobs.parse_run_root(ev, private_jobs.Sealer(buyer)) == root
     seen = private_jobs.parse_run_root(ev, private_jobs.Sealer(stranger))
     assert (seen.repo, seen.files, seen.snapshot_sha256) == ("private", 12, "cd" * 32)
+
+
+@pytest.mark.parametrize(
+    ("repo", "private"),
+    [
+        ("/home/me/code", True),
+        ("./relative", True),
+        ("file:///srv/repo.git", True),
+        ("git@github.com:me/secret.git", True),
+        ("ssh://git@host/me/repo.git", True),
+        ("https://user:token@github.com/me/repo.git", True),
+        ("https://github.com/me/repo.git?token=abc", True),
+        ("https://github.com/psf/requests.git", False),
+        ("http://example.org/repo.git", False),
+    ],
+)
+def test_private_by_default_for_local_paths_and_credentials(repo, private):
+    from pylon.repomap.privacy import is_private
+
+    assert is_private(repo) is private
+    assert is_private(repo, "public") is False and is_private(repo, "private") is True
+    with pytest.raises(ValueError):
+        is_private(repo, "maybe")
