@@ -36,6 +36,7 @@ async def sealed_request(
     tasks: Sequence[str],
     attempt: int = 1,
     retry_of: str | None = None,
+    check_of: str | None = None,
 ) -> NostrEvent:
     """A request sealed to `node`; its chunk events (sealed too) are published first."""
     req, chunks = private_jobs.build_request(
@@ -52,6 +53,7 @@ async def sealed_request(
         tasks=tasks,
         attempt=attempt,
         retry_of=retry_of,
+        check_of=check_of,
         pow_bits=sched.config.pow_bits,
     )
     for ch in chunks:

@@ -195,6 +195,7 @@ class MapCoordinator:
             artifacts=artifacts,
             skipped=snap.skipped,
             private=private,
+            checks=await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None,
         )
         log.info(
             "map_finished",
@@ -265,6 +266,11 @@ class MapCoordinator:
         return artifacts
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
+        checks = self.buyer.spot_checks
+        if checks is not None:
+            # A result that loses a spot check is replaced before the map is written.
+            with anyio.move_on_after(RUN_TIMEOUT_S):
+                await checks.settle(run_id)
         rows = await self._store().run_outcomes(run_id)
         results: dict[str, tuple[FileResult, str, str]] = {}
         failed: dict[str, str] = {}

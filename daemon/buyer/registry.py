@@ -26,6 +26,7 @@ class NodeEntry:
     heartbeat_at: int = 0
     assigned_now: int = 0  # this buyer's jobs outstanding on the node
     banned: bool = False
+    checks: tuple[int, int] = (0, 0)  # spot checks of its results passed, failed
     nutzap: NutzapInfo | None = None
     completed_for_us: int = 0
     failed_for_us: int = 0
@@ -137,6 +138,8 @@ class NodeRegistry:
                     price_msats=e.announce.price_msats if e.announce else 0,
                     assigned_now=e.assigned_now,
                     banned=e.banned,
+                    checks_passed=e.checks[0],
+                    checks_failed=e.checks[1],
                 )
             )
         out.sort(key=lambda n: (not n.online, n.name))

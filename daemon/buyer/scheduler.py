@@ -80,6 +80,7 @@ class ActiveJob:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     current: Attempt | None = None
     tried: set[str] = field(default_factory=set)
+    avoid: frozenset[str] = frozenset()  # nodes this job must never go to (a spot check's subjects)
     deadline: float = 0.0
     private: bool = False  # NIP-44: every attempt sealed to its node (pylon.daemon.private_runs)
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -315,10 +316,14 @@ class Scheduler:
         wait_node_s: float | None = None,
         node: str | None = None,
         tasks: tuple[str, ...] = DEFAULT_TASKS,
+        avoid: frozenset[str] = frozenset(),
+        check_of: str | None = None,
         private: bool = False,
     ) -> ActiveJob:
-        """Assign one job to `node` (default: the least-loaded live node) and publish it;
-        `private`: sealed to that node with NIP-44 (always targeted: see private_jobs)."""
+        """Assign one job to `node` (default: the least-loaded live node not in `avoid`) and publish it.
+
+        `check_of` marks the job as a spot check of that job (its request tags it); `private`:
+        sealed to that node with NIP-44 (always targeted: see private_jobs)."""
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
@@ -331,7 +336,7 @@ class Scheduler:
         lang = language or detect_language(path, text) or "text"
         if node is None:
             node = await self.wait_for_node(
-                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s
+                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s, avoid
             )
         if node is None:
             raise SubmitError(
@@ -361,6 +366,7 @@ class Scheduler:
                 bid_msats=self.config.bid_msats,
                 pow_bits=self.config.pow_bits,
                 tasks=tasks,
+                check_of=check_of,
             )
 
         if private:  # random nonces: a sealed request's id is always fresh
@@ -374,6 +380,7 @@ class Scheduler:
                 size=size,
                 run_id=run_id,
                 tasks=tasks,
+                check_of=check_of,
             )
         else:
             req = sign_request()
@@ -404,6 +411,7 @@ class Scheduler:
             size=size,
             chunk_ids=chunk_ids,
             tasks=tuple(tasks),
+            avoid=avoid,
             private=private,
         )
         self._issue(job, req, node, now)
@@ -437,12 +445,12 @@ class Scheduler:
             return
         # Prefer a node not tried yet; a swarm of one retries its only node.
         node = (
-            self.registry.pick(job.tried)
-            or self.registry.pick({att.node} if att and att.node else set())
-            or self.registry.pick()
+            self.registry.pick(job.tried | job.avoid)
+            or self.registry.pick(({att.node} if att and att.node else set()) | job.avoid)
+            or self.registry.pick(job.avoid)
         )
         if node is None:
-            node = await self.wait_for_node(self.config.pickup_timeout_s, job.tried)
+            node = await self.wait_for_node(self.config.pickup_timeout_s, job.tried | job.avoid)
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return

@@ -146,6 +146,7 @@ def build_request(
     relay_hint: str = "",
     attempt: int = 1,
     retry_of: str | None = None,
+    check_of: str | None = None,
     pow_bits: int = 0,
 ) -> tuple[NostrEvent, list[NostrEvent]]:
     """A request encrypted to `node`, and the chunk events (also encrypted) to publish first.
@@ -179,6 +180,8 @@ def build_request(
         tags.append(["e", run_id, relay_hint, "root"])
     if retry_of:
         tags.append(["e", retry_of, relay_hint, nip90.RETRY_MARKER])
+    if check_of:
+        tags.append(["e", check_of, relay_hint, nip90.CHECK_MARKER])
     content = sealer.seal(secret, node)
     if pow_bits > 0:
         return nip13.mine(keys, kinds.JOB_REQUEST, content, tags, pow_bits), chunks
