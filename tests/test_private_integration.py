@@ -159,7 +159,7 @@ def test_private_map_run_leaks_nothing_and_the_buyer_trail_verifies(
     assert set(repo_map["files"]) == set(files)
     assert any(SECRET.lower() in s for s in repo_map["symbols"])
     paid, done = market.wait_paid(timeout=120)
-    assert paid == done == len(files)
+    assert paid == done >= len(files)  # spot checks (on by default) add jobs of their own
 
     events = relay_dump(market)
     assert not leaks(events, files, repo), leaks(events, files, repo)[:5]
