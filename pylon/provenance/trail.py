@@ -299,7 +299,7 @@ async def _build(
             problems.append(f"invalid {it.role} {it.ev.id[:12]}: {'; '.join(it.problems)}")
 
     win_parsed = next((p for it, _, p in res_items if winner and it is winner[0]), None)
-    checks = await _checks(reader, check_requests, buyer, win_parsed)
+    checks = await _checks(reader, check_requests, buyer, win_parsed, sealer)
 
     rank_of = {r: i for i, r in enumerate(ROLES)}
     for n, (it, _) in enumerate(attempts):
@@ -326,7 +326,11 @@ async def _build(
 
 
 async def _checks(
-    reader: RawReader, check_requests: list[NostrEvent], buyer: str, win: nip90.ParsedResult | None
+    reader: RawReader,
+    check_requests: list[NostrEvent],
+    buyer: str,
+    win: nip90.ParsedResult | None,
+    sealer: private_jobs.Sealer | None = None,
 ) -> list[TrailCheck]:
     """Each spot check's answer (from the node its last attempt went to) against the job's result."""
     if not check_requests:
@@ -337,13 +341,13 @@ async def _checks(
     assigned: dict[str, str | None] = {ev.id: ev.tag_value("p") for ev in check_requests}
     for ev in await reader.query([Filter(kinds=[kinds.JOB_REQUEST], e=ids)]):
         try:
-            req = nip90.parse_request(ev)
+            req = private_jobs.parse_request(ev, sealer)
         except InvalidEvent:
             continue
         if req.retry_of in attempts and ev.pubkey == buyer and _signature_problem(ev) is None:
             attempts[ev.id] = req.retry_of
             assigned[ev.id] = req.assigned
-    results: dict[str, tuple[NostrEvent, nip90.ParsedResult]] = {}
+    results: dict[str, tuple[NostrEvent, nip90.ParsedResult | None]] = {}
     events: list[NostrEvent] = []
     for batch in _batches(list(attempts)):
         events += await reader.query([Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], e=batch)])
@@ -352,10 +356,15 @@ async def _checks(
         att = nip90.result_job_id(ev) or ""
         if att not in attempts or ev.pubkey != assigned.get(att) or _signature_problem(ev) is not None:
             continue
+        parsed: nip90.ParsedResult | None
         try:
-            parsed = nip90.parse_result(ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts])
-        except InvalidEvent:
-            continue
+            parsed = private_jobs.parse_result(
+                ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts], sealer
+            )
+        except InvalidEvent as exc:
+            if exc.reason not in ("encrypted", "nip44_not_ours"):
+                continue
+            parsed = None  # a private check without the buyer's key: not comparable here
         results.setdefault(attempts[att], (ev, parsed))
     out = []
     for cid in ids:
@@ -364,8 +373,10 @@ async def _checks(
             out.append(TrailCheck(job_id=cid, pubkey=None, result_id=None, agreed=None, detail="no result"))
             continue
         ev, parsed = found
-        agreed = agreement(win.result, parsed.result) if win is not None else None
+        agreed = agreement(win.result, parsed.result) if win is not None and parsed is not None else None
         detail = {True: "agreed", False: "disagreed", None: "not comparable"}[agreed]
+        if parsed is None:
+            detail = "encrypted (needs the buyer's key to compare)"
         out.append(TrailCheck(job_id=cid, pubkey=ev.pubkey, result_id=ev.id, agreed=agreed, detail=detail))
     return out
 
