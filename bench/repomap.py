@@ -137,23 +137,36 @@ def cpu_used(before: dict[str, float | None], after: dict[str, float | None]) ->
     return out
 
 
-def cli_map(market: LocalMarket, repo: Path, out: Path) -> tuple[dict[str, Any], float]:
+def cli_map(
+    market: LocalMarket, repo: Path, out: Path, privacy: str = "private"
+) -> tuple[dict[str, Any], float]:
     t0 = time.perf_counter()
-    res = market.cli("map", str(repo), "--out", str(out), "--json", timeout=600)
+    res = market.cli("map", str(repo), "--out", str(out), f"--{privacy}", "--json", timeout=600)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"pylon map failed: {res.stderr.strip()}")
     return json.loads(res.stdout), wall
 
 
-def swarm(repo: Path, work: Path, nodes: int, repeat: int, node_args: list[str]) -> dict[str, Any]:
+def swarm(
+    repo: Path, work: Path, nodes: int, repeat: int, node_args: list[str], privacy: str = "private"
+) -> dict[str, Any]:
+    """`privacy`: private (NIP-44 encrypted jobs, the default for a local path), public, or
+    both (runs alternate; the figures are the private runs', the public median beside them)."""
     market = LocalMarket(home=work / "home-swarm", nodes=nodes, heartbeat_s=1.0, node_args=node_args)
     t0 = time.perf_counter()
+    public_walls: list[float] = []
     try:
         market.start(timeout=180)
         up_s = time.perf_counter() - t0
         before = market_cpu(market)
-        runs = [cli_map(market, repo, work / f"out-swarm-{i}") for i in range(repeat)]
+        runs = []
+        for i in range(repeat):
+            if privacy == "both":
+                public_walls.append(cli_map(market, repo, work / f"out-pub-{i}", "public")[0]["wall_s"])
+            runs.append(
+                cli_map(market, repo, work / f"out-swarm-{i}", "public" if privacy == "public" else "private")
+            )
         cpu = cpu_used(before, market_cpu(market))
     finally:
         market.stop()
@@ -173,6 +186,15 @@ def swarm(repo: Path, work: Path, nodes: int, repeat: int, node_args: list[str])
         "cli_wall_s_median": round(statistics.median(w for _, w in runs), 3),
         "cpu_s_per_run": {k: round(v / repeat, 2) for k, v in cpu.items()} if cpu else None,
         "target_s": 10.0,
+        "privacy": privacy,
+        **(
+            {
+                "public_map_wall_s_median": statistics.median(public_walls),
+                "private_over_public": round(statistics.median(walls) / statistics.median(public_walls), 3),
+            }
+            if public_walls
+            else {}
+        ),
         "ok": min(walls) <= 10.0 and all(s["failed"] == 0 for s, _ in runs),
     }
 
@@ -389,6 +411,12 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=1.0, help="simulated model latency per file (s)")
     ap.add_argument("--only", default="swarm,local,demo,sim", help="which figures (comma-separated)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--privacy",
+        default="private",
+        choices=("private", "public", "both"),
+        help="swarm runs' --private/--public",
+    )
     ap.add_argument("--node-args", default="", help="extra node flags, e.g. --node-args='--no-untargeted'")
     args = ap.parse_args()
     only = {f.strip() for f in args.only.split(",") if f.strip()}
@@ -401,7 +429,7 @@ def main() -> None:
         repo = build_repo(work / "repo", args.files)
         log(f"repo of {args.files} files at {repo}; {args.nodes} nodes; {os.cpu_count()} CPUs")
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "swarm": lambda: swarm(repo, work, args.nodes, args.repeat, node_args),
+            "swarm": lambda: swarm(repo, work, args.nodes, args.repeat, node_args, args.privacy),
             "local": lambda: local(repo, work, args.repeat),
             "demo": lambda: demo(repo, work, args.nodes),
         }

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
+from pylon.daemon import private_runs
 from pylon.daemon.buyer.narrator import MODEL_EXECUTOR
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
@@ -52,8 +53,9 @@ from pylon.ask.select import candidates, follow_up_targets, prepare
 from pylon.ask.text import question_terms
 from pylon.home import pylon_home
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import private_jobs
 from pylon.repomap.aggregate import REPO_MAP_NAME, load_repo_map
+from pylon.repomap.privacy import is_private
 from pylon.repomap.search_index import INDEX_NAME
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ class Caller(Protocol):
     """How an ask sends one sub-call and learns its outcome."""
 
     per_call_sats: int  # the most one sub-call can cost
+    private: bool  # sub-calls sealed to their nodes with NIP-44 (set by start)
 
     async def start(self, question: str, repo_map: RepoMap) -> str: ...  # the ask's id
 
@@ -470,6 +473,7 @@ class AskEngine:
             wall_s=round(time.perf_counter() - t0, 3),
             artifacts={"answer": str(out / ANSWER_NAME), "tree": str(out / TREE_NAME)},
             stopped_by=list(self.stopped_by),
+            private=self.caller.private,
         )
         model_name = ", ".join(dict.fromkeys(self.models))
         tree = {
@@ -531,9 +535,11 @@ class AskEngine:
 class BuyerCaller:
     """Sub-calls as the buyer's own jobs: assigned, re-issued, paid and trailed like map files."""
 
-    def __init__(self, buyer: BuyerDaemon) -> None:
+    def __init__(self, buyer: BuyerDaemon, privacy: str = "auto") -> None:
         self.buyer = buyer
         self.per_call_sats = math.ceil(max(0, buyer.config.bid_msats) / 1000)
+        self.privacy = privacy
+        self.private = False
         self.run_id: str | None = None
         self.jobs: dict[int, ActiveJob] = {}
         self.sent: list[str] = []
@@ -542,19 +548,33 @@ class BuyerCaller:
         buyer = self.buyer
         if await buyer.scheduler.wait_for_node(buyer.config.pickup_timeout_s) is None:
             raise AskError("provider_offline", "no provider node is online; start one with: pylon node up")
+        sched = buyer.scheduler
+        # Sub-calls quote the repo's code: an ask over a private repo (a local path, or a map
+        # that ran private) is private too, unless the user said otherwise.
+        try:
+            self.private = self.privacy == "private" or (
+                self.privacy == "auto"
+                and (repo_map.run_id in sched.private_runs or is_private(repo_map.repo or repo_map.root))
+            )
+        except ValueError as exc:
+            raise AskError("bad_input", str(exc)) from exc
         # The ask's root event: every sub-call's `e` root tag points at it, so the trail and
-        # `pylon job list --run` group them.
-        root = nip90.build_run_root(
+        # `pylon job list --run` group them. A private ask's root is sealed to the buyer.
+        root = private_jobs.build_run_root(
             buyer.keys,
+            sched.sealer,
             RunRoot(
                 repo=f"ask: {repo_map.repo or repo_map.root}",
                 snapshot_sha256=repo_map.snapshot_sha256,
                 files=0,
                 commit=repo_map.commit,
             ),
+            private=self.private,
         )
         await buyer.pool.publish(root, wait_ok=10)
         self.run_id = root.id
+        if self.private:
+            private_runs.mark(sched, root.id)
         # A row in the runs table (state 'ask', which no resume picks up) lets `pylon-tui` and
         # RunsReq show the ask's jobs as one run that finishes.
         assert buyer.store is not None
@@ -606,7 +626,13 @@ class BuyerCaller:
         sched = self.buyer.scheduler
         try:
             job = await sched.submit(
-                path, text, language=language, run_id=self.run_id, tasks=tasks, node=self.model_node()
+                path,
+                text,
+                language=language,
+                run_id=self.run_id,
+                tasks=tasks,
+                node=self.model_node(),
+                private=self.private,
             )
         except SubmitError as exc:
             return CallResult(status=JobState.FAILED.value, error=exc.code.value, cost_sats=0)
@@ -644,7 +670,7 @@ class AskCoordinator:
         return AskList(asks=list(self.asks.values()))
 
     async def ask(self, req: rpc.AskReq, ctx: CallContext | None) -> AskSummary:
-        caller = BuyerCaller(self.buyer)
+        caller = BuyerCaller(self.buyer, req.privacy)
 
         async def progress(p: AskProgress) -> None:
             self.asks[p.ask_id] = p

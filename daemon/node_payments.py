@@ -53,7 +53,11 @@ log = get_logger("pylon.node.payments")
 
 HOLD_S = 600.0  # a payment-required job waits this long for its nutzap
 MAX_BATCH = 50  # nutzaps redeemed in one swap
-REDEEM_RETRIES = 6  # a mint that does not answer: tried again, backing off (~30 s in all)
+# A redeem the mint did not answer is tried again, backing off (~60 s in all): the wallet
+# settles the lost swap first (pylon.payments.swap_journal), so the retry gets the sats and
+# the receipt goes out. Over a real network it is often only a pooled connection the mint
+# closed meanwhile ("disconnected without sending a response").
+REDEEM_RETRIES = 6
 SEEN_CAP = 50_000
 NODE_REFUND_LOCKTIME_S = 7 * 86400  # an unclaimed refund comes back to the node after a week
 MAX_FUND_SATS = 10_000_000
@@ -267,8 +271,7 @@ class NodePayments:
                 await self.wallet.redeem([p for item in batch for p in item.nutzap.proofs])
             except PaymentError as exc:
                 if exc.code == "mint_unreachable":
-                    for item in batch:
-                        self._refused(item, exc)
+                    self._retry_later(batch, exc)
                     return
             else:
                 for item in batch:
@@ -278,26 +281,39 @@ class NodePayments:
             try:
                 await self.wallet.redeem(item.nutzap.proofs)
             except PaymentError as exc:
-                self._refused(item, exc)
+                if exc.code == "mint_unreachable":
+                    self._retry_later([item], exc)
+                else:
+                    self._refused(item, exc)
             else:
                 await self._accepted(item)
 
-    def _refused(self, item: _Redeem, exc: PaymentError) -> None:
-        if exc.code == "mint_unreachable" and item.tries < REDEEM_RETRIES:
-            # Over a real network a pooled connection the mint closed meanwhile fails the next
-            # request ("disconnected without sending a response"): try again, backing off.
-            item.tries += 1
-            log.info("nutzap_redeem_retry", job_id=item.nutzap.job_id, tries=item.tries, error=str(exc))
-            self.node._spawn(self._redeem_later(item, min(30.0, 0.5 * 2**item.tries)))
+    def _retry_later(self, items: list[_Redeem], exc: PaymentError) -> None:
+        again = [it for it in items if it.tries < REDEEM_RETRIES]
+        for it in items:
+            if it.tries >= REDEEM_RETRIES:
+                self._refused(it, exc)
+        if not again:
             return
+        for it in again:
+            it.tries += 1
+        delay = min(30.0, 0.5 * 2 ** again[0].tries)
+        log.info(
+            "nutzap_redeem_retry", nutzaps=len(again), tries=again[0].tries, delay_s=delay, error=str(exc)
+        )
+
+        async def later() -> None:
+            await anyio.sleep(delay)
+            for it in again:
+                self._send.send_nowait(it)
+
+        self.node._spawn(later())
+
+    def _refused(self, item: _Redeem, exc: PaymentError) -> None:
         self._drop(f"nutzap_{exc.code.value}")
         log.warning(
             "nutzap_refused", job_id=item.nutzap.job_id, payment_id=item.nutzap.payment_id, error=str(exc)
         )
-
-    async def _redeem_later(self, item: _Redeem, delay: float) -> None:
-        await anyio.sleep(delay)
-        self._send.send_nowait(item)
 
     async def _accepted(self, item: _Redeem) -> None:
         """The mint took the proofs: write it down, then publish the receipt, then run a held job."""

@@ -49,7 +49,7 @@ from pylon.home import node_dir, node_socket
 from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
-from pylon.nostr import clock, fitting, nip13, nip90
+from pylon.nostr import clock, fitting, nip13, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
 from pylon.nostr.filters import Filter
 from pylon.nostr.heartbeat import build_heartbeat
@@ -88,6 +88,7 @@ class ProviderNode:
         self.dir = node_dir(config.name)
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
+        self.sealer = private_jobs.Sealer(self.keys)  # NIP-44: private jobs' inputs and results
         self.executor = executor or make_executor(
             config.executor,
             ollama_host=config.ollama_host,
@@ -213,7 +214,7 @@ class ProviderNode:
         if nip90.is_chunk(ev) or nip90.is_run_root(ev):
             return
         try:
-            req = nip90.parse_request(ev)
+            req = private_jobs.parse_request(ev, self.sealer)
         except InvalidEvent as exc:
             self._drop(exc.reason)
             return
@@ -330,6 +331,7 @@ class ProviderNode:
             result=result,
             timing=timing,
             amount_msats=self.config.price_msats,
+            sealer=self.sealer,  # an encrypted request's result is sealed back to its buyer
         )
         if not out.ok:
             code = ErrorCode.TOO_LARGE if out.too_large else ErrorCode.EXEC_ERROR
@@ -383,7 +385,7 @@ class ProviderNode:
             return req.text
         chunks = await self.pool.query([Filter(ids=req.chunk_ids)], timeout=CHUNK_FETCH_TIMEOUT_S)
         try:
-            return nip90.reassemble(req, chunks)
+            return nip90.reassemble(req, private_jobs.open_chunks(req, chunks, self.sealer))
         except InvalidEvent as exc:
             code = ErrorCode.TOO_LARGE if exc.reason == "too_large" else ErrorCode.BAD_INPUT
             raise ExecError(code, f"input chunks: {exc}") from exc
@@ -435,6 +437,7 @@ class ProviderNode:
     async def _publish_feedback(
         self, req: JobRequest, status: FeedbackStatus, *, error: ErrorCode | None = None, message: str = ""
     ) -> None:
+        message = private_jobs.public_message(req, message)
         ev = nip90.build_feedback(
             self.keys, job_id=req.job_id, buyer=req.buyer, status=status, error=error, message=message
         )

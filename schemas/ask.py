@@ -190,3 +190,4 @@ class AskSummary(msgspec.Struct, kw_only=True):
     wall_s: float
     artifacts: dict[str, str]
     stopped_by: list[str] = []  # "depth" | "budget" | "fanout" | "no_follow_ups"
+    private: bool = False  # the sub-calls were NIP-44 encrypted to their nodes

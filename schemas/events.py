@@ -112,6 +112,7 @@ class JobRequest(msgspec.Struct):
     created_at: int = 0
     submitted_ms: int = 0
     retry_of: str | None = None  # the job this attempt re-issues (its first request's id)
+    encrypted: bool = False  # NIP-44 private job: input sealed to the node, result to the buyer
     check_of: str | None = None  # the job whose result this one re-computes (a spot check)
 
 

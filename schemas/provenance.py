@@ -59,5 +59,10 @@ class Trail(msgspec.Struct, kw_only=True):
     payment_id: str | None = None
     receipt_id: str | None = None
     paid_msats: int | None = None  # what the payment's proofs hold (read offline)
+    # A private job (NIP-44): its input and result are ciphertext to anyone but the buyer and
+    # node; `decrypted` when this trail was built with the buyer's key and could read them
+    # (hashes of the plaintext checked), else only signatures and structure were checked.
+    encrypted: bool = False
+    decrypted: bool = False
     relays: list[str] = []
     checks: list[TrailCheck] = []  # spot checks of this job by other nodes (off the path)

@@ -115,6 +115,7 @@ class MapReq(Req, tag="map"):
     fresh: bool = False  # map every file again, cached results or not
     include: list[str] = []  # globs over repo-relative paths; empty: every file
     exclude: list[str] = []
+    privacy: str = "auto"  # auto | private | public (pylon.repomap.privacy): NIP-44 encrypted jobs
 
 
 class AskReq(Req, tag="ask"):
@@ -125,6 +126,7 @@ class AskReq(Req, tag="ask"):
     depth: int = 2
     budget_sats: int | None = None
     out_dir: str | None = None
+    privacy: str = "auto"  # auto | private | public: auto follows the map (private_runs, local path)
 
 
 class AsksReq(Req, tag="asks"):
@@ -370,6 +372,7 @@ class MapSummary(msgspec.Struct, kw_only=True):
     wall_s: float
     artifacts: dict[str, str]
     skipped: dict[str, int] = {}
+    private: bool = False  # the run's jobs were NIP-44 encrypted to their nodes
     checks: CheckSummary | None = None
     sent: int = 0  # jobs sent to the swarm in this run
     cached: int = 0  # files whose result an earlier run had (same bytes, same executor)

@@ -49,6 +49,7 @@ class LocalCaller:
     def __init__(self, executor: Any, *, price_sats: int = 0, fail_paths: set[str] | None = None) -> None:
         self.executor = executor
         self.per_call_sats = price_sats
+        self.private = False
         self.fail_paths = fail_paths or set()
         self.calls: list[tuple[str, tuple[str, ...], str]] = []  # (path, tasks, input text)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
+from pylon.daemon import private_runs
 from pylon.daemon.buyer.narrator import Narrative, attach_narrator
 from pylon.daemon.buyer.scheduler import SubmitError
 from pylon.daemon.result_cache import ResultCache
@@ -26,10 +27,11 @@ from pylon.schemas.telemetry import JobState
 
 from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import private_jobs
 from pylon.repomap.aggregate import build_artifacts
 from pylon.repomap.gitsafe import public_repo
 from pylon.repomap.llm_map import DEFAULT_TOKENS
+from pylon.repomap.privacy import is_private
 from pylon.repomap.select import select_files
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
@@ -74,7 +76,11 @@ class MapCoordinator:
         return self._cache
 
     async def route_map(self, req: rpc.MapReq, ctx: CallContext) -> rpc.MapSummary:
-        return await self.map(req.repo, Path(req.out_dir) if req.out_dir else None, ctx, req)
+        try:
+            private = is_private(req.repo, req.privacy)
+        except ValueError as exc:
+            raise RpcFailure("bad_input", str(exc)) from exc
+        return await self.map(req.repo, Path(req.out_dir) if req.out_dir else None, ctx, req, private=private)
 
     async def route_runs(self, req: rpc.RunsReq, ctx: CallContext) -> rpc.RunList:
         return rpc.RunList(runs=await self.runs())
@@ -116,7 +122,13 @@ class MapCoordinator:
     # --- the run ----------------------------------------------------------------------------
 
     async def map(
-        self, repo: str, out_dir: Path | None, ctx: CallContext | None, req: rpc.MapReq | None = None
+        self,
+        repo: str,
+        out_dir: Path | None,
+        ctx: CallContext | None,
+        req: rpc.MapReq | None = None,
+        *,
+        private: bool = False,
     ) -> rpc.MapSummary:
         t0 = time.perf_counter()
         snap = await self.snapshot(repo)
@@ -125,7 +137,7 @@ class MapCoordinator:
             # run root, logged and stored. The credentialed URL served the clone and is dropped.
             req = req or rpc.MapReq(repo=repo)
             chosen = select_files(snap, req.include, req.exclude)
-            return await self._map(public_repo(repo), chosen, out_dir, ctx, t0, req)
+            return await self._map(public_repo(repo), chosen, out_dir, ctx, t0, req, private=private)
         finally:
             await drop_clone(snap)
 
@@ -137,6 +149,8 @@ class MapCoordinator:
         ctx: CallContext | None,
         t0: float,
         req: rpc.MapReq,
+        *,
+        private: bool = False,
     ) -> rpc.MapSummary:
         buyer = self.buyer
         sched = buyer.scheduler
@@ -153,8 +167,10 @@ class MapCoordinator:
                 "no provider node is online; start a local stack with: pylon up --nodes 3 "
                 "(or one node beside a running buyer: pylon node up)",
             )
-        root_ev = nip90.build_run_root(
-            buyer.keys,
+        # A private run's root seals the repo, commit and skip list to the buyer itself.
+        root_ev = private_jobs.build_run_root(
+            sched.keys,
+            sched.sealer,
             RunRoot(
                 repo=repo,
                 snapshot_sha256=snap.snapshot_sha256,
@@ -162,9 +178,12 @@ class MapCoordinator:
                 skipped=snap.skipped,
                 commit=snap.commit,
             ),
+            private=private,
         )
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
+        if private:
+            private_runs.mark(sched, run_id)
         out = out_dir or (maps_dir() / run_id[:16])
         tracker = sched.track_run(run_id, len(to_send))
         store.insert_run(
@@ -176,7 +195,14 @@ class MapCoordinator:
             snapshot=snap.snapshot_sha256,
             started=time.time(),
         )
-        log.info("map_started", run_id=run_id, repo=repo, files=len(snap.files), skipped=snap.skipped)
+        log.info(
+            "map_started",
+            run_id=run_id,
+            repo=repo,
+            files=len(snap.files),
+            skipped=snap.skipped,
+            private=private,
+        )
 
         async def progress() -> None:
             while not tracker.done.is_set():
@@ -198,7 +224,7 @@ class MapCoordinator:
             for f in to_send:
                 try:
                     text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
-                    await sched.submit(f.path, text, language=f.language, run_id=run_id)
+                    await sched.submit(f.path, text, language=f.language, run_id=run_id, private=private)
                 except (SnapshotError, SubmitError) as exc:
                     code = exc.code.value if isinstance(exc, SubmitError) else "bad_input"
                     local_failures[f.path] = code
@@ -224,6 +250,7 @@ class MapCoordinator:
             wall_s=round(time.perf_counter() - t0, 3),
             artifacts=artifacts,
             skipped=snap.skipped,
+            private=private,
             checks=await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None,
             sent=len(to_send),
             cached=len(cached),
@@ -261,7 +288,11 @@ class MapCoordinator:
                     continue
                 try:
                     await sched.submit(
-                        f.path, read_file(Path(snap.root), f.path), language=f.language, run_id=run_id
+                        f.path,
+                        read_file(Path(snap.root), f.path),
+                        language=f.language,
+                        run_id=run_id,
+                        private=run_id in sched.private_runs,
                     )
                 except Exception as exc:  # one unreadable file must not stall the run
                     tracker.finish(False)

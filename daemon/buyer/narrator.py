@@ -103,7 +103,14 @@ class Narrator:
         )
         t0 = time.perf_counter()
         sched = self.buyer.scheduler
-        job = await sched.submit("overview.md", facts, language="markdown", node=node, tasks=(REDUCE_TASK,))
+        job = await sched.submit(
+            "overview.md",
+            facts,
+            language="markdown",
+            node=node,
+            tasks=(REDUCE_TASK,),
+            private=run_id in sched.private_runs,  # the facts name the run's files
+        )
         job_id = job.tele.job_id
         with anyio.move_on_after(self.timeout_s):
             await job.done.wait()

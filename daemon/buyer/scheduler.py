@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import msgspec
+from pylon.daemon import private_runs
 from pylon.daemon.buyer.registry import NodeRegistry
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
@@ -32,7 +33,7 @@ from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 from pylon.executors.languages import detect_language
 from pylon.keys import NostrKeys
 from pylon.logs import get_logger
-from pylon.nostr import fitting, nip90
+from pylon.nostr import fitting, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import PublishError, RelayPool
@@ -81,6 +82,7 @@ class ActiveJob:
     tried: set[str] = field(default_factory=set)
     avoid: frozenset[str] = frozenset()  # nodes this job must never go to (a spot check's subjects)
     deadline: float = 0.0
+    private: bool = False  # NIP-44: every attempt sealed to its node (pylon.daemon.private_runs)
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -152,6 +154,8 @@ class Scheduler:
         self.pool = pool
         self.registry = registry
         self.store = store
+        self.sealer = private_jobs.Sealer(keys)  # NIP-44: private runs' jobs
+        self.private_runs: set[str] = set()
         self.active: dict[str, ActiveJob] = {}
         self.attempts: dict[str, Attempt] = {}
         self.runs: dict[str, RunTracker] = {}
@@ -230,6 +234,7 @@ class Scheduler:
         and come in through the subscription (its `since` is the returned time). Attempts whose
         deadline passed are re-issued by the scan loop as usual.
         """
+        self.private_runs = await self.store.private_runs()
         counts = await self.store.state_counts()
         self.completed = counts.get(JobState.COMPLETED.value, 0)
         self.failed = counts.get(JobState.FAILED.value, 0)
@@ -249,7 +254,11 @@ class Scheduler:
                     log.warning("resume_lost_input", job_id=t.job_id, path=t.path)
                 continue
             job = ActiveJob(
-                tele=t, text=text, sha256=nip90.sha256_hex(text.encode()), size=len(text.encode())
+                tele=t,
+                text=text,
+                sha256=nip90.sha256_hex(text.encode()),
+                size=len(text.encode()),
+                private=t.run_id in self.private_runs,
             )
             for request_id, node, issued, outcome in await self.store.attempts_of(t.job_id):
                 att = Attempt(
@@ -309,10 +318,12 @@ class Scheduler:
         tasks: tuple[str, ...] = DEFAULT_TASKS,
         avoid: frozenset[str] = frozenset(),
         check_of: str | None = None,
+        private: bool = False,
     ) -> ActiveJob:
         """Assign one job to `node` (default: the least-loaded live node not in `avoid`) and publish it.
 
-        `check_of` marks the job as a spot check of that job (its request tags it)."""
+        `check_of` marks the job as a spot check of that job (its request tags it); `private`:
+        sealed to that node with NIP-44 (always targeted: see private_jobs)."""
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
@@ -336,8 +347,8 @@ class Scheduler:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
         inline: str | None = text
-        if nip90.needs_chunks(text, self.pool.budget()):
-            try:  # fitted to the relays' limits
+        if not private and nip90.needs_chunks(text, self.pool.budget()):
+            try:  # fitted to the relays' limits (a private job's chunks are sealed below)
                 chunk_ids = await fitting.publish_chunks(self.pool, self.keys, text)
             except PublishError as exc:
                 raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
@@ -360,7 +371,24 @@ class Scheduler:
                 check_of=check_of,
             )
 
-        req = sign_request()
+        if private:  # random nonces: a sealed request's id is always fresh
+            try:
+                req = await private_runs.sealed_request(
+                    self,
+                    node=node,
+                    path=path,
+                    language=lang,
+                    text=text,
+                    sha256=sha,
+                    size=size,
+                    run_id=run_id,
+                    tasks=tasks,
+                    check_of=check_of,
+                )
+            except PublishError as exc:
+                raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
+        else:
+            req = sign_request()
         while req.id in self.attempts:
             # The same file submitted twice within one millisecond signs to the same id: the
             # clock ticking over gives the second job an id of its own.
@@ -382,7 +410,14 @@ class Scheduler:
             bytes_in=size,
         )
         job = ActiveJob(
-            tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks), avoid=avoid
+            tele=tele,
+            text=text,
+            sha256=sha,
+            size=size,
+            chunk_ids=chunk_ids,
+            tasks=tuple(tasks),
+            avoid=avoid,
+            private=private,
         )
         self._issue(job, req, node, now)
         self.store.put(tele)
@@ -424,24 +459,32 @@ class Scheduler:
         if node is None:
             self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
             return
-        if not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
-            job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
-        req = nip90.build_request(
-            self.keys,
-            path=job.tele.path,
-            language=job.tele.language,
-            text=None if job.chunk_ids else job.text,
-            sha256=job.sha256,
-            size=job.size,
-            chunk_ids=job.chunk_ids,
-            node=node,
-            run_id=job.tele.run_id,
-            bid_msats=self.config.bid_msats,
-            attempt=job.tele.attempts + 1,
-            retry_of=job.tele.job_id,
-            pow_bits=self.config.pow_bits,
-            tasks=job.tasks,
-        )
+        try:
+            if not job.private and not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
+                job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
+            if job.private:  # sealed afresh for the new node, its chunks included
+                req = await private_runs.reseal(self, job, node)
+            else:
+                req = nip90.build_request(
+                    self.keys,
+                    path=job.tele.path,
+                    language=job.tele.language,
+                    text=None if job.chunk_ids else job.text,
+                    sha256=job.sha256,
+                    size=job.size,
+                    chunk_ids=job.chunk_ids,
+                    node=node,
+                    run_id=job.tele.run_id,
+                    bid_msats=self.config.bid_msats,
+                    attempt=job.tele.attempts + 1,
+                    retry_of=job.tele.job_id,
+                    pow_bits=self.config.pow_bits,
+                    tasks=job.tasks,
+                )
+        except PublishError as exc:
+            log.warning("reissue_unpublishable", job_id=job.tele.job_id, error=str(exc)[:300])
+            self._finish(job, JobState.FAILED, error=ErrorCode.TOO_LARGE)
+            return
         job.tele.attempts += 1
         job.tele.provider_pubkey = node
         job.tele.state = JobState.ASSIGNED
@@ -556,7 +599,7 @@ class Scheduler:
 
     def _accept_result(self, ev: NostrEvent, parts: list[NostrEvent] | tuple[()]) -> None:
         att = self._result_attempt(ev)
-        parsed = nip90.parse_result(ev, parts)
+        parsed = private_jobs.parse_result(ev, parts, self.sealer)  # decrypts a private job's result
         job = self.active.get(att.job_id)
         if job is None:
             raise InvalidEvent("late_result")

@@ -181,7 +181,13 @@ class SpotChecks:
             return None
         try:
             job = await sched.submit(
-                tele.path, text, language=tele.language, node=node, avoid=avoid, check_of=tele.job_id
+                tele.path,
+                text,
+                language=tele.language,
+                node=node,
+                avoid=avoid,
+                check_of=tele.job_id,
+                private=tele.run_id in sched.private_runs,  # a private file's check is sealed too
             )
         except SubmitError as exc:
             log.info("spot_check_skipped", job_id=tele.job_id, reason=exc.message)

@@ -92,6 +92,9 @@ UPSERT = (
 )
 
 
+PRIVATE_RUN_PREFIX = "private_run:"
+
+
 def row_of(t: JobTelemetry) -> tuple[Any, ...]:
     out = []
     for f in FIELDS:
@@ -526,6 +529,15 @@ class BuyerStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return await self._fetch(sql + " ORDER BY created_at", tuple(params))
+
+    # --- private (NIP-44) runs: pylon.daemon.private_runs ---------------------------------
+
+    async def private_runs(self) -> set[str]:
+        rows = await self._fetch("SELECT key FROM meta WHERE key LIKE ?", (PRIVATE_RUN_PREFIX + "%",))
+        return {k[len(PRIVATE_RUN_PREFIX) :] for (k,) in rows}
+
+    def mark_private_run(self, run_id: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?,?)", (PRIVATE_RUN_PREFIX + run_id, "1"))
 
     async def integrity_ok(self) -> bool:
         rows = await self._fetch("PRAGMA integrity_check")

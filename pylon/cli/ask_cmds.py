@@ -55,6 +55,18 @@ def run_ask(req: rpc.AskReq, *, show_progress: bool, socket: Path | None = None)
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="where to write answer.md"
 )
+@click.option(
+    "--public",
+    "privacy",
+    flag_value="public",
+    help="send the sub-calls in the clear (default when the map was public)",
+)
+@click.option(
+    "--private",
+    "privacy",
+    flag_value="private",
+    help="encrypt every sub-call to its node with NIP-44 (default for private maps and local repos)",
+)
 @json_option
 def ask_cmd(
     run_or_dir: str,
@@ -63,6 +75,7 @@ def ask_cmd(
     depth: int,
     budget_sats: int | None,
     out_dir: Path | None,
+    privacy: str | None,
     as_json: bool,
 ) -> None:
     """Ask a question of a mapped repo; the swarm answers it in sub-queries over the map."""
@@ -80,6 +93,7 @@ def ask_cmd(
         depth=depth,
         budget_sats=budget_sats,
         out_dir=str(out_dir.expanduser().resolve()) if out_dir else None,
+        privacy=privacy or "auto",
     )
     res = run_ask(req, show_progress=not as_json)
     if as_json:
@@ -91,6 +105,7 @@ def ask_cmd(
         f"{res['sub_calls']} sub-calls in {res['rounds']} round(s), {res['claims']} cited claims, "
         f"{res['spent_sats']}{budget} sats, {res['wall_s']:.2f}s"
         + (f"; stopped by {', '.join(res['stopped_by'])}" if res.get("stopped_by") else "")
+        + ("; private (NIP-44 encrypted sub-calls)" if res.get("private") else "")
     )
     for name, path in res["artifacts"].items():
         stdout.print(f"  {name:<7} {path}")

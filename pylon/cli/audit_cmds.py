@@ -38,8 +38,15 @@ def _relays(relays: tuple[str, ...]) -> list[str]:
 @relay_option
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per relay query")
 @click.option("--strict", is_flag=True, help="exit 2 when the trail does not verify")
+@click.option(
+    "--no-decrypt",
+    is_flag=True,
+    help="do not read a private job with this PYLON_HOME's buyer key: check it as anyone else would",
+)
 @json_option
-def trail_cmd(job_id: str, relays: tuple[str, ...], timeout: float, strict: bool, as_json: bool) -> None:
+def trail_cmd(
+    job_id: str, relays: tuple[str, ...], timeout: float, strict: bool, no_decrypt: bool, as_json: bool
+) -> None:
     """The provenance chain of JOB_ID (request → feedback → result → payment → receipt), each event checked.
 
     Reads the relay directly; no daemon needed. JOB_ID may also be the id of a later link
@@ -53,8 +60,9 @@ def trail_cmd(job_id: str, relays: tuple[str, ...], timeout: float, strict: bool
     configure_logging()  # to stderr: stdout carries only the answer
     job_id = trail_id(job_id)
     urls = _relays(relays)
+    keys = None if no_decrypt else _buyer_keys()
     try:
-        trail = anyio.run(lambda: build_trail_from_relays(urls, job_id, timeout=timeout))
+        trail = anyio.run(lambda: build_trail_from_relays(urls, job_id, timeout=timeout, keys=keys))
     except RelayUnavailable as exc:
         fail(str(exc))
     if not trail.found:
@@ -90,6 +98,22 @@ def trail_id(typed: str) -> str:
     return resolve.job_id(typed)
 
 
+def _buyer_keys() -> Any:
+    """This PYLON_HOME's buyer key, to decrypt its own private jobs; None when there is none
+    (never created here: a trail is read-only)."""
+    from pylon.home import pylon_home
+    from pylon.keys import KeyFileError, load_or_create_keys
+
+    path = pylon_home() / "buyer" / "nostr.key"
+    if not path.is_file():
+        return None
+    try:
+        return load_or_create_keys(path)
+    except (KeyFileError, OSError) as exc:
+        stderr.print(f"[yellow]not decrypting: {exc}[/]")
+        return None
+
+
 def _print_trail(trail: Trail) -> None:
     """One row per event, columns aligned, times local, amounts in sat; the details wrap in
     their own column, never through another (and are the relay's words: never markup)."""
@@ -101,6 +125,12 @@ def _print_trail(trail: Trail) -> None:
     through = (
         f" (holds through {trail.verified_through})" if trail.verified_through and not trail.verified else ""
     )
+    if trail.encrypted:
+        through += (
+            "  [cyan]encrypted, decrypted with the buyer's key[/]"
+            if trail.decrypted
+            else "  [cyan]encrypted: signatures and links checked, contents not readable[/]"
+        )
     stdout.print(f"job [bold]{trail.job_id}[/]  {mark}{through}", highlight=False)
     days = {time.strftime("%Y-%m-%d", time.localtime(link.created_at)) for link in trail.chain}
     fmt = "%H:%M:%S" if len(days) <= 1 else "%Y-%m-%d %H:%M:%S"

@@ -17,6 +17,7 @@ from pylon.cli.rpc_call import human_error
 from pylon.home import buyer_socket, pylon_home
 from pylon.repomap.gitsafe import public_repo
 from pylon.repomap.llm_map import DEFAULT_TOKENS, MIN_TOKENS
+from pylon.repomap.privacy import is_private
 from pylon.repomap.snapshot import is_url
 from pylon.rpc.client import CLOSED, DaemonNotRunning, RpcError, call_sync
 from pylon.schemas import rpc
@@ -79,7 +80,13 @@ def run_map(
     fresh: bool = False,
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
+    privacy: str = "auto",
 ) -> dict[str, Any]:
+    # Decided here, on the URL as typed (credentials included), and sent explicitly.
+    try:
+        privacy = "private" if is_private(repo, privacy) else "public"
+    except ValueError as exc:
+        fail(str(exc))
     req = rpc.MapReq(
         repo=check_repo_arg(repo),
         out_dir=str(out.resolve()) if out else None,
@@ -87,6 +94,7 @@ def run_map(
         fresh=fresh,
         include=list(include),
         exclude=list(exclude),
+        privacy=privacy,
     )
     sock = socket or buyer_socket()
     if not show_progress:
@@ -175,6 +183,18 @@ def resolve_run_dir(run_or_dir: str) -> Path:
 @click.option("--include", multiple=True, metavar="GLOB", help="map only matching paths (repeatable)")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="leave matching paths out (repeatable)")
 @click.option("--limit", type=int, default=10, show_default=True, help="with query: how many hits")
+@click.option(
+    "--public",
+    "privacy",
+    flag_value="public",
+    help="publish inputs and results in the clear (default for public https URLs without credentials)",
+)
+@click.option(
+    "--private",
+    "privacy",
+    flag_value="private",
+    help="encrypt every job to its node with NIP-44 (default for local paths, ssh and credentialed URLs)",
+)
 @json_option
 def map_cmd(
     args: tuple[str, ...],
@@ -184,12 +204,15 @@ def map_cmd(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     limit: int,
+    privacy: str | None,
     as_json: bool,
 ) -> None:
     """Map REPO_PATH_OR_URL across the swarm; or search a run: `pylon map query RUN_OR_DIR "words"`.
 
     Writes repo_map.json, repo_map.md (for a coding agent, --tokens), overview.md and a search
     index. Files an earlier run mapped with the same bytes are not sent again (--fresh: all are).
+    Local paths, ssh and credentialed URLs map as private runs (NIP-44 encrypted jobs; --public
+    opts out).
     """
     if args[0] == "query":
         if len(args) < 3:
@@ -206,6 +229,7 @@ def map_cmd(
         fresh=fresh,
         include=include,
         exclude=exclude,
+        privacy=privacy or "auto",
     )
     if as_json:
         emit_json(res)
@@ -216,7 +240,8 @@ def map_cmd(
         how = "no jobs sent: every file was mapped before (--fresh maps them again)"
     stdout.print(
         f"run [bold]{res['run_id']}[/]: {res['completed']}/{res['files']} files mapped by "
-        f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed; {how})",
+        f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed; {how})"
+        + (", private (NIP-44 encrypted jobs)" if res.get("private") else ""),
         markup=True,
         highlight=False,
     )

@@ -9,14 +9,15 @@ not fit is a FitFailure with the relays' own reasons, for the caller to report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import anyio
 import msgspec
 
 from pylon.keys import NostrKeys
 from pylon.logs import get_logger
-from pylon.nostr import nip90
+from pylon.nostr import nip90, private_jobs
+from pylon.nostr.budget import Budget
 from pylon.nostr.event import NostrEvent
 from pylon.nostr.refusals import Refusal
 from pylon.nostr.relay_client import PublishError, PublishResult, RelayPool
@@ -87,6 +88,32 @@ async def publish_chunks(pool: RelayPool, keys: NostrKeys, text: str) -> list[st
     raise AssertionError("unreachable")
 
 
+async def publish_sealed_request(
+    pool: RelayPool, build: Callable[[Budget], tuple[NostrEvent, list[NostrEvent]]]
+) -> NostrEvent:
+    """A private request (private_jobs.build_request, given the budget by `build`) whose
+    sealed chunks are published fitted to the relays in use; returns the request to publish.
+    Raises PublishError (with the relays' reasons) when no fitting is accepted."""
+    for round_ in range(MAX_REFITS + 1):
+        budget = pool.budget()
+        try:
+            req, chunks = build(budget)
+        except nip90.InputTooLarge as exc:
+            raise PublishError(str(exc)) from exc
+        results = await publish_all(pool, chunks)
+        big = _too_large(results)
+        if big and _smaller(pool, tuple(budget)) and round_ < MAX_REFITS:
+            log.info(
+                "sealed_chunks_refit", relays=sorted(big), content=pool.budget().content, chunks=len(chunks)
+            )
+            continue
+        bad = [r for r in results if not r.ok and r.refused]
+        if bad:
+            raise PublishError(f"relay rejected an input chunk: {bad[0].reason()}", bad[0])
+        return req
+    raise AssertionError("unreachable")
+
+
 async def publish_result(
     pool: RelayPool,
     keys: NostrKeys,
@@ -95,18 +122,26 @@ async def publish_result(
     result: FileResult,
     timing: ResultTiming,
     amount_msats: int = 0,
+    sealer: private_jobs.Sealer | None = None,
 ) -> FitOutcome:
     """Publish a result (and its parts) that fits every relay; re-fit for the relays that
     refused it as too large. A relay that never answers keeps the event for replay and is
-    not a failure; refusals from every relay are."""
+    not a failure; refusals from every relay are. An encrypted request's result is sealed
+    back to the buyer with `sealer` (private_jobs)."""
     only: set[str] | None = None
     accepted_somewhere = ""
     last_reason = ""
     for round_ in range(MAX_REFITS + 1):
         budget = pool.budget()
         try:
-            ev, parts = nip90.build_result_with_parts(
-                keys, request=request, result=result, timing=timing, amount_msats=amount_msats, budget=budget
+            ev, parts = private_jobs.build_result_with_parts(
+                keys,
+                sealer,
+                request=request,
+                result=result,
+                timing=timing,
+                amount_msats=amount_msats,
+                budget=budget,
             )
         except nip90.ResultTooLarge as exc:
             return FitOutcome(ok=bool(accepted_somewhere), too_large=True, reason=str(exc), refits=round_)

@@ -9,6 +9,9 @@
   their own view of the proofs.
 - The swap with the mint and the storing of its result run shielded from cancellation, so a
   daemon shutting down never leaves the mint's answer unrecorded.
+- An answer that never arrives loses nothing: every output is derived from the wallet's seed
+  (NUT-13) and journaled before the swap, and an uncertain answer is settled with the mint
+  (NUT-07 checkstate, NUT-09 restore) at once or by the next operation (pylon.payments.swap_journal).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import httpx
 
 from pylon.home import private_dir
 from pylon.logs import get_logger
+from pylon.payments import swap_journal
 from pylon.payments._nutshell import nutshell, use_client
 from pylon.payments.errors import PaymentError
 from pylon.payments.proofs import (
@@ -106,6 +110,10 @@ class PylonWallet:
         self._mint_loaded = False
         self.db_path = db_path
         self.mint_url = mint_url
+        self._journal = swap_journal.Journal(db_path.with_name(db_path.stem + ".pending.json"))
+        # Redeems settled from the journal after their caller was told "mint_unreachable": a
+        # retry of the same proofs then finds them spent (by us) and gets its sats, not an error.
+        self._recovered_redeems: dict[frozenset[str], int] = {}
         pub = wallet.private_key.public_key
         assert pub is not None
         # NIP-61: the advertised key is the x coordinate with a "02" prefix
@@ -177,6 +185,11 @@ class PylonWallet:
         """Sats sent as locked payments whose fate (redeemed or refunded) is not settled yet."""
         return sum(p.amount for p in self._w.proofs if p.reserved)
 
+    def pending_swaps(self) -> int:
+        """Swaps whose mint answer was lost and is not settled yet (the next operation settles
+        them; until then their inputs still count in the balance)."""
+        return len(self._journal.unsettled())
+
     def p2pk_pubkey(self) -> str:
         """The P2PK key to advertise in kind 10019 ("02" + x, 66 hex chars). Not a nostr key."""
         return self._p2pk
@@ -232,8 +245,7 @@ class PylonWallet:
                 await self._reconcile()
                 if held == {p.secret for p in self._w.proofs if not p.reserved}:
                     raise
-        await self._w.set_reserved_for_send(send, reserved=True)
-        return send
+        return send  # reserved (outstanding) by swap_journal as it stores them
 
     async def send_locked(
         self,
@@ -265,17 +277,8 @@ class PylonWallet:
             raise ValueError("refund_pubkey needs a locktime_s (without one there is no refund path)")
         tags.append(["sigflag", "SIG_INPUTS"])
 
-        from cashu.core.p2pk import P2PKSecret
-        from cashu.core.secret import SecretKind, Tags
-
-        lock = P2PKSecret(kind=SecretKind.P2PK.value, data=to_key, tags=Tags(tags))
-
-        async def swap() -> list[Proof]:
-            _, send = await self._w.swap_to_send(self._w.proofs, amount, secret_lock=lock)
-            return send
-
         async def op() -> list[dict]:
-            send = await self._funded_swap(amount, swap)
+            send = await self._funded_swap(amount, lambda: self._swap_out([(amount, to_key)], tags))
             return [p.to_dict(include_dleq=True) for p in send]
 
         proofs = await self._locked(op, refund=False)
@@ -311,46 +314,14 @@ class PylonWallet:
         tags.append(["sigflag", "SIG_INPUTS"])
         total = sum(amounts)
 
-        from cashu.core.p2pk import P2PKSecret
-        from cashu.core.secret import SecretKind, Tags
         from cashu.core.split import amount_split
-        from cashu.wallet.v1_api import LedgerAPI
 
-        # one output per power-of-two part, every one with its own secret (a fresh nonce each)
-        owner: list[int] = []
-        send_amounts: list[int] = []
-        send_secrets: list[str] = []
-        for i, (amount, key) in enumerate(zip(amounts, keys, strict=True)):
-            for part in amount_split(amount):
-                owner.append(i)
-                send_amounts.append(part)
-                lock = P2PKSecret(kind=SecretKind.P2PK.value, data=key, tags=Tags(tags))
-                send_secrets.append(lock.serialize())
-
-        async def swap() -> list[Proof]:
-            w = self._w
-            inputs = w.coinselect(w.active_proofs(w.proofs), total, include_fees=True)
-            change = sum(p.amount for p in inputs) - total - w.get_fees_for_proofs(inputs)
-            keep_amounts = w.split_wallet_state(change)
-            keep_secrets, keep_rs, keep_paths = await w.generate_n_secrets(len(keep_amounts))
-            secrets = keep_secrets + send_secrets
-            await w._check_used_secrets(secrets)
-            outputs, rs = w._construct_outputs(
-                keep_amounts + send_amounts, secrets, [*keep_rs, *([None] * len(send_secrets))], w.keyset_id
-            )
-            inputs = w.sign_proofs_inplace_swap(inputs, outputs)
-            order = sorted(range(len(outputs)), key=lambda j: outputs[j].amount)  # as nutshell's split does
-            signed = await LedgerAPI.split(w, inputs, [outputs[j] for j in order])
-            promises: list[Any] = [None] * len(outputs)
-            for j, promise in zip(order, signed, strict=True):
-                promises[j] = promise
-            paths = keep_paths + ["custom"] * len(send_secrets)
-            new = await w._construct_proofs(promises, secrets, rs, paths)
-            await w.invalidate(inputs)
-            return new[len(keep_amounts) :]
+        owner = [i for i, amount in enumerate(amounts) for _ in amount_split(amount)]
 
         async def op() -> list[list[dict]]:
-            send = await self._funded_swap(total, swap)
+            send = await self._funded_swap(
+                total, lambda: self._swap_out(list(zip(amounts, keys, strict=True)), tags)
+            )
             out: list[list[dict]] = [[] for _ in amounts]
             for i, p in zip(owner, send, strict=True):
                 out[i].append(p.to_dict(include_dleq=True))
@@ -370,7 +341,19 @@ class PylonWallet:
         clean = validate_proofs(proofs)
         for p in clean:
             self._check_lock(parse_lock(p["secret"]), refund=False)
-        received = await self._locked(lambda: self._swap_in(clean), refund=False)
+        try:
+            received = await self._locked(lambda: self._swap_in(clean), refund=False)
+        except PaymentError as exc:
+            if exc.code != PaymentErrorCode.SPENT:
+                raise
+            # Spent: maybe by our own redeem whose answer was lost (settled since, or a late
+            # copy that landed after the mint said it had not happened). Then it is ours.
+            if self._journal.stale():
+                await self._locked(lambda: self._settle_journal(stale=True), refund=False)
+            done = self._already_redeemed(clean)
+            if done is None:
+                raise
+            received = done
         log.info("wallet_redeemed", amount_sats=received, proofs=len(clean))
         return received
 
@@ -444,9 +427,66 @@ class PylonWallet:
 
     # ---------- internals ----------
 
+    async def _swap_out(self, payments: list[tuple[int, str]], tags: list[list[str]]) -> list[Proof]:
+        """One journaled swap paying [(sats, p2pk key), ...]: one output per power-of-two part of
+        each payment, locked to its key (NUT-13 nonce and blinding factor), change kept. Returns
+        the sent proofs in payment order."""
+        from cashu.core.p2pk import P2PKSecret
+        from cashu.core.secret import SecretKind, Tags
+        from cashu.core.split import amount_split
+
+        w = self._w
+        total = sum(a for a, _ in payments)
+        send = [
+            (part, P2PKSecret(kind=SecretKind.P2PK.value, data=key, tags=Tags(tags)))
+            for amount, key in payments
+            for part in amount_split(amount)
+        ]
+        inputs = w.coinselect(w.active_proofs(w.proofs), total, include_fees=True)
+        change = sum(p.amount for p in inputs) - total - w.get_fees_for_proofs(inputs)
+        keep_amounts = w.split_wallet_state(change)
+        entry = swap_journal.JournalEntry(
+            op="send",
+            keyset_id=w.keyset_id,
+            inputs=swap_journal.input_dicts(inputs),
+            outputs=await swap_journal.derive_outputs(w, keep_amounts, send),
+            n_keep=len(keep_amounts),
+            created=time.time(),
+        )
+        await w._check_used_secrets([o.secret for o in entry.outputs])
+        _, sent = await swap_journal.swap(w, self._journal, entry, inputs)
+        return sent
+
+    async def _settle_journal(self, *, stale: bool = False) -> int:
+        """Settle swaps whose answer was lost (raises if the mint still cannot be asked); with
+        `stale`, also re-check those the mint said had not happened (a late copy may have
+        landed since). Returns the sats kept by recovered swaps."""
+        self._journal.drop_stale(set(), time.time())
+        kept = 0
+        for entry in self._journal.unsettled() + (self._journal.stale() if stale else []):
+            await self._ensure_mint()
+            got = await swap_journal.resolve(self._w, self._journal, entry)
+            if got is not None:
+                kept += sum(p.amount for p in got[0])
+                if entry.op == "redeem":
+                    if len(self._recovered_redeems) >= 1024:
+                        self._recovered_redeems.pop(next(iter(self._recovered_redeems)))
+                    self._recovered_redeems[frozenset(p["secret"] for p in entry.inputs)] = sum(
+                        p.amount for p in got[0]
+                    )
+        return kept
+
+    def _already_redeemed(self, clean: list[dict[str, Any]]) -> int | None:
+        secrets = frozenset(p["secret"] for p in clean)
+        for done, sats in self._recovered_redeems.items():
+            if secrets <= done:
+                return sats if secrets == done else sum(p["amount"] for p in clean)
+        return None
+
     async def _reconcile(self) -> int:
         await self._ensure_mint()
         before = self.balance()
+        await self._settle_journal(stale=True)  # a swap that landed late is ours: restore it first
         await self._w.load_proofs(reload=True)
         held = [p for p in self._w.proofs if not p.reserved]
         spent: list[Proof] = []
@@ -484,6 +524,8 @@ class PylonWallet:
             try:
                 # shielded: once a swap reached the mint, its answer must be stored
                 with anyio.CancelScope(shield=True), use_client(self._client):
+                    if self._journal.unsettled():
+                        await self._settle_journal()
                     return await op()
             except Exception as exc:
                 mapped = _mint_error(exc, refund=refund)
@@ -546,7 +588,17 @@ class PylonWallet:
             proofs.append(proof)
 
         before = self.balance()
-        keep, _ = await w.split(proofs, amount=0)
+        keep_amounts, _ = w.determine_output_amounts(proofs, 0, keyset_id_outputs=w.keyset_id)
+        entry = swap_journal.JournalEntry(
+            op="redeem",
+            keyset_id=w.keyset_id,
+            inputs=swap_journal.input_dicts(proofs),
+            outputs=await swap_journal.derive_outputs(w, keep_amounts, []),
+            n_keep=len(keep_amounts),
+            created=time.time(),
+            own_inputs=False,
+        )
+        keep, _ = await swap_journal.swap(w, self._journal, entry, proofs)
         received = sum(p.amount for p in keep)
         if self.balance() != before + received:  # would be a bug in the bookkeeping, not bad input
             log.error("wallet_balance_mismatch", before=before, received=received, after=self.balance())

@@ -11,6 +11,12 @@ at least the price, P2PK-locked to the node's kind-10019 key at a mint it accept
 node's receipt for that payment. Events off the path (a late result of a re-issued attempt, a
 stranger's result, a second payment) are listed too, with their own verdicts; they do not
 change `verified`, but invalid ones are named in `problems`.
+
+A private job (NIP-44 encrypted, see pylon.nostr.private_jobs) is checked the same way when
+the trail is built with the buyer's key (`keys`): request and result are decrypted and the
+result's `x` hash and payload checked on the plaintext. Without it, only ciphertext is
+visible: signatures, links, payment and receipt are checked, the input's and result's
+plaintext hashes cannot be, and the trail says `encrypted` (and not `decrypted`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pylon.executors.canonical import agreement
-from pylon.nostr import nip60, nip61, nip90
+from pylon.keys import NostrKeys
+from pylon.nostr import nip60, nip61, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent, verify_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.relay_client import RelayPool
@@ -90,16 +97,22 @@ def _batches(ids: Sequence[str], n: int = ID_BATCH) -> list[list[str]]:
     return [list(ids[i : i + n]) for i in range(0, len(ids), n)]
 
 
-async def build_trail(pool: RelayPool, job_id: str, *, timeout: float = 10.0) -> Trail:
+async def build_trail(
+    pool: RelayPool, job_id: str, *, timeout: float = 10.0, keys: NostrKeys | None = None
+) -> Trail:
     """The trail of `job_id` from the relays `pool` talks to (its own read-only connections:
     the pool's query would drop the very events a trail must show)."""
-    return await build_trail_from_relays(pool.urls, job_id, timeout=timeout)
+    return await build_trail_from_relays(pool.urls, job_id, timeout=timeout, keys=keys)
 
 
-async def build_trail_from_relays(relays: Sequence[str], job_id: str, *, timeout: float = 10.0) -> Trail:
-    """Open read-only connections to `relays` and build the trail. Raises RelayUnavailable."""
+async def build_trail_from_relays(
+    relays: Sequence[str], job_id: str, *, timeout: float = 10.0, keys: NostrKeys | None = None
+) -> Trail:
+    """Open read-only connections to `relays` and build the trail. Raises RelayUnavailable.
+    `keys`: the buyer's, to read a private job's encrypted input and result."""
+    sealer = private_jobs.Sealer(keys) if keys is not None else None
     async with RawReader(relays, timeout=timeout) as reader:
-        trail = await _build(reader, job_id.strip().lower())
+        trail = await _build(reader, job_id.strip().lower(), sealer=sealer)
         unreachable = [c.url for c in reader.conns if c.ws is None]
     trail.relays = list(relays)
     if reader.incomplete or reader.truncated:
@@ -120,7 +133,9 @@ def _points_to_job(ev: NostrEvent) -> str | None:
     return None
 
 
-async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
+async def _build(
+    reader: RawReader, job_id: str, hops: int = 0, *, sealer: private_jobs.Sealer | None
+) -> Trail:
     items: list[_Item] = []
     problems: list[str] = []
 
@@ -134,7 +149,7 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
     target = _points_to_job(root_ev)
     if target and hops < MAX_HOPS:
         # The id of a later link was given: start from the job it belongs to.
-        trail = await _build(reader, target, hops + 1)
+        trail = await _build(reader, target, hops + 1, sealer=sealer)
         trail.problems.insert(0, f"{job_id} is a kind-{root_ev.kind} event of job {trail.job_id}")
         return trail
     root = _Item(root_ev, "request", detail="attempt 1")
@@ -146,12 +161,16 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
         root.problems.append(f"not a job request (kind {root_ev.kind})")
     else:
         try:
-            request = nip90.parse_request(root_ev)
+            request = private_jobs.parse_request(root_ev, sealer)
         except InvalidEvent as exc:
             root.problems.append(f"malformed request ({exc})")
+    encrypted = private_jobs.is_encrypted(root_ev)
+    decrypted = encrypted and request is not None and request.path != ""
+    if encrypted:
+        root.detail += "; encrypted" + (f", decrypted: {request.path}" if decrypted and request else "")
     if request is not None and request.retry_of and hops < MAX_HOPS:
         # An attempt's id was given: follow it to the job it re-issues.
-        trail = await _build(reader, request.retry_of, hops + 1)
+        trail = await _build(reader, request.retry_of, hops + 1, sealer=sealer)
         trail.problems.insert(0, f"{job_id} is a re-issued attempt of job {request.retry_of}")
         return trail
     buyer = root_ev.pubkey
@@ -167,7 +186,7 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
         if (p := _signature_problem(ev)) is not None:
             it.problems.append(p)
         try:
-            req = nip90.parse_request(ev)
+            req = private_jobs.parse_request(ev, sealer)
         except InvalidEvent as exc:
             it.problems.append(f"malformed request ({exc})")
         if req is not None and req.check_of == job_id and ev.pubkey == buyer and not it.problems:
@@ -198,7 +217,7 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
             fb_items.append(_check_feedback(ev, by_attempt, buyer))
     for ev in events:
         if ev.kind == kinds.JOB_RESULT:
-            res_items.append(_check_result(ev, by_attempt, buyer, request, fb_events))
+            res_items.append(_check_result(ev, by_attempt, buyer, request, fb_events, sealer))
     items += [it for it, _ in fb_items] + [it for it, _, _ in res_items]
 
     # --- payments and receipts ----------------------------------------------------------------
@@ -295,7 +314,7 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
             problems.append(f"invalid {it.role} {it.ev.id[:12]}: {'; '.join(it.problems)}")
 
     win_parsed = next((p for it, _, p in res_items if winner and it is winner[0]), None)
-    checks = await _checks(reader, check_requests, buyer, win_parsed)
+    checks = await _checks(reader, check_requests, buyer, win_parsed, sealer)
 
     rank_of = {r: i for i, r in enumerate(ROLES)}
     for n, (it, _) in enumerate(attempts):
@@ -315,12 +334,18 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
         payment_id=payment_id,
         receipt_id=receipt_id,
         paid_msats=paid_msats,
+        encrypted=encrypted,
+        decrypted=decrypted,
         checks=checks,
     )
 
 
 async def _checks(
-    reader: RawReader, check_requests: list[NostrEvent], buyer: str, win: nip90.ParsedResult | None
+    reader: RawReader,
+    check_requests: list[NostrEvent],
+    buyer: str,
+    win: nip90.ParsedResult | None,
+    sealer: private_jobs.Sealer | None = None,
 ) -> list[TrailCheck]:
     """Each spot check's answer (from the node its last attempt went to) against the job's result."""
     if not check_requests:
@@ -331,13 +356,13 @@ async def _checks(
     assigned: dict[str, str | None] = {ev.id: ev.tag_value("p") for ev in check_requests}
     for ev in await reader.query([Filter(kinds=[kinds.JOB_REQUEST], e=ids)]):
         try:
-            req = nip90.parse_request(ev)
+            req = private_jobs.parse_request(ev, sealer)
         except InvalidEvent:
             continue
         if req.retry_of in attempts and ev.pubkey == buyer and _signature_problem(ev) is None:
             attempts[ev.id] = req.retry_of
             assigned[ev.id] = req.assigned
-    results: dict[str, tuple[NostrEvent, nip90.ParsedResult]] = {}
+    results: dict[str, tuple[NostrEvent, nip90.ParsedResult | None]] = {}
     events: list[NostrEvent] = []
     for batch in _batches(list(attempts)):
         events += await reader.query([Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], e=batch)])
@@ -346,10 +371,15 @@ async def _checks(
         att = nip90.result_job_id(ev) or ""
         if att not in attempts or ev.pubkey != assigned.get(att) or _signature_problem(ev) is not None:
             continue
+        parsed: nip90.ParsedResult | None
         try:
-            parsed = nip90.parse_result(ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts])
-        except InvalidEvent:
-            continue
+            parsed = private_jobs.parse_result(
+                ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts], sealer
+            )
+        except InvalidEvent as exc:
+            if exc.reason not in ("encrypted", "nip44_not_ours"):
+                continue
+            parsed = None  # a private check without the buyer's key: not comparable here
         results.setdefault(attempts[att], (ev, parsed))
     out = []
     for cid in ids:
@@ -358,8 +388,10 @@ async def _checks(
             out.append(TrailCheck(job_id=cid, pubkey=None, result_id=None, agreed=None, detail="no result"))
             continue
         ev, parsed = found
-        agreed = agreement(win.result, parsed.result) if win is not None else None
+        agreed = agreement(win.result, parsed.result) if win is not None and parsed is not None else None
         detail = {True: "agreed", False: "disagreed", None: "not comparable"}[agreed]
+        if parsed is None:
+            detail = "encrypted (needs the buyer's key to compare)"
         out.append(TrailCheck(job_id=cid, pubkey=ev.pubkey, result_id=ev.id, agreed=agreed, detail=detail))
     return out
 
@@ -409,6 +441,7 @@ def _check_result(
     buyer: str,
     request: JobRequest | None,
     parts_pool: dict[str, NostrEvent],
+    sealer: private_jobs.Sealer | None = None,
 ) -> tuple[_Item, str, nip90.ParsedResult | None]:
     it = _Item(ev, "result")
     if (p := _signature_problem(ev)) is not None:
@@ -421,10 +454,19 @@ def _check_result(
     for pid in part_ids:
         if pid not in parts_pool:
             it.problems.append(f"content part {pid[:12]} is not on the relay")
+    sealed = private_jobs.is_encrypted(ev)
     try:
-        parsed = nip90.parse_result(ev, parts)
+        parsed = private_jobs.parse_result(ev, parts, sealer)
     except InvalidEvent as exc:
-        if exc.reason == "hash_mismatch":
+        if sealed and exc.reason in ("encrypted", "nip44_not_ours"):
+            # Not ours to read: the signed `x` pins the plaintext; only the shape is checked.
+            for e in [ev, *parts]:
+                if (shape := private_jobs.check_sealed_shape(e)) is not None:
+                    it.problems.append(shape)
+            it.detail = "encrypted (needs the buyer's key to check x against the plaintext)"
+        elif exc.reason.startswith("nip44_"):
+            it.problems.append(f"encrypted content does not decrypt ({exc.reason})")
+        elif exc.reason == "hash_mismatch":
             it.problems.append("content does not match its x hash")
         elif exc.reason != "missing_part" or not it.problems:
             it.problems.append(f"malformed result ({exc})")
@@ -435,7 +477,7 @@ def _check_result(
         assigned = att[1].assigned if att[1] else att[0].ev.tag_value("p")
         if assigned and ev.pubkey != assigned:
             it.problems.append("not signed by the node the attempt was assigned to")
-        it.detail = att[0].detail
+        it.detail = att[0].detail + (f"; {it.detail}" if it.detail else "")
     if ev.tag_value("p") != buyer:
         it.problems.append("does not tag the buyer")
     if parsed is not None:

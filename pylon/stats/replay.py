@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.logs import get_logger
-from pylon.nostr import nip61, nip90
+from pylon.nostr import nip61, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent, verify_event
 from pylon.nostr.filters import Filter
 from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
@@ -231,7 +231,7 @@ async def _fetch_jobs(
         if nip90.is_chunk(ev) or nip90.is_run_root(ev) or not _verified(ev, dropped):
             continue
         try:
-            req = nip90.parse_request(ev)
+            req = private_jobs.parse_request(ev, None)  # a private job: its public view
         except InvalidEvent as exc:
             dropped[exc.reason] += 1
             continue
@@ -319,7 +319,9 @@ def _file_answer(
         else:
             if att.req.assigned and ev.pubkey != att.req.assigned:
                 raise InvalidEvent("result_from_unassigned")
-            parsed = nip90.parse_result(ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts])
+            parsed = private_jobs.parse_result_for_stats(
+                ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts], None
+            )
             first = job.attempts[0].req
             if parsed.result.input_sha256 and parsed.result.input_sha256 != first.sha256:
                 raise InvalidEvent("result_for_other_input")
