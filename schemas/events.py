@@ -55,6 +55,7 @@ class Heartbeat(msgspec.Struct):
     uptime_s: float
     interval_s: float
     name: str = ""
+    slots: int = 0  # jobs it runs at once now (0: see its announce's max_concurrency)
 
 
 class Symbol(msgspec.Struct):
