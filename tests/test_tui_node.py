@@ -90,8 +90,13 @@ async def test_node_view_follows_the_node(market: LocalMarket) -> None:
             what="the job's completion pushed by the node",
         )
         await wait_for(pilot, lambda: jid in recent.shown_keys, what="the job in the recent table")
-        assert "view_me.py" in screen_text(app)
-        assert "✔ completed" in screen_text(app)
+        # The row can first show the job as it was when the table last refreshed (processing):
+        # wait for the refresh that shows it completed rather than catch the one before it.
+        await wait_for(
+            pilot,
+            lambda: "view_me.py" in screen_text(app) and "✔ completed" in screen_text(app),
+            what="the job shown completed in the recent table",
+        )
         await wait_for(
             pilot,
             lambda: "view_me.py" in screen_text(app) and "queued" in screen_text(app),

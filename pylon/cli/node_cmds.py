@@ -21,12 +21,24 @@ def node() -> None:
     """Provider nodes."""
 
 
+def _check_executor(value: str) -> str:
+    from pylon.executors.factory import is_plugin
+
+    if value in ("deterministic", "ollama") or is_plugin(value):
+        return value
+    raise click.BadParameter(f"{value!r}: choose deterministic, ollama, or module:Class / file.py:Class")
+
+
 @node.command("up")
 @click.option(
     "--name", default=_DEFAULT.name, show_default=True, help="tells several nodes on one machine apart"
 )
 @click.option(
-    "--executor", type=click.Choice(["deterministic", "ollama"]), default=_DEFAULT.executor, show_default=True
+    "--executor",
+    default=_DEFAULT.executor,
+    show_default=True,
+    help="deterministic, ollama, or your own: module:Class or file.py:Class",
+    callback=lambda _ctx, _param, value: _check_executor(value),
 )
 @relay_option
 @click.option("--concurrency", type=int, default=_DEFAULT.max_concurrency, show_default=True)
