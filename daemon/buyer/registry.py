@@ -145,6 +145,23 @@ class NodeRegistry:
                 best.append(e)
         return random.choice(best).pubkey if best else None
 
+    def pick_recent(self, within_s: float) -> str | None:
+        """The least-loaded node heard from within `within_s`, online or not (for the outbox)."""
+        now = time.time()
+        heard = [
+            e
+            for e in self.nodes.values()
+            if e.last_heartbeat is not None
+            and now - e.last_heartbeat <= within_s
+            and not e.banned
+            and (not self.allow or e.pubkey in self.allow)
+            and e.heartbeat is not None
+            and e.heartbeat.state == NodeState.ONLINE
+        ]
+        if not heard:
+            return None
+        return min(heard, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
+
     def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The least-loaded usable node (our outstanding jobs per slot), ties broken at random."""
         now = time.time()

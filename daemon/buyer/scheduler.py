@@ -278,7 +278,13 @@ class Scheduler:
         """
         deadline = time.monotonic() + timeout
         while True:
-            if not self._requeue:
+            if not self.pool.is_connected() or self._held:
+                # The swarm out of sight (a relay restart): no slot can free until it is back, so
+                # the job goes into the outbox for the node that was least loaded when last heard.
+                node = self.registry.pick() or self.registry.pick_recent(OUTAGE_HOLD_S)
+                if node is not None:
+                    return self._reserve(node)
+            elif not self._requeue:
                 node = self.registry.pick_free()
                 if node is not None:
                     return self._reserve(node)
