@@ -21,6 +21,7 @@ bench: setup
     {{py}} bench/loop.py
     {{py}} bench/repomap.py
     {{py}} bench/pay.py
+    {{py}} bench/ask.py
 
 # attach the control plane to the local buyer
 tui: setup

@@ -288,7 +288,7 @@ def sim(
             str(concurrency),
             *node_args,
         ],
-        per_node_args={n: ["--ollama-host", slow_url] for n in slow_nodes},
+        node_extra={n: ["--ollama-host", slow_url] for n in slow_nodes},
     )
     try:
         market.start(timeout=180)

@@ -55,3 +55,6 @@ class BuyerConfig(msgspec.Struct, kw_only=True):
     pay_policy: str = "auto"  # auto | manual
     refund_locktime_s: int = 3600  # after this, an unredeemed payment may be refunded to us
     pow_bits: int = 0  # NIP-13 proof of work mined into every request (match the nodes' --min-pow)
+    spot_check: float = 0.05  # share of deterministic results computed again on another node
+    distrust_after: int = 2  # failed spot checks after which a node is distrusted
+    distrusted: str = "exclude"  # exclude: no more jobs | unpaid: jobs, but no more payments

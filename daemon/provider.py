@@ -22,6 +22,7 @@ from pylon.daemon.node_cancel import honour_cancel
 from pylon.daemon.node_store import NodeStore
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
 from pylon.schemas import kinds, rpc
+from pylon.schemas.ask import ASK_REDUCE_TASK, ASK_TASK
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import (
     REDUCE_TASK,
@@ -35,6 +36,7 @@ from pylon.schemas.events import (
 )
 
 from pylon import __version__
+from pylon.executors.ask_task import run_ask_task
 from pylon.executors.base import Executor
 from pylon.executors.deterministic import ExecError
 from pylon.executors.factory import make_executor
@@ -298,7 +300,9 @@ class ProviderNode:
             try:
                 text = await self._input_text(req)
                 with anyio.fail_after(self.config.exec_timeout_s):
-                    if REDUCE_TASK in req.tasks:
+                    if ASK_TASK in req.tasks or ASK_REDUCE_TASK in req.tasks:
+                        result = await run_ask_task(self.executor, req, text)
+                    elif REDUCE_TASK in req.tasks:
                         result = await self._reduce(req, text)
                     else:
                         result = await self.executor.run(req.path, text, req.language or None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 import msgspec
+from pylon.schemas.ask import AskAnswer
 from pylon.schemas.errors import ErrorCode
 
 PROTOCOL_VERSION = 1
@@ -81,6 +82,7 @@ class FileResult(msgspec.Struct):
     bytes_in: int = 0
     # What produced it, precisely enough to compare two results (pylon.executors.version).
     executor_version: str = ""
+    ask: AskAnswer | None = None  # the answer to an `ask` / `ask_reduce` sub-query (issue 13)
 
 
 class InputChunk(msgspec.Struct):
@@ -110,6 +112,7 @@ class JobRequest(msgspec.Struct):
     created_at: int = 0
     submitted_ms: int = 0
     retry_of: str | None = None  # the job this attempt re-issues (its first request's id)
+    check_of: str | None = None  # the job whose result this one re-computes (a spot check)
 
 
 class Feedback(msgspec.Struct):

@@ -28,6 +28,19 @@ class TrailLink(msgspec.Struct, kw_only=True):
     problems: list[str] = []
 
 
+class TrailCheck(msgspec.Struct, kw_only=True):
+    """A spot check of the job: the same input sent to another node, and whether it agreed.
+
+    `agreed` compares the check's valid result with the job's result on the path in canonical
+    form; None when either is missing or they come from different extractor versions."""
+
+    job_id: str  # the check's own request id
+    pubkey: str | None  # the node that answered the check
+    result_id: str | None
+    agreed: bool | None
+    detail: str = ""
+
+
 class Trail(msgspec.Struct, kw_only=True):
     """`verified` is true only when request, feedback, result, payment and receipt are all on
     the path and valid; `verified_through` names the last role up to which the chain holds
@@ -47,3 +60,4 @@ class Trail(msgspec.Struct, kw_only=True):
     receipt_id: str | None = None
     paid_msats: int | None = None  # what the payment's proofs hold (read offline)
     relays: list[str] = []
+    checks: list[TrailCheck] = []  # spot checks of this job by other nodes (off the path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from pylon.schemas.ask import AskList, AskSummary
 from pylon.schemas.events import FileResult, NodeState
 from pylon.schemas.provenance import Trail
 from pylon.schemas.telemetry import GlobalStats, JobTelemetry, ProviderStats
@@ -112,6 +113,20 @@ class MapReq(Req, tag="map"):
     out_dir: str | None = None
 
 
+class AskReq(Req, tag="ask"):
+    # Defaults only so every request builds from its name; an empty one is refused (bad_input).
+    run_or_dir: str = ""  # a map's output directory (or its repo_map.json), or a map run's id
+    question: str = ""
+    fanout: int = 8
+    depth: int = 2
+    budget_sats: int | None = None
+    out_dir: str | None = None
+
+
+class AsksReq(Req, tag="asks"):
+    pass
+
+
 class PayReq(Req, tag="pay"):
     job_id: str
 
@@ -168,6 +183,8 @@ Request = (
     | NodesReq
     | RunsReq
     | MapReq
+    | AskReq
+    | AsksReq
     | PayReq
     | RefundReq
     | CancelReq
@@ -285,6 +302,8 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     assigned_now: int = 0
     slots: int = 0  # what this buyer fills on it: declared, capped, earned by delivering
     banned: bool = False
+    checks_passed: int = 0
+    checks_failed: int = 0
 
 
 class SubmitResult(msgspec.Struct):
@@ -328,6 +347,16 @@ class RunInfo(msgspec.Struct, kw_only=True):
     out_dir: str | None = None
 
 
+class CheckSummary(msgspec.Struct, kw_only=True):
+    """What spot-checking a run did and cost (checks are jobs of their own, paid like any)."""
+
+    checked: int = 0  # files whose result was computed again elsewhere
+    agreed: int = 0  # of those, files no check disagreed on
+    disagreed: int = 0  # files where some node disagreed (a third node settled it)
+    check_jobs: int = 0  # second and third opinions sent out
+    cost_msats: int = 0  # what the answered check jobs cost at the bid
+
+
 class MapSummary(msgspec.Struct, kw_only=True):
     run_id: str
     files: int
@@ -337,6 +366,7 @@ class MapSummary(msgspec.Struct, kw_only=True):
     wall_s: float
     artifacts: dict[str, str]
     skipped: dict[str, int] = {}
+    checks: CheckSummary | None = None
 
 
 class MapProgress(msgspec.Struct, kw_only=True):
@@ -417,6 +447,8 @@ BUYER_REPLIES: dict[type, Any] = {
     BanReq: BanResult,
     RunsReq: RunList,
     MapReq: MapSummary,
+    AskReq: AskSummary,
+    AsksReq: AskList,
     TrailReq: Trail,
     PayReq: PayResult,
     RefundReq: RefundResult,

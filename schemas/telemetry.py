@@ -87,3 +87,5 @@ class ProviderStats(msgspec.Struct, kw_only=True):
     median_runtime_s: float | None
     median_e2e_s: float | None = None
     earned_msats: int = 0
+    checks_passed: int = 0  # spot checks of its results that another node agreed with
+    checks_failed: int = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pylon.daemon.ask_coordinator import attach_ask
 from pylon.daemon.buyer.coordinator import attach_coordinator
 from pylon.daemon.buyer.daemon import BuyerDaemon
 from pylon.daemon.buyer.payments import attach_payments
@@ -33,6 +34,8 @@ CLIENT_METHOD = {
     rpc.TrailReq: "trail",
     rpc.RunsReq: "runs",
     rpc.MapReq: "map",
+    rpc.AskReq: "ask",
+    rpc.AsksReq: "asks",
     rpc.PayReq: "pay",
     rpc.RefundReq: "refund",
     rpc.ReceiptsReq: "receipts",
@@ -46,6 +49,7 @@ def test_every_reply_type_has_a_route_and_a_client_method(tmp_path: Path, monkey
     buyer = BuyerDaemon(BuyerConfig(mint_url="http://127.0.0.1:1"))
     attach_coordinator(buyer)
     attach_payments(buyer)
+    attach_ask(buyer)
     assert set(CLIENT_METHOD) == set(rpc.BUYER_REPLIES)
     for req_type, method in CLIENT_METHOD.items():
         assert buyer.routes.handles(req_type), req_type.__name__
@@ -89,6 +93,8 @@ def test_a_real_buyer_answers_each_client_method_typed(tmp_path: Path) -> None:
                 assert isinstance(per_node, rpc.ProviderStats)
                 runs = await buyer.runs()
                 assert isinstance(runs, rpc.RunList)
+                asks = await buyer.asks()
+                assert asks.asks == []
                 ban = await buyer.ban("ab" * 32, banned=False)
                 assert ban == rpc.BanResult(pubkey="ab" * 32, banned=False)
                 with pytest.raises(RpcError) as exc:

@@ -79,7 +79,7 @@ def model_market(tmp_path_factory: pytest.TempPathFactory, fake: FakeOllama) -> 
         nodes=3,
         memory_relay=True,
         heartbeat_s=1.0,
-        per_node_args={"n0": ["--executor", "ollama", "--ollama-host", fake.url]},
+        node_extra={"n0": ["--executor", "ollama", "--ollama-host", fake.url]},
     )
     try:
         m.start(timeout=60)

@@ -43,6 +43,8 @@ SAMPLE_REQUESTS: list[Request] = [
     rpc.NodesReq(),
     rpc.RunsReq(),
     rpc.MapReq(repo="/src/repo", out_dir="/tmp/out"),
+    rpc.AskReq(run_or_dir="/tmp/out", question="where is `x` defined", fanout=4, depth=1, budget_sats=9),
+    rpc.AsksReq(),
     rpc.PayReq(job_id="j1"),
     rpc.RefundReq(job_id="j1"),
     rpc.CancelReq(run_id="r1"),

@@ -85,7 +85,7 @@ def test_a_stragglers_backup_wins_and_its_twin_is_told_to_stop(tmp_path: Path) -
             memory_relay=True,
             heartbeat_s=1.0,
             node_args=["--executor", "ollama", "--ollama-host", quick.url, "--concurrency", "1"],
-            per_node_args={"n0": ["--ollama-host", slow.url]},
+            node_extra={"n0": ["--ollama-host", slow.url]},
         )
         try:
             m.start(timeout=90)

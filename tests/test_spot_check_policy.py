@@ -6,7 +6,7 @@ import random
 
 import msgspec
 import pytest
-from pylon.daemon.spot_check import SpotCheckPolicy, Verdict, compare, vote
+from pylon.daemon.buyer.spot_check_policy import SpotCheckPolicy, Verdict, compare, vote
 from pylon.schemas.events import FileResult
 
 from pylon.executors.deterministic import extract_file

@@ -21,7 +21,7 @@ NODE_JOBS_LIMIT = 200
 
 
 class BuyerFeed:
-    topics = ["jobs", "nodes", "status", "run"]
+    topics = ["jobs", "nodes", "status", "run", "ask"]
 
     def __init__(self, model: BuyerModel) -> None:
         self.model = model
@@ -33,6 +33,12 @@ class BuyerFeed:
         m.set_nodes((await call(rpc.NodesReq()))["nodes"])
         await self._load_runs(call)
         m.set_jobs((await call(rpc.JobListReq(), timeout=30))["jobs"])
+        try:
+            for ask in (await call(rpc.AsksReq()))["asks"]:
+                m.apply_ask(ask)
+        except RpcError as exc:
+            if exc.code != "unknown_method":  # a buyer without the ask coordinator has no asks
+                raise
         await self.poll_stats(call)
 
     async def _load_runs(self, call: Call) -> None:

@@ -110,6 +110,8 @@ class BuyerModel:
         self.status_changed = False
         self.stats_changed = False
         self.runs_stale = False  # a run we have not seen the RunInfo of: poll RunsReq soon
+        self.asks: dict[str, dict[str, Any]] = {}  # ask_id → its latest AskProgress (`pylon ask`)
+        self.ask_changes = Changes()
         self.log = _LogBuffer(clock)
         self.rate_history: deque[float] = deque([0.0] * RATE_BUCKETS, maxlen=RATE_BUCKETS)
         self._bucket = int(clock() // RATE_BUCKET_S)
@@ -196,6 +198,21 @@ class BuyerModel:
             self.set_status(data)
         elif topic == "run":
             self.apply_run_progress(data)
+        elif topic == "ask":
+            self.apply_ask(data)
+
+    def apply_ask(self, p: dict[str, Any]) -> None:
+        aid = p["ask_id"]
+        old = self.asks.get(aid)
+        if old == p:
+            return
+        if old is None:
+            self.log.add(f"ask [b]{short(aid, 12)}[/]: {esc(p.get('question', ''))[:80]}")
+        elif p.get("done") and not old.get("done"):
+            done = sum(1 for n in p.get("nodes", []) if n.get("status") == "completed")
+            self.log.add(f"ask [b]{short(aid, 12)}[/] answered: {done} sub-calls completed")
+        self.asks[aid] = p
+        self.ask_changes.keys.add(aid)
 
     def apply_jobs(self, updates: Iterable[dict[str, Any]]) -> None:
         for u in updates:

@@ -174,6 +174,7 @@ class MapCoordinator:
             wall_s=round(time.perf_counter() - t0, 3),
             artifacts=artifacts,
             skipped=snap.skipped,
+            checks=await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None,
         )
         log.info(
             "map_finished",
@@ -240,6 +241,11 @@ class MapCoordinator:
         return artifacts
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
+        checks = self.buyer.spot_checks
+        if checks is not None:
+            # A result that loses a spot check is replaced before the map is written.
+            with anyio.move_on_after(RUN_TIMEOUT_S):
+                await checks.settle(run_id)
         rows = await self._store().run_outcomes(run_id)
         results: dict[str, tuple[FileResult, str, str]] = {}
         failed: dict[str, str] = {}

@@ -57,6 +57,7 @@ class BuyerDaemon:
         self.payments: Any = None
         self.coordinator: Any = None
         self.narrator: Any = None
+        self.spot_checks: Any = None  # pylon.daemon.buyer.spot_checks, unless --spot-check 0
         self._on_start: list[Callable[[TaskGroup], Any]] = []
         self._swarm_hooks: dict[int, Callable[[NostrEvent], None]] = {}
         self._listeners: list[Listener] = [self._note_job]
@@ -218,6 +219,7 @@ class BuyerDaemon:
                 online=bool(entry and entry.online(time.time(), self.config.heartbeat_s)),
                 uptime_s=hb.uptime_s if hb else None,
                 failures_by_attempt=await self.store.failures_by_attempt(provider),
+                checks=entry.checks if entry else (0, 0),
             )
         return global_stats(
             jobs,

@@ -183,6 +183,10 @@ class BuyerPayments:
         # paid up front (or that payment is on its way): the prepayment covers this result
         if self.stopped or tele.amount_msats <= 0 or tele.is_paid or tele.job_id in self.inflight:
             return
+        checks = self.buyer.spot_checks
+        if checks is not None and not checks.may_pay(ev.pubkey):
+            self._count("unpaid_distrusted")  # failed too many spot checks
+            return
         if self.config.pay_policy == "auto":
             request_id = nip90.result_job_id(ev) or tele.job_id
             self._send.send_nowait(

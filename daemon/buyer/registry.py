@@ -36,6 +36,7 @@ class NodeEntry:
     heartbeat_at: int = 0
     assigned_now: int = 0  # this buyer's jobs outstanding on the node
     banned: bool = False
+    checks: tuple[int, int] = (0, 0)  # spot checks of its results passed, failed
     nutzap: NutzapInfo | None = None
     completed_for_us: int = 0
     failed_for_us: int = 0
@@ -145,13 +146,14 @@ class NodeRegistry:
                 best.append(e)
         return random.choice(best).pubkey if best else None
 
-    def pick_recent(self, within_s: float) -> str | None:
+    def pick_recent(self, within_s: float, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The least-loaded node heard from within `within_s`, online or not (for the outbox)."""
         now = time.time()
         heard = [
             e
             for e in self.nodes.values()
-            if e.last_heartbeat is not None
+            if e.pubkey not in exclude
+            and e.last_heartbeat is not None
             and now - e.last_heartbeat <= within_s
             and not e.banned
             and (not self.allow or e.pubkey in self.allow)
@@ -201,6 +203,8 @@ class NodeRegistry:
                     assigned_now=e.assigned_now,
                     slots=e.slots(),
                     banned=e.banned,
+                    checks_passed=e.checks[0],
+                    checks_failed=e.checks[1],
                 )
             )
         out.sort(key=lambda n: (not n.online, n.name))

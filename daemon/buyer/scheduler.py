@@ -101,6 +101,7 @@ class ActiveJob:
     tried: set[str] = field(default_factory=set)
     waiting_since: float = 0.0  # in the re-issue queue since (no attempt open)
     last_reason: ErrorCode | None = None
+    avoid: frozenset[str] = frozenset()  # nodes this job must never go to (a spot check's subjects)
     done: anyio.Event = field(default_factory=anyio.Event)
 
     def open_attempts(self) -> list[Attempt]:
@@ -270,7 +271,7 @@ class Scheduler:
         self.registry.entry(node).assigned_now += 1
         return node
 
-    async def _claim_slot(self, timeout: float) -> str | None:
+    async def _claim_slot(self, timeout: float, avoid: frozenset[str] = frozenset()) -> str | None:
         """A node with a free slot, reserved; waits up to `timeout` for one to free.
 
         Re-issues go first. With no free slot in time the job goes to the least-loaded live
@@ -281,18 +282,18 @@ class Scheduler:
             if not self.pool.is_connected() or self._held:
                 # The swarm out of sight (a relay restart): no slot can free until it is back, so
                 # the job goes into the outbox for the node that was least loaded when last heard.
-                node = self.registry.pick() or self.registry.pick_recent(OUTAGE_HOLD_S)
+                node = self.registry.pick(avoid) or self.registry.pick_recent(OUTAGE_HOLD_S, avoid)
                 if node is not None:
                     return self._reserve(node)
             elif not self._requeue:
-                node = self.registry.pick_free()
+                node = self.registry.pick_free(avoid)
                 if node is not None:
                     return self._reserve(node)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             await self._wait_slots(min(remaining, SLOT_POLL_S))
-        node = self.registry.pick()
+        node = self.registry.pick(avoid)
         return self._reserve(node) if node is not None else None
 
     # --- start-up -------------------------------------------------------------------------
@@ -387,11 +388,15 @@ class Scheduler:
         wait_node_s: float | None = None,
         node: str | None = None,
         tasks: tuple[str, ...] = DEFAULT_TASKS,
+        avoid: frozenset[str] = frozenset(),
+        check_of: str | None = None,
     ) -> ActiveJob:
         """Hand one job to `node`, or (the default) to the first node with a free slot, and publish it.
 
         Waits for a free slot up to `wait_node_s` (default: the pickup timeout); the job id is
-        its first request's id, so a job exists from the moment a node is chosen for it.
+        its first request's id, so a job exists from the moment a node is chosen for it. Never
+        to a node in `avoid`; `check_of` marks the job as a spot check of that job (its request
+        tags it).
         """
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
@@ -405,7 +410,7 @@ class Scheduler:
         lang = language or detect_language(path, text) or "text"
         if node is None:
             node = await self._claim_slot(
-                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s
+                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s, avoid
             )
         else:
             self._reserve(node)
@@ -414,7 +419,7 @@ class Scheduler:
                 ErrorCode.PROVIDER_OFFLINE, "no provider node is online; start one with: pylon node up"
             )
         try:
-            job = await self._publish_first(path, text, lang, size, run_id, node, tasks)
+            job = await self._publish_first(path, text, lang, size, run_id, node, tasks, avoid, check_of)
         except BaseException:
             self._release(node)
             raise
@@ -429,6 +434,8 @@ class Scheduler:
         run_id: str | None,
         node: str,
         tasks: tuple[str, ...],
+        avoid: frozenset[str],
+        check_of: str | None,
     ) -> ActiveJob:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
@@ -454,6 +461,7 @@ class Scheduler:
                 bid_msats=self.config.bid_msats,
                 pow_bits=self.config.pow_bits,
                 tasks=tasks,
+                check_of=check_of,
             )
 
         req = sign_request()
@@ -477,7 +485,9 @@ class Scheduler:
             attempts=1,
             bytes_in=size,
         )
-        job = ActiveJob(tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks))
+        job = ActiveJob(
+            tele=tele, text=text, sha256=sha, size=size, chunk_ids=chunk_ids, tasks=tuple(tasks), avoid=avoid
+        )
         job.current = self._issue(job, req, node, now)
         self.store.put(tele)
         self.store.put_input(req.id, path, lang, text)
@@ -605,14 +615,14 @@ class Scheduler:
                 self._requeue.popleft()
                 continue
             last = {n for n in job.tried}
-            node = self.registry.pick_free(last) or self.registry.pick_free()
+            node = self.registry.pick_free(last | job.avoid) or self.registry.pick_free(job.avoid)
             if node is None:
                 waited = time.time() - job.waiting_since
                 if self._held or waited < self.config.pickup_timeout_s:
                     await self._wait_slots(SLOT_POLL_S)
                     continue
                 # all busy for a whole pickup timeout: queue it on the least-loaded live node
-                node = self.registry.pick(job.tried) or self.registry.pick()
+                node = self.registry.pick(job.tried | job.avoid) or self.registry.pick(job.avoid)
                 if node is None:
                     self._requeue.popleft()
                     self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
@@ -844,7 +854,9 @@ class Scheduler:
                     continue
                 if now - att.issued < after:
                     continue
-                node = self.registry.pick_free(job.tried) or self.registry.pick_free({att.node or ""})
+                node = self.registry.pick_free(job.tried | job.avoid) or self.registry.pick_free(
+                    {att.node or ""} | job.avoid
+                )
                 if node is None:
                     return  # no idle node left
                 self._reserve(node)

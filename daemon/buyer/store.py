@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS receipts (
     amount_msats INTEGER NOT NULL, created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checks (
+    check_job_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, run_id TEXT, subject TEXT NOT NULL,
+    checker TEXT, verdict TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_job ON checks(job_id);
+CREATE TABLE IF NOT EXISTS standing (
+    provider TEXT PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL
+);
 """
 
 # Failed attempts of a provider, less the last attempt of a job that failed for good (that
@@ -229,9 +237,81 @@ class BuyerStore:
     def put_result(self, job_id: str, result_id: str, provider: str, content: str) -> None:
         self._write("INSERT OR REPLACE INTO results VALUES (?,?,?,?)", (job_id, result_id, provider, content))
 
+    async def result_row(self, job_id: str) -> tuple[str, str, str] | None:
+        """(result event id, provider, decoded content) of a job's accepted result."""
+        rows = await self._fetch(
+            "SELECT result_id, provider, content FROM results WHERE job_id = ?", (job_id,)
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
     async def result_content(self, job_id: str) -> str | None:
         rows = await self._fetch("SELECT content FROM results WHERE job_id = ?", (job_id,))
         return rows[0][0] if rows else None
+
+    # --- spot checks ------------------------------------------------------------------------
+
+    def put_check(
+        self,
+        *,
+        check_job_id: str,
+        job_id: str,
+        run_id: str | None,
+        subject: str,
+        checker: str | None,
+        verdict: str,
+        at: float,
+    ) -> None:
+        """One spot check of `job_id` (whose result `subject` gave) by the job `check_job_id`."""
+        self._write(
+            "INSERT OR REPLACE INTO checks VALUES (?,?,?,?,?,?,?)",
+            (check_job_id, job_id, run_id, subject, checker, verdict, at),
+        )
+
+    def put_standing(self, provider: str, passed: int, failed: int) -> None:
+        self._write("INSERT OR REPLACE INTO standing VALUES (?,?,?)", (provider, passed, failed))
+
+    async def standings(self) -> dict[str, tuple[int, int]]:
+        rows = await self._fetch("SELECT provider, passed, failed FROM standing")
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+    async def checks_of(self, job_id: str) -> list[tuple[str, str, str | None, str]]:
+        """(check job id, subject, checker, verdict) of each check of a job, oldest first."""
+        rows = await self._fetch(
+            "SELECT check_job_id, subject, checker, verdict FROM checks WHERE job_id = ? ORDER BY at",
+            (job_id,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def run_check_totals(self, run_id: str) -> tuple[int, int, int, int, int]:
+        """(files checked, agreed on, with a disagreement, check jobs, msats their results cost)."""
+        rows = await self._fetch(
+            "SELECT count(DISTINCT CASE WHEN c.verdict IN ('agreed', 'disagreed') THEN c.job_id END), "
+            "count(DISTINCT CASE WHEN c.verdict = 'disagreed' THEN c.job_id END), "
+            "count(*), coalesce(sum(CASE WHEN j.state = 'completed' THEN j.amount_msats END), 0) "
+            "FROM checks c LEFT JOIN jobs j ON j.job_id = c.check_job_id WHERE c.run_id = ?",
+            (run_id,),
+        )
+        checked, disagreed, jobs, cost = (int(x or 0) for x in rows[0])
+        # A file is agreed on when no check of it disagreed (a liar checking it may have).
+        return checked, checked - disagreed, disagreed, jobs, cost
+
+    async def check_totals(self) -> tuple[int, int, int]:
+        """(checkable completed jobs, jobs checked, jobs with a disagreement) over all runs."""
+        rows = await self._fetch(
+            "SELECT (SELECT count(*) FROM jobs WHERE state = 'completed' AND run_id IS NOT NULL), "
+            "count(DISTINCT job_id), count(DISTINCT CASE WHEN verdict = 'disagreed' THEN job_id END) "
+            "FROM checks"
+        )
+        r = rows[0]
+        return int(r[0] or 0), int(r[1] or 0), int(r[2] or 0)
+
+    async def completed_jobs_of(self, provider: str, run_ids: set[str]) -> list[JobTelemetry]:
+        """A provider's completed jobs in these runs (to re-check them once it failed a check)."""
+        return [
+            t
+            for t in await self.all_jobs()
+            if t.provider_pubkey == provider and t.run_id in run_ids and t.state == JobState.COMPLETED
+        ]
 
     # --- runs (the coordinator) ------------------------------------------------------------
 
@@ -245,6 +325,20 @@ class BuyerStore:
 
     def finish_run(self, run_id: str, finished: float) -> None:
         self._write("UPDATE runs SET finished = ?, state = ? WHERE run_id = ?", (finished, "done", run_id))
+
+    # --- asks (pylon.daemon.ask_coordinator): a run row in state 'ask', which no resume picks up
+
+    def insert_ask_run(self, *, run_id: str, question: str, root: str, snapshot: str, started: float) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, f"ask: {question[:120]}", root, 0, started, None, None, snapshot, "ask"),
+        )
+
+    def finish_ask_run(self, run_id: str, *, sub_calls: int, finished: float, out_dir: str | None) -> None:
+        self._write(
+            "UPDATE runs SET files = ?, finished = ?, out_dir = coalesce(?, out_dir) WHERE run_id = ?",
+            (sub_calls, finished, out_dir, run_id),
+        )
 
     async def run_rows(self) -> list[tuple[Any, ...]]:
         """(run_id, repo, files, started, finished, out_dir, completed, failed) per run, oldest first."""

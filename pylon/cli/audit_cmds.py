@@ -85,6 +85,12 @@ def _print_trail(trail: Trail) -> None:
         )
         for p in link.problems:
             node.add(f"[red]{p}[/]")
+    for check in trail.checks:
+        verdict = {True: "[green]agreed[/]", False: "[red]disagreed[/]", None: "[yellow]not compared[/]"}
+        by = f"by {short(check.pubkey)}" if check.pubkey else "no answer"
+        tree.add(
+            f"  check    {short(check.job_id, 16)}  {by}  {verdict[check.agreed]}  [dim]{check.detail}[/]"
+        )
     stdout.print(tree)
     missing = [p for p in trail.problems if not p.startswith("invalid ")]
     for p in missing:

@@ -62,6 +62,29 @@ def buyer() -> None:
     show_default=True,
     help="mine NIP-13 proof of work (leading zero bits) into each request, for nodes with --min-pow",
 )
+@click.option(
+    "--spot-check",
+    "spot_check",
+    type=click.FloatRange(0, 1),
+    default=_DEFAULT.spot_check,
+    show_default=True,
+    help="share of deterministic results computed again on a second node (0 = off); "
+    "each node's first result in a run is always checked",
+)
+@click.option(
+    "--distrust-after",
+    type=click.IntRange(1),
+    default=_DEFAULT.distrust_after,
+    show_default=True,
+    help="failed spot checks after which a node is distrusted",
+)
+@click.option(
+    "--distrusted",
+    type=click.Choice(["exclude", "unpaid"]),
+    default=_DEFAULT.distrusted,
+    show_default=True,
+    help="what a distrusted node gets: no more jobs, or jobs without payment",
+)
 def buyer_up(
     relays: tuple[str, ...],
     pickup_timeout: float,
@@ -74,6 +97,9 @@ def buyer_up(
     allow_nodes: tuple[str, ...],
     pow_bits: int,
     refund_locktime_s: int,
+    spot_check: float,
+    distrust_after: int,
+    distrusted: str,
 ) -> None:
     """Run the buyer daemon in the foreground until SIGTERM."""
     from pylon.daemon.buyer import run_buyer
@@ -92,22 +118,18 @@ def buyer_up(
         allow_nodes=list(allow_nodes),
         pow_bits=pow_bits,
         refund_locktime_s=refund_locktime_s,
+        spot_check=spot_check,
+        distrust_after=distrust_after,
+        distrusted=distrusted,
     )
     run_daemon(lambda: run_buyer(cfg, extra=_buyer_attachments(cfg)), "buyer")
 
 
 def _buyer_attachments(cfg: object) -> list:
-    out = []
-    try:
-        from pylon.daemon.buyer.coordinator import attach_coordinator
-    except ImportError:
-        pass
-    else:
-        out.append(attach_coordinator)
-    try:
-        from pylon.daemon.buyer.payments import attach_payments
-    except ImportError:
-        pass
-    else:
-        out.append(attach_payments)
-    return out
+    """What attaches to the buyer: the map coordinator, spot checks, `pylon ask`, the payer."""
+    from pylon.daemon.ask_coordinator import attach_ask
+    from pylon.daemon.buyer.coordinator import attach_coordinator
+    from pylon.daemon.buyer.payments import attach_payments
+    from pylon.daemon.buyer.spot_checks import attach_spot_checks
+
+    return [attach_coordinator, attach_spot_checks, attach_ask, attach_payments]

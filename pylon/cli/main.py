@@ -20,6 +20,7 @@ def main() -> None:
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `cli`.
     from pylon.cli import (  # noqa: F401
+        ask_cmds,
         audit_cmds,
         buyer_cmds,
         job_cmds,

@@ -25,6 +25,13 @@ def canonical_sha256(result: FileResult) -> str:
     return hashlib.sha256(canonical_bytes(result)).hexdigest()
 
 
+def agreement(a: FileResult, b: FileResult) -> bool | None:
+    """True when two results agree byte for byte, False when they differ, None: not comparable."""
+    if not comparable(a, b):
+        return None
+    return canonical_sha256(a) == canonical_sha256(b)
+
+
 def comparable(a: FileResult, b: FileResult) -> bool:
     """Whether two results can be compared at all: same deterministic extractor, same input."""
     return (

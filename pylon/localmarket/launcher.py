@@ -68,8 +68,7 @@ class LocalMarket:
     memory_relay: bool = False
     heartbeat_s: float = 1.0
     node_args: list[str] = field(default_factory=list)
-    # Flags for one node only, after node_args (the last of a repeated flag wins): mixed swarms.
-    per_node_args: dict[str, list[str]] = field(default_factory=dict)
+    node_extra: dict[str, list[str]] = field(default_factory=dict)  # more flags for one node, by name
     buyer_args: list[str] = field(default_factory=list)
     node_prefix: str = "n"
     quiet: bool = True
@@ -168,7 +167,7 @@ class LocalMarket:
             "--heartbeat",
             str(self.heartbeat_s),
             *self.node_args,
-            *self.per_node_args.get(name, []),
+            *self.node_extra.get(name, []),
         ]
         if self.with_mint and "--mint" not in self.node_args:
             args += ["--mint", str(self.mint_url)]

@@ -35,6 +35,7 @@ CHUNK_DATA_BYTES = 40 * 1024  # base64 payload per chunk event, well under the 6
 CHUNK_TAG = "chunk"
 ROOT_TAG = "pylon-run"
 RETRY_MARKER = "retry"  # a re-issued attempt points at the job it retries
+CHECK_MARKER = "check"  # a spot check points at the job whose result it re-computes
 
 _result_decoder = msgspec.json.Decoder(FileResult)
 _chunk_decoder = msgspec.json.Decoder(InputChunk)
@@ -80,6 +81,7 @@ def build_request(
     relay_hint: str = "",
     attempt: int = 1,
     retry_of: str | None = None,
+    check_of: str | None = None,
     pow_bits: int = 0,
 ) -> NostrEvent:
     tags: list[list[str]] = []
@@ -103,6 +105,8 @@ def build_request(
         tags.append(["e", run_id, relay_hint, "root"])
     if retry_of:
         tags.append(["e", retry_of, relay_hint, RETRY_MARKER])
+    if check_of:
+        tags.append(["e", check_of, relay_hint, CHECK_MARKER])
     if pow_bits > 0:  # NIP-13: nodes may require proof of work on requests (spam limit)
         return nip13.mine(keys, kinds.JOB_REQUEST, "", tags, pow_bits)
     return sign_event(keys, kinds.JOB_REQUEST, "", tags)
@@ -121,6 +125,7 @@ def parse_request(ev: NostrEvent) -> JobRequest:
         raise InvalidEvent("wrong_kind")
     params: dict[str, str] = {}
     retry_of: str | None = None
+    check_of: str | None = None
     text: str | None = None
     chunk_ids: list[str] = []
     assigned = None
@@ -144,6 +149,8 @@ def parse_request(ev: NostrEvent) -> JobRequest:
             run_id = t[1]
         elif name == "e" and len(t) >= 4 and t[3] == RETRY_MARKER:
             retry_of = t[1]
+        elif name == "e" and len(t) >= 4 and t[3] == CHECK_MARKER:
+            check_of = t[1]
         elif name == "bid" and len(t) >= 2:
             bid = _int(t[1], "bad_bid")
         elif name == "submitted_ms" and len(t) >= 2:
@@ -171,6 +178,7 @@ def parse_request(ev: NostrEvent) -> JobRequest:
         created_at=ev.created_at,
         submitted_ms=submitted_ms,
         retry_of=retry_of,
+        check_of=check_of,
     )
 
 

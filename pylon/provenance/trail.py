@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pylon.executors.canonical import agreement
 from pylon.nostr import nip60, nip61, nip90
 from pylon.nostr.event import InvalidEvent, NostrEvent, verify_event
 from pylon.nostr.filters import Filter
@@ -28,7 +29,7 @@ from pylon.payments.proofs import inspect_proofs, p2pk_keys_match
 from pylon.provenance.fetch import RawReader
 from pylon.schemas import kinds
 from pylon.schemas.events import JobRequest, NutzapInfo
-from pylon.schemas.provenance import ROLES, Trail, TrailLink
+from pylon.schemas.provenance import ROLES, Trail, TrailCheck, TrailLink
 
 ID_BATCH = 100
 MAX_HOPS = 3  # result → attempt → job: how far an id given for a later link is followed
@@ -142,6 +143,7 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
 
     # --- re-issued attempts: new requests tagging the job with the retry marker -------------
     attempts: list[tuple[_Item, JobRequest | None]] = [(root, request)]
+    check_requests: list[NostrEvent] = []
     for ev in await reader.query([Filter(kinds=[kinds.JOB_REQUEST], e=[job_id])]):
         if ev.id == job_id or nip90.is_chunk(ev) or nip90.is_run_root(ev):
             continue
@@ -153,6 +155,9 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
             req = nip90.parse_request(ev)
         except InvalidEvent as exc:
             it.problems.append(f"malformed request ({exc})")
+        if req is not None and req.check_of == job_id and ev.pubkey == buyer and not it.problems:
+            check_requests.append(ev)  # a spot check of this job: its own job, listed apart
+            continue
         if req is not None and req.retry_of != job_id:
             continue  # tags the job for another reason; not an attempt of it
         if ev.pubkey != buyer:
@@ -274,6 +279,9 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
         if not it.valid:
             problems.append(f"invalid {it.role} {it.ev.id[:12]}: {'; '.join(it.problems)}")
 
+    win_parsed = next((p for it, _, p in res_items if winner and it is winner[0]), None)
+    checks = await _checks(reader, check_requests, buyer, win_parsed)
+
     rank_of = {r: i for i, r in enumerate(ROLES)}
     for n, (it, _) in enumerate(attempts):
         it.order = n
@@ -292,7 +300,53 @@ async def _build(reader: RawReader, job_id: str, hops: int = 0) -> Trail:
         payment_id=payment_id,
         receipt_id=receipt_id,
         paid_msats=paid_msats,
+        checks=checks,
     )
+
+
+async def _checks(
+    reader: RawReader, check_requests: list[NostrEvent], buyer: str, win: nip90.ParsedResult | None
+) -> list[TrailCheck]:
+    """Each spot check's answer (from the node its last attempt went to) against the job's result."""
+    if not check_requests:
+        return []
+    ids = [ev.id for ev in check_requests]
+    # A check re-issued to another node is a retry of the check job.
+    attempts: dict[str, str] = {cid: cid for cid in ids}  # attempt id → check job id
+    assigned: dict[str, str | None] = {ev.id: ev.tag_value("p") for ev in check_requests}
+    for ev in await reader.query([Filter(kinds=[kinds.JOB_REQUEST], e=ids)]):
+        try:
+            req = nip90.parse_request(ev)
+        except InvalidEvent:
+            continue
+        if req.retry_of in attempts and ev.pubkey == buyer and _signature_problem(ev) is None:
+            attempts[ev.id] = req.retry_of
+            assigned[ev.id] = req.assigned
+    results: dict[str, tuple[NostrEvent, nip90.ParsedResult]] = {}
+    events: list[NostrEvent] = []
+    for batch in _batches(list(attempts)):
+        events += await reader.query([Filter(kinds=[kinds.JOB_FEEDBACK, kinds.JOB_RESULT], e=batch)])
+    parts = {ev.id: ev for ev in events if ev.kind == kinds.JOB_FEEDBACK}
+    for ev in sorted((e for e in events if e.kind == kinds.JOB_RESULT), key=lambda e: e.created_at):
+        att = nip90.result_job_id(ev) or ""
+        if att not in attempts or ev.pubkey != assigned.get(att) or _signature_problem(ev) is not None:
+            continue
+        try:
+            parsed = nip90.parse_result(ev, [parts[p] for p in nip90.result_part_ids(ev) if p in parts])
+        except InvalidEvent:
+            continue
+        results.setdefault(attempts[att], (ev, parsed))
+    out = []
+    for cid in ids:
+        found = results.get(cid)
+        if found is None:
+            out.append(TrailCheck(job_id=cid, pubkey=None, result_id=None, agreed=None, detail="no result"))
+            continue
+        ev, parsed = found
+        agreed = agreement(win.result, parsed.result) if win is not None else None
+        detail = {True: "agreed", False: "disagreed", None: "not comparable"}[agreed]
+        out.append(TrailCheck(job_id=cid, pubkey=ev.pubkey, result_id=ev.id, agreed=agreed, detail=detail))
+    return out
 
 
 def _attempt_no(ev: NostrEvent) -> int:

@@ -17,6 +17,7 @@ import msgspec
 
 from pylon.rpc.client import RpcClient
 from pylon.schemas import rpc
+from pylon.schemas.ask import AskList, AskSummary
 
 
 class BuyerClient:
@@ -92,6 +93,12 @@ class BuyerClient:
 
     async def map(self, repo: str, *, out_dir: str | None = None, on_progress: Any = None) -> rpc.MapSummary:
         return await self._call(rpc.MapReq(repo=repo, out_dir=out_dir), timeout=None, on_progress=on_progress)
+
+    async def ask(self, req: rpc.AskReq, *, on_progress: Any = None) -> AskSummary:
+        return await self._call(req, timeout=None, on_progress=on_progress)
+
+    async def asks(self) -> AskList:
+        return await self._call(rpc.AsksReq())
 
     # --- payments (a buyer started with --mint) --------------------------------------------
 

@@ -68,6 +68,7 @@ def provider_stats(
     online: bool = False,
     uptime_s: float | None = None,
     failures_by_attempt: Mapping[str, int] | None = None,
+    checks: tuple[int, int] = (0, 0),
 ) -> ProviderStats:
     mine = [j for j in jobs if j.provider_pubkey == pubkey]
     completed = [j for j in mine if j.state == JobState.COMPLETED]
@@ -86,6 +87,8 @@ def provider_stats(
         median_runtime_s=median(j.exec_time for j in completed if j.exec_time is not None),
         median_e2e_s=median(j.end_to_end for j in completed if j.end_to_end is not None),
         earned_msats=sum(j.amount_msats for j in completed if j.is_paid),
+        checks_passed=checks[0],
+        checks_failed=checks[1],
     )
 
 

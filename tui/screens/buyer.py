@@ -6,6 +6,7 @@ from pylon.schemas import rpc
 from pylon.tui.model import BuyerModel, Changes, short
 from pylon.tui.screens.base import MainScreen
 from pylon.tui.screens.kill import ban_provider
+from pylon.tui.widgets.ask_tree import AskTree
 from pylon.tui.widgets.conn_bar import ConnBar
 from pylon.tui.widgets.filter_bar import FilterBar
 from pylon.tui.widgets.jobs_table import JobsTable
@@ -61,6 +62,7 @@ class BuyerScreen(MainScreen):
             "nodes": Changes(all=True),
             "jobs": Changes(all=True),
             "runs": Changes(all=True),
+            "asks": Changes(all=True),
             "run_jobs": Changes(all=True),
         }
 
@@ -79,6 +81,8 @@ class BuyerScreen(MainScreen):
                 yield NodesTable(clock, id="nodes-table")
             with TabPane("Runs [3]", id="runs"):
                 yield RunsTree(self.model, id="runs-tree")
+                # The asks (`pylon ask`) beside the runs; out of the way until there is one.
+                yield AskTree(self.model.node_name, id="ask-tree")
             with TabPane("Jobs [4]", id="jobs"):
                 yield JobsTable(self.model.node_name, id="jobs-table")
             with TabPane("Log [5]", id="log"):
@@ -89,6 +93,7 @@ class BuyerScreen(MainScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(FilterBar).display = False
+        self.query_one(AskTree).display = False
         self.query_one(SwarmStats).show_rate()
 
     # --- refresh ----------------------------------------------------------------------------------
@@ -117,6 +122,7 @@ class BuyerScreen(MainScreen):
             swarm.show_runs()
         _merge(self._pending["runs"], runs)
         _merge(self._pending["run_jobs"], jobs)
+        _merge(self._pending["asks"], m.ask_changes.take())
         lines = m.take_log()
         if lines:
             self.query_one("#log-pane", LogPane).add_lines(lines)
@@ -132,6 +138,11 @@ class BuyerScreen(MainScreen):
             self.query_one(JobsTable).sync(m.jobs, self._pending["jobs"].take())
         elif tab == "runs" and (self._pending["runs"] or self._pending["run_jobs"]):
             self.query_one(RunsTree).sync(self._pending["runs"].take(), self._pending["run_jobs"].take())
+        if tab == "runs" and self._pending["asks"]:
+            changed = self._pending["asks"].take()
+            asks = self.query_one(AskTree)
+            asks.sync(m.asks, list(m.asks) if changed.all else changed.keys)
+            asks.display = bool(m.asks)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self._sync_visible()

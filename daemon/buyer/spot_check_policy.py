@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pylon.schemas.events import FileResult
 
-from pylon.executors.canonical import canonical_sha256, comparable
+from pylon.executors.canonical import agreement, canonical_sha256
 
 DEFAULT_SHARE = 0.05
 DEFAULT_DISTRUST_AFTER = 2
@@ -29,14 +29,16 @@ class Verdict(enum.StrEnum):
 
 
 def compare(a: FileResult, b: FileResult) -> Verdict:
-    if not comparable(a, b):
+    agreed = agreement(a, b)
+    if agreed is None:
         return Verdict.INCOMPARABLE
-    return Verdict.AGREED if canonical_sha256(a) == canonical_sha256(b) else Verdict.DISAGREED
+    return Verdict.AGREED if agreed else Verdict.DISAGREED
 
 
 def checkable(result: FileResult) -> bool:
-    """Only deterministic results have one right answer to compare against."""
-    return result.executor == "deterministic" and bool(result.executor_version)
+    """Only deterministic file results have one right answer to compare against (an ask's
+    sub-answers are paid from the ask's budget, which a check must not spend)."""
+    return result.executor == "deterministic" and bool(result.executor_version) and result.ask is None
 
 
 @dataclass
@@ -119,7 +121,7 @@ class SpotCheckPolicy:
         if key not in self._checked_in_run:
             self._checked_in_run.add(key)
             return True
-        if self.suspect(provider):
+        if self.suspect(provider) or self.distrusted(provider):
             return True
         return self.rng.random() < self.share
 
