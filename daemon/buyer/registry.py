@@ -22,6 +22,7 @@ from pylon.nostr.nip89 import parse_announce
 MAX_HEARTBEAT_INTERVAL_S = 120.0
 SLOT_CAP = 32  # whatever a node declares
 START_SLOTS = 2  # before it has delivered anything
+PREFETCH = 1  # jobs handed to a delivering node beyond its slots, so it never waits on us
 LOST_INTERVALS = 2.0  # heartbeats missed before a node's jobs are taken back
 LOST_SLACK_S = 1.0  # a heartbeat late by a scheduling hiccup is not a lost node
 
@@ -71,7 +72,11 @@ class NodeEntry:
         return max(1, min(self.declared_slots(), SLOT_CAP, START_SLOTS + self.completed_for_us))
 
     def free_slots(self) -> int:
-        return self.slots() - self.assigned_now
+        """Free slots, plus one job waiting at a node that has delivered: the round trip to the
+        buyer and back is then hidden behind the job it is running (a node that never delivered
+        gets no such credit)."""
+        prefetch = PREFETCH if self.completed_for_us > 0 else 0
+        return self.slots() + prefetch - self.assigned_now
 
     def lost(self, now: float, default_interval: float, since: float = 0.0) -> bool:
         """No heartbeat for LOST_INTERVALS intervals (counted from `since` at the earliest)."""
