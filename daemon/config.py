@@ -36,8 +36,8 @@ class NodeConfig(msgspec.Struct, kw_only=True):
     mint_url: str | None = None
     payment_required: bool = False  # ask for payment up front (NUT-11 lock with a refund path)
     allow_buyers: list[str] = []  # empty = serve anyone
-    rate_per_s: float = 0.0  # per-buyer token bucket; 0 = unlimited
-    rate_burst: int = 200
+    rate_per_s: float = 100.0  # per-buyer token bucket (on by default); 0 = unlimited
+    rate_burst: int = 2000
     min_pow: int = 0  # NIP-13 bits a request needs; fewer are dropped and counted (pow_too_low)
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import aiosqlite
 import anyio
 from pylon.schemas.rpc import NodeJob
+
+from pylon.logs import get_logger
+from pylon.sqlite_batch import commit_isolated
+
+log = get_logger("pylon.node_store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -25,6 +29,9 @@ class NodeStore:
         self.db = db
         self._dirty: dict[str, NodeJob] = {}
         self._flush_lock = anyio.Lock()  # batches must not interleave on one connection
+        self._gen = 0
+        self._dirty_gen: dict[str, int] = {}
+        self.bad_rows = 0
 
     @classmethod
     async def open(cls, path: Path) -> NodeStore:
@@ -67,7 +74,9 @@ class NodeStore:
 
     def record(self, job: NodeJob) -> None:
         """Write-behind: flushed in batches by flush() so the hot path never waits on disk."""
+        self._gen += 1
         self._dirty[job.job_id] = job
+        self._dirty_gen[job.job_id] = self._gen
 
     async def add_payment(self, job_id: str, msats: int) -> None:
         await self.flush()
@@ -81,22 +90,37 @@ class NodeStore:
     async def _flush(self) -> None:
         if not self._dirty:
             return
-        rows = [
-            (j.job_id, j.buyer, j.path, j.state, j.received, j.started, j.finished, j.error, j.paid_msats)
-            for j in self._dirty.values()
-        ]
-        self._dirty.clear()
-        try:
-            await self.db.executemany(
+        taken = dict(self._dirty)  # kept until committed: a failed write loses nothing
+        gens = dict(self._dirty_gen)
+        stmts = [
+            (
                 "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(job_id) DO UPDATE SET "
                 "state=excluded.state, started=excluded.started, finished=excluded.finished, "
                 "error=excluded.error",
-                rows,
+                (
+                    j.job_id,
+                    j.buyer,
+                    j.path,
+                    j.state,
+                    j.received,
+                    j.started,
+                    j.finished,
+                    j.error,
+                    j.paid_msats,
+                ),
             )
-            await self.db.commit()
-        except sqlite3.Error:
-            await self.db.rollback()
-            raise
+            for j in taken.values()
+        ]
+        outcome = await commit_isolated(self.db, [(stmts[0][0], [p for _, p in stmts])])
+        for job_id in list(taken)[: outcome.done]:
+            if self._dirty_gen.get(job_id) == gens[job_id]:  # not recorded again while we wrote
+                del self._dirty[job_id]
+                del self._dirty_gen[job_id]
+        self.bad_rows += len(outcome.bad)
+        for _, _, exc in outcome.bad:
+            log.error("node_row_dropped", error=f"{type(exc).__name__}: {exc}"[:200])
+        if outcome.error is not None:
+            log.warning("node_flush_deferred", error=str(outcome.error)[:200])
 
     async def recent(self, limit: int) -> list[NodeJob]:
         await self.flush()

@@ -18,6 +18,12 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 from pylon.daemon.config import NodeConfig
+from pylon.daemon.intake_limits import (
+    REJECT_FEEDBACK_BURST,
+    REJECT_FEEDBACK_PER_S,
+    BuyerBuckets,
+    TokenBucket,
+)
 from pylon.daemon.node_cancel import honour_cancel
 from pylon.daemon.node_store import NodeStore
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
@@ -59,25 +65,6 @@ RESYNC_INTERVAL_S = 2.0
 RESYNC_LOOKBACK_S = 20
 
 
-class TokenBucket:
-    """Per-buyer rate limit: `rate` jobs a second, bursts up to `burst`."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 @dataclass
 class _Job:
     request: JobRequest
@@ -116,7 +103,8 @@ class ProviderNode:
         self._send, self._recv = anyio.create_memory_object_stream[_Job](max_buffer_size=math.inf)
         self._seen: deque[str] = deque(maxlen=50_000)
         self._seen_set: set[str] = set()
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets = BuyerBuckets(config.rate_per_s, config.rate_burst)  # LRU-bounded
+        self._reject_budget = TokenBucket(REJECT_FEEDBACK_PER_S, REJECT_FEEDBACK_BURST)
         self._idle = anyio.Event()
         self.store: NodeStore | None = None
         self.rpc: RpcServer | None = None
@@ -180,6 +168,10 @@ class ProviderNode:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.store.close()
+                aclose = getattr(self.executor, "aclose", None)
+                if aclose is not None:  # parse worker processes, Ollama's HTTP pool
+                    with anyio.move_on_after(5):
+                        await aclose()
 
     async def drain_and_stop(self, tg_scope: anyio.CancelScope) -> None:
         """SIGTERM: take no new work, finish what is queued and running (bounded), then stop."""
@@ -227,16 +219,11 @@ class ProviderNode:
             self._drop("pow_too_low")
             return
         if self.config.allow_buyers and req.buyer not in self.config.allow_buyers:
-            self._drop("buyer_not_allowed")
-            self._reject(req, ErrorCode.RATE_LIMITED, "buyer not on this node's allow-list")
+            self._drop("buyer_not_allowed")  # unauthenticated: no signed answer, just a count
             return
-        if self.config.rate_per_s > 0:
-            bucket = self._buckets.setdefault(
-                req.buyer, TokenBucket(self.config.rate_per_s, self.config.rate_burst)
-            )
-            if not bucket.take():
-                self._reject(req, ErrorCode.RATE_LIMITED, "rate limit exceeded, slow down")
-                return
+        if self.config.rate_per_s > 0 and not self._buckets.take(req.buyer):
+            self._reject(req, ErrorCode.RATE_LIMITED, "rate limit exceeded, slow down")
+            return
         if self.state != NodeState.ONLINE:
             self._reject(req, ErrorCode.PROVIDER_OFFLINE, f"node is {self.state.value}")
             return
@@ -268,6 +255,14 @@ class ProviderNode:
 
     def _reject(self, req: JobRequest, code: ErrorCode, message: str) -> None:
         self._drop(f"rejected_{code.value}")
+        # A signed answer only for a request addressed to us, and within the node-wide budget:
+        # an untargeted request was not asked of us, and a flood must not make us sign for it.
+        if req.assigned != self.pubkey:
+            self._drop("reject_unsolicited_silent")
+            return
+        if not self._reject_budget.take():
+            self._drop("reject_feedback_suppressed")
+            return
         self._feedback_now(req, FeedbackStatus.ERROR, error=code, message=message)
 
     def _spawn(self, coro: Any) -> None:

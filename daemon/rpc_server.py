@@ -61,8 +61,15 @@ Handler = Callable[[Request, "CallContext"], Awaitable[Any]]
 _PROBE_TIMEOUT_S = 1.0
 _COUNTERS = (
     "connections", "calls", "call_errors", "handler_crashes", "bad_frames", "refused_peers",
-    "pushes", "dropped_pushes", "bad_pushes",
+    "pushes", "dropped_pushes", "bad_pushes", "refused_busy", "idle_closed", "evicted",
+    "partial_frames",
 )  # fmt: skip
+# Bounds for a socket anyone with our uid can open (a runaway script, a confused TUI): how many
+# connections at once, how long one may sit idle (no call running, not subscribed), and how long
+# a frame may take once its first byte arrived.
+MAX_CONNECTIONS = 64
+IDLE_TIMEOUT_S = 300.0
+FRAME_TIMEOUT_S = 10.0
 
 
 class RpcFailure(Exception):
@@ -97,11 +104,18 @@ class _Subscription:
 class _Connection:
     """One accepted client: a frame reader and a locked writer shared by its call tasks."""
 
-    def __init__(self, stream: UnixStream) -> None:
+    def __init__(self, stream: UnixStream, frame_timeout: float | None = None) -> None:
         self.stream = stream
-        self.reader = FrameReader(stream)
+        self.reader = FrameReader(stream, partial_timeout=frame_timeout)
         self._send_lock = anyio.Lock()  # anyio streams refuse concurrent sends
         self.subscription: _Subscription | None = None
+        self.inflight = 0
+        self.ready = False  # past the handshake
+        self.scope: anyio.CancelScope | None = None
+        self.last_active = anyio.current_time()
+
+    def idle(self) -> bool:
+        return self.inflight == 0 and self.subscription is None
 
     async def send_raw(self, data: bytes) -> bool:
         """Write one encoded frame; False if the client is gone (the caller then gives up quietly)."""
@@ -144,6 +158,9 @@ class RpcServer:
         push_queue: int = 256,
         max_inflight: int = 64,
         handshake_timeout: float = 10.0,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+        frame_timeout: float = FRAME_TIMEOUT_S,
     ) -> None:
         self.socket_path = Path(socket_path)
         self._welcome = Welcome(version=RPC_VERSION, daemon=daemon, name=name, pubkey=pubkey)
@@ -153,6 +170,9 @@ class RpcServer:
         self._push_queue = push_queue
         self._max_inflight = max_inflight
         self._handshake_timeout = handshake_timeout
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._frame_timeout = frame_timeout
         self._connections: set[_Connection] = set()
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
@@ -259,28 +279,56 @@ class RpcServer:
                 log.warning("rpc.accept_failed", error=str(e))
                 await anyio.sleep(0.1 if e.errno in (errno.EMFILE, errno.ENFILE) else 0.01)
                 continue
+            if len(self._connections) >= self._max_connections and not self._evict_one():
+                self._counts["refused_busy"] += 1
+                tg.start_soon(self._refuse_busy, stream)
+                continue
             tg.start_soon(self._serve_connection, stream)
+
+    def _evict_one(self) -> bool:
+        """Make room by closing the longest-idle connection; False when every one is busy."""
+        idle = [c for c in self._connections if c.idle() and c.scope is not None]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: (c.ready, c.last_active))  # half-open handshakes first
+        self._connections.discard(victim)
+        assert victim.scope is not None
+        victim.scope.cancel()
+        self._counts["evicted"] += 1
+        return True
+
+    async def _refuse_busy(self, stream: UnixStream) -> None:
+        async with stream:
+            conn = _Connection(stream)
+            with anyio.move_on_after(1):
+                await conn.send_error(0, "busy", f"over {self._max_connections} connections; try again")
 
     # --- one connection ----------------------------------------------------------------------
 
     async def _serve_connection(self, stream: UnixStream) -> None:
         self._counts["connections"] += 1
-        conn = _Connection(stream)
+        conn = _Connection(stream, self._frame_timeout)
+        conn.scope = anyio.CancelScope()
         self._connections.add(conn)
         try:
-            async with stream:
-                uid = _peer_uid(stream)
-                if uid is not None and uid != self._allowed_uid:
-                    self._counts["refused_peers"] += 1
-                    log.warning("rpc.peer_refused", peer_uid=uid)
-                    await conn.send_error(0, "refused", f"uid {uid} may not use this daemon's socket")
-                    return
-                if await self._handshake(conn):
-                    await self._call_loop(conn)
+            with conn.scope:
+                await self._serve_stream(conn, stream)
         except Exception:
             log.exception("rpc.connection_crashed")
         finally:
             self._connections.discard(conn)
+
+    async def _serve_stream(self, conn: _Connection, stream: UnixStream) -> None:
+        async with stream:
+            uid = _peer_uid(stream)
+            if uid is not None and uid != self._allowed_uid:
+                self._counts["refused_peers"] += 1
+                log.warning("rpc.peer_refused", peer_uid=uid)
+                await conn.send_error(0, "refused", f"uid {uid} may not use this daemon's socket")
+                return
+            if await self._handshake(conn):
+                conn.ready = True
+                await self._call_loop(conn)
 
     async def _handshake(self, conn: _Connection) -> bool:
         frame = None
@@ -314,8 +362,16 @@ class RpcServer:
         async with anyio.create_task_group() as tg:
             while True:
                 try:
-                    frame = await conn.reader.read_frame()
+                    with anyio.move_on_after(self._idle_timeout) as waited:
+                        frame = await conn.reader.read_frame()
+                    if waited.cancelled_caught:
+                        if not conn.idle():
+                            continue  # a call is running or pushes flow: not idle
+                        self._counts["idle_closed"] += 1
+                        break
                 except FrameError as e:
+                    if e.fatal and "not completed within" in e.message:
+                        self._counts["partial_frames"] += 1
                     self._counts["bad_frames"] += 1
                     log.warning("rpc.bad_frame", code=e.code, error=e.message, fatal=e.fatal)
                     await conn.send_error(e.frame_id, e.code, e.message)
@@ -324,6 +380,7 @@ class RpcServer:
                     continue
                 if frame is None:
                     break
+                conn.last_active = anyio.current_time()
                 if not isinstance(frame, Call):
                     self._counts["bad_frames"] += 1
                     await conn.send_error(0, "bad_frame", f"expected a call, got {type(frame).__name__}")
@@ -333,6 +390,7 @@ class RpcServer:
                     await self._subscribe(conn, frame.id, frame.req, tg)
                     continue
                 await slots.acquire()
+                conn.inflight += 1
                 tg.start_soon(self._run_call, conn, frame, slots)
             # The caller has gone (or must go): its unfinished calls have nobody to answer to.
             tg.cancel_scope.cancel()
@@ -363,6 +421,8 @@ class RpcServer:
                 )
             await conn.send_raw(data)
         finally:
+            conn.inflight -= 1
+            conn.last_active = anyio.current_time()
             slots.release()
 
     # --- pushes ------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def run_dir() -> Path:
 
 
 def node_dir(name: str) -> Path:
-    return private_dir(pylon_home() / "nodes" / name)
+    # The parent too: mkdir(parents=True) makes missing parents with the umask's mode (0755).
+    return private_dir(private_dir(pylon_home() / "nodes") / name)
 
 
 def buyer_dir() -> Path:

@@ -23,6 +23,9 @@ class Snapshot(msgspec.Struct):
     files: list[SnapshotFile]
     skipped: dict[str, int]  # reason -> number of files skipped for it
     snapshot_sha256: str  # sha256 over the sorted "path\0sha256\n" lines of `files`
+    # reason -> the skipped paths (at most 500 a reason; a vendored directory outside git is
+    # named once, with a trailing "/")
+    skipped_files: dict[str, list[str]] = {}
 
 
 class MapSymbol(msgspec.Struct):
@@ -59,6 +62,7 @@ class RepoMap(msgspec.Struct):
     snapshot_sha256: str = ""
     failed: dict[str, str] = {}  # path -> error code
     skipped: dict[str, int] = {}  # reason -> count
+    skipped_files: dict[str, list[str]] = {}  # reason -> paths (Snapshot.skipped_files)
 
 
 class HitSymbol(msgspec.Struct):

@@ -111,6 +111,10 @@ class RunsReq(Req, tag="runs"):
 class MapReq(Req, tag="map"):
     repo: str
     out_dir: str | None = None
+    tokens: int = 2048  # repo_map.md's budget, in cl100k_base tokens
+    fresh: bool = False  # map every file again, cached results or not
+    include: list[str] = []  # globs over repo-relative paths; empty: every file
+    exclude: list[str] = []
 
 
 class AskReq(Req, tag="ask"):
@@ -367,6 +371,8 @@ class MapSummary(msgspec.Struct, kw_only=True):
     artifacts: dict[str, str]
     skipped: dict[str, int] = {}
     checks: CheckSummary | None = None
+    sent: int = 0  # jobs sent to the swarm in this run
+    cached: int = 0  # files whose result an earlier run had (same bytes, same executor)
 
 
 class MapProgress(msgspec.Struct, kw_only=True):

@@ -74,6 +74,12 @@ class GlobalStats(msgspec.Struct, kw_only=True):
     p50_exec_s: float | None = None
     p50_publish_s: float | None = None
     dropped_events: dict[str, int] = {}
+    # Spot checks (deterministic map results computed again on another node); None: none ran.
+    checked_share: float | None = None  # of completed map jobs, the share that was checked
+    disagreement_rate: float | None = None  # of checked jobs, the share some node disagreed on
+    jobs_recent: int = 0  # jobs completed in the last `recent_s` seconds
+    recent_s: float = 300.0
+    last_completed_at: float | None = None  # unix time of the last completed job
 
 
 class ProviderStats(msgspec.Struct, kw_only=True):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import anyio
 import pytest
 from pylon.schemas.errors import ErrorCode
@@ -33,27 +31,18 @@ async def test_small_file_runs_inline_and_matches_extract_file() -> None:
     assert [(s.name, s.kind) for s in result.symbols] == [("f", "function")]
 
 
-async def test_big_file_runs_on_a_worker_thread() -> None:
+async def test_big_file_runs_in_a_worker_process() -> None:
     text = "".join(f"def f{i}(x):\n    return x\n" for i in range(4000))  # > 64 KiB
-    seen: list[str] = []
-    real = extract_file
-
-    def spy(*args: object, **kwargs: object):
-        seen.append(threading.current_thread().name)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    import pylon.executors.base as base
-
-    original = base.extract_file
-    base.extract_file = spy  # type: ignore[assignment]
+    ex = DeterministicExecutor()
     try:
-        result = await DeterministicExecutor().run("big.py", text, "python")
-        await DeterministicExecutor().run("small.py", "x = 1\n", "python")
+        result = await ex.run("big.py", text, "python")
+        assert ex.pool.started == 1  # the big file left the node's process
+        await ex.run("small.py", "x = 1\n", "python")
+        assert ex.pool.started == 1  # the small one did not need a worker
+        assert result == extract_file("big.py", text, "python")
+        assert len(result.symbols) == 4000
     finally:
-        base.extract_file = original  # type: ignore[assignment]
-    assert len(result.symbols) == 4000
-    assert seen[0] != threading.main_thread().name  # the big file left the event loop's thread
-    assert seen[1] == threading.main_thread().name  # the small one did not
+        await ex.aclose()
 
 
 async def test_errors_propagate_as_exec_error() -> None:
@@ -62,7 +51,7 @@ async def test_errors_propagate_as_exec_error() -> None:
     assert info.value.code == ErrorCode.BAD_INPUT
 
 
-async def test_timeout_on_a_worker_thread() -> None:
+async def test_timeout_in_a_worker_process() -> None:
     text = "def f(x):\n    return [x, {x: (x, x)}]\n" * 80_000
     # A limit of 0 s: the outcome cannot depend on how fast this machine parses.
     ex = DeterministicExecutor(timeout_s=0)

@@ -214,7 +214,8 @@ async def test_reduce_writes_the_overview_without_a_schema() -> None:
     assert text == "Pylon greets people.\n\nStart at app/greeter.py."
     [request] = fake.chat_requests
     assert "format" not in request or request["format"] is None
-    assert request["messages"][-1]["content"] == facts.strip()
+    content = request["messages"][-1]["content"]  # the facts, fenced as data (issue 10 item 12)
+    assert content.startswith("<<<FACTS-") and facts.strip() in content
 
 
 async def test_reduce_rejects_empty_facts_and_empty_answers() -> None:

@@ -193,6 +193,6 @@ def test_buyer_killed_mid_run_resumes(tmp_path: Path) -> None:
         assert (summary["files"], summary["completed"], summary["failed"]) == (60, 60, 0)
         assert 1 <= summary["providers"] <= 3
         assert summary["artifacts"]["repo_map"] == str(out / "repo_map.json")
-        assert set(summary["artifacts"]) == {"repo_map", "overview", "index"}
+        assert set(summary["artifacts"]) == {"repo_map", "repo_map_md", "overview", "index"}
     finally:
         m.stop()

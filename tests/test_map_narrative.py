@@ -49,8 +49,8 @@ def make_repo(root: Path) -> Path:
     return root
 
 
-def run_map(market: LocalMarket, repo: Path, out: Path) -> dict:
-    res = market.cli("map", str(repo), "--out", str(out), "--json", timeout=120)
+def run_map(market: LocalMarket, repo: Path, out: Path, *extra: str) -> dict:
+    res = market.cli("map", str(repo), "--out", str(out), "--json", *extra, timeout=120)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -105,6 +105,7 @@ def test_a_model_node_writes_the_narrative(
 
     overview = (tmp_path / "out" / "overview.md").read_text()
     assert "## Summary" in overview and MARKER in overview
+    assert f"`{llm[:16]}…`" in overview  # attributed to the node that wrote it (issue 10 item 12)
     # The narrative sits on top of the facts: after the title, before the facts' sections.
     assert overview.index("## Summary") < overview.index(MARKER) < overview.index("## Languages")
     assert "## Layout" in overview and "## Entry points" in overview
@@ -127,7 +128,8 @@ def test_a_failed_narrative_leaves_the_facts(
     before = len(reduce_jobs(model_market))
     fake.fail = "error500"  # every chat fails from now on: per-file summaries and the reduce step
     try:
-        res = run_map(model_market, repo, tmp_path / "out")
+        # --fresh: the first test mapped this repo, and cached files would not be sent again.
+        res = run_map(model_market, repo, tmp_path / "out", "--fresh")
     finally:
         fake.fail = None
     # Files the model node could not summarise were re-issued to the other nodes.

@@ -415,3 +415,29 @@ async def test_forged_signature_is_shown_invalid_not_dropped() -> None:
     (bad,) = links(trail, "result")
     assert bad.id == res.id and not bad.valid
     assert bad.problems == ["signature check failed (bad_signature)"]
+
+
+async def test_strangers_nested_nutzap_is_marked_not_fatal(market: Market, relay_url: str) -> None:
+    """Issue 10 item 4: a proof tag nested 5000 deep raised RecursionError and broke the trail."""
+    req, res = await market.job(price_msats=2000)
+    nested = '{"amount": 1, "witness": ' + "[" * 5000 + "]" * 5000 + "}"
+    tags = [
+        ["proof", nested],
+        ["u", market.mint],
+        ["e", res.id, "", "result"],
+        ["e", req.id, "", "job"],
+        ["p", market.node.pubkey],
+        ["amount", "2000", "msat"],
+        ["unit", "sat"],
+    ]
+    await market.put(sign_event(market.stranger, kinds.NUTZAP, "", tags))
+    trail = await build_trail(market.pool, req.id)
+    assert trail.found and trail.verified_through == "result"
+    assert [link.role for link in trail.chain][:3] == ["request", "feedback", "result"]
+    bad = links(trail, "payment")
+    assert len(bad) == 1 and not bad[0].valid and bad[0].pubkey == market.stranger.pubkey
+    out = await anyio.to_thread.run_sync(
+        lambda: CliRunner().invoke(cli, ["trail", req.id, "--relay", relay_url])
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.count("✓") == 3 and "✗" in out.output

@@ -100,7 +100,7 @@ def artifacts(tree: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def test_repo_map_json_follows_the_contract(artifacts: dict[str, str], tree: Path) -> None:
-    assert set(artifacts) == {"repo_map", "overview", "index"}
+    assert set(artifacts) == {"repo_map", "repo_map_md", "overview", "index"}
     assert all(Path(p).is_file() for p in artifacts.values())
     doc = json.loads(Path(artifacts["repo_map"]).read_text())
     assert {"run_id", "root", "files", "symbols"} <= set(doc)
@@ -141,19 +141,24 @@ def test_overview_reads_like_a_newcomers_page(artifacts: dict[str, str]) -> None
     assert headings == [
         "## Summary",
         "## Languages",
+        "## Build, CI and script files",
         "## Layout",
         "## Most central files",
         "## Entry points",
         "## Not mapped",
     ]
     assert "Acme sells widgets.\n\nThe store is the heart of it." in text
-    assert "| python | 8 |" in text and "| text | 1 |" in text
+    # The repo's languages count its code only (issue 12): the test file and README are
+    # classified, and said to be, apart.
+    assert "| python | 7 |" in text and "| text |" not in text.split("How each mapped file")[0]
+    assert "| tests | 1 | python 1 |" in text and "| docs (READMEs) | 1 | text 1 |" in text
+    assert "- `pyproject.toml` (skipped: unsupported)" in text
     assert "- `acme/` (7 files" in text and "Acme: a toy widget store with an HTTP API." in text
     central = text.split("## Most central files")[1].split("##")[0]
     first = next(line for line in central.splitlines() if line.startswith("1. "))
     assert first.startswith("1. `acme/models.py`") and "Data models" in first
     assert "acme/api/http.py" not in central  # nothing imports it: not central
-    assert "- `tests/` (1 file, 5 lines): tests and their fixtures" in text
+    assert "- `tests/` (1 file, 5 lines; tests; python 1): tests and their fixtures" in text
     assert "Persists widgets \\| keeps an inventory." in text  # a '|' cannot break the markdown
     entry = text.split("## Entry points")[1].split("##")[0]
     assert "`acme/cli.py`: console script `acme` → `acme.cli:main`" in entry

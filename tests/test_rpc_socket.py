@@ -513,3 +513,73 @@ def test_call_sync_against_a_daemon_in_another_thread(tmp_path: Path) -> None:
 
     anyio.run(daemon_side)
     assert results[0]["name"] == "alpha"
+
+
+# --- issue 10 item 9: connection cap, idle and partial-frame timeouts ------------------------------
+
+
+async def test_300_idle_connections_never_lock_a_caller_out(tmp_path: Path) -> None:
+    """On the old code all 300 were held open; now at most 64 live, the idlest make way."""
+    path = sock_path(tmp_path)
+    async with serving(path, max_connections=64) as server:
+        idle = [await Raw.open(path) for _ in range(300)]
+        await wait_until(lambda: server.stats["active_connections"] <= 64)
+        assert server.stats["evicted"] >= 300 - 64
+        # A real caller still gets in and is answered while the idle crowd sits there.
+        async with await RpcClient.connect(path) as client:
+            status = await client.call(rpc.StatusReq())
+            assert status["name"] == "alpha"
+        assert server.stats["active_connections"] <= 64
+        for raw in idle:
+            await raw.stream.aclose()
+
+
+async def test_connections_beyond_the_cap_are_refused_when_all_are_busy(tmp_path: Path) -> None:
+    path = sock_path(tmp_path)
+    daemon = Daemon()
+    async with serving(path, handler=daemon, max_connections=2) as server:
+        busy = [await Raw.open(path) for _ in range(2)]
+        for i, raw in enumerate(busy):
+            await raw.send(Call(id=i + 1, req=rpc.MapReq(repo="r")))
+        await wait_until(lambda: daemon.seen.count("map") == 2)
+        extra = Raw(await connect_unix(path))
+        assert await extra.error() == (0, "busy")
+        assert server.stats["refused_busy"] == 1
+        daemon.release.set()
+        for raw in busy:
+            await raw.stream.aclose()
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    path = sock_path(tmp_path)
+    async with serving(path, idle_timeout=0.2) as server:
+        raw = await Raw.open(path)
+        assert await raw.recv() is None  # closed by the server, bounded by BOUND_S
+        assert server.stats["idle_closed"] == 1
+        # A subscriber is not idle: its connection stays while pushes may come.
+        sub = await Raw.open(path)
+        await sub.send(Call(id=1, req=rpc.SubscribeReq(topics=[])))
+        assert isinstance(await sub.recv(), Reply)
+        await anyio.sleep(0.6)
+        server.publish("job", {"x": 1})
+        assert isinstance(await sub.recv(), Push)
+        await sub.stream.aclose()
+
+
+async def test_a_half_sent_frame_is_dropped_after_the_frame_timeout(tmp_path: Path) -> None:
+    path = sock_path(tmp_path)
+    async with serving(path, frame_timeout=0.3) as server:
+        raw = await Raw.open(path)
+        await raw.send((100).to_bytes(4, "big") + b"\x81\xa1t")  # promises 100 bytes, sends 3
+        assert (await raw.error())[1] == "bad_frame"
+        assert await raw.recv() is None
+        assert server.stats["partial_frames"] == 1
+        # Slow but steady is fine as long as the frame completes in time.
+        ok = await Raw.open(path)
+        data = encode_frame(Call(id=7, req=rpc.StatusReq()))
+        await ok.send(data[:3])
+        await anyio.sleep(0.1)
+        await ok.send(data[3:])
+        reply = await ok.recv()
+        assert isinstance(reply, Reply) and reply.ok and reply.id == 7
+        await ok.stream.aclose()

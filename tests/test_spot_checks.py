@@ -130,6 +130,11 @@ def test_a_lying_node_is_caught_out_voted_and_dropped(market: LocalMarket, tmp_p
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["checks_failed"] >= 2
 
+    report = market.cli("report", "--json")
+    assert report.returncode == 0, report.stderr
+    rep = json.loads(report.stdout)["stats"]
+    assert 0 < rep["checked_share"] <= 1 and 0 < rep["disagreement_rate"] <= 1, rep
+
     # A second run: the distrusted node is given nothing.
     (repo / "extra.py").write_text("def added_later():\n    return 1\n")
     git(repo, "add", "-A")

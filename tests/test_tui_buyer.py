@@ -258,7 +258,10 @@ async def test_ctrl_k_cancels_the_selected_run(
         async with app.run_test(size=SIZE) as pilot:
             await attached(pilot, app)
             known = set(app.buyer_model.runs)
-            mapping = asyncio.ensure_future(off_loop(lambda: market.cli("map", str(repo), "--json")))
+            # --fresh: the earlier test mapped this repo, and cached files would send no jobs.
+            mapping = asyncio.ensure_future(
+                off_loop(lambda: market.cli("map", str(repo), "--fresh", "--json"))
+            )
             await pilot.press("3")
             tree = app.screen.query_one(RunsTree)
             await wait_for(

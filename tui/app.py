@@ -92,7 +92,9 @@ class PylonApp(App[None]):
             while len(self.screen_stack) > 1 and not isinstance(self.screen, MainScreen | WaitingScreen):
                 self.pop_screen()
             self.push_screen(self._screen_for(kind))
-        self.title = f"pylon · {kind} {welcome.name}"
+        # The buyer is named "buyer": "pylon · buyer buyer" says it twice.
+        named = f" {welcome.name}" if welcome.name and welcome.name != kind else ""
+        self.title = f"pylon · {kind}{named}"
         if kind == "buyer":
             return BuyerFeed(self.buyer_model)
         return NodeFeed(self.node_model)

@@ -304,7 +304,8 @@ class BuyerModel:
         name = esc(new.get("name") or short(new["pubkey"]))
         if old is None:
             if new.get("online"):
-                self.log.add(f"node [b]{name}[/] online ({esc(new.get('state'))})")
+                state = new.get("state")  # "online (online)" says nothing twice; paused says itself
+                self.log.add(f"node [b]{name}[/] online" + (f" ({esc(state)})" if state != "online" else ""))
             return
         if old.get("online") != new.get("online"):
             self.log.add(

@@ -8,14 +8,16 @@ scheduler, `collect` waits for the run's tracker, `reduce` builds the artifacts.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from pylon.daemon.buyer.narrator import attach_narrator
+from pylon.daemon.buyer.narrator import Narrative, attach_narrator
 from pylon.daemon.buyer.scheduler import SubmitError
+from pylon.daemon.result_cache import ResultCache
 from pylon.daemon.rpc_server import CallContext, RpcFailure
 from pylon.schemas import rpc
 from pylon.schemas.events import FileResult, RunRoot
@@ -26,6 +28,9 @@ from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import nip90
 from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.gitsafe import public_repo
+from pylon.repomap.llm_map import DEFAULT_TOKENS
+from pylon.repomap.select import select_files
 from pylon.repomap.snapshot import SnapshotError, read_file, snapshot_repo
 
 if TYPE_CHECKING:
@@ -45,13 +50,31 @@ def maps_dir() -> Path:
     return d
 
 
+def clones_dir() -> Path:
+    return buyer_dir() / "clones"
+
+
+async def drop_clone(snap: Snapshot) -> None:
+    """Delete a run's clone once its files are read: a stranger's repo does not stay on disk."""
+    root = Path(snap.root)
+    if clones_dir().resolve() in root.resolve().parents:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(root, ignore_errors=True))
+
+
 class MapCoordinator:
     def __init__(self, buyer: BuyerDaemon) -> None:
         self.buyer = buyer
         self.run_info: dict[str, rpc.RunInfo] = {}
+        self._cache: ResultCache | None = None
+
+    @property
+    def cache(self) -> ResultCache:
+        if self._cache is None:
+            self._cache = ResultCache(self._store())
+        return self._cache
 
     async def route_map(self, req: rpc.MapReq, ctx: CallContext) -> rpc.MapSummary:
-        return await self.map(req.repo, Path(req.out_dir) if req.out_dir else None, ctx)
+        return await self.map(req.repo, Path(req.out_dir) if req.out_dir else None, ctx, req)
 
     async def route_runs(self, req: rpc.RunsReq, ctx: CallContext) -> rpc.RunList:
         return rpc.RunList(runs=await self.runs())
@@ -84,9 +107,7 @@ class MapCoordinator:
     # --- split ------------------------------------------------------------------------------
 
     async def snapshot(self, repo: str) -> Snapshot:
-        clone_dir = (
-            buyer_dir() / "clones" / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
-        )
+        clone_dir = clones_dir() / hashlib.sha256(f"{repo}{time.time_ns()}".encode()).hexdigest()[:16]
         try:
             return await anyio.to_thread.run_sync(lambda: snapshot_repo(repo, clone_dir))
         except SnapshotError as exc:
@@ -94,17 +115,44 @@ class MapCoordinator:
 
     # --- the run ----------------------------------------------------------------------------
 
-    async def map(self, repo: str, out_dir: Path | None, ctx: CallContext | None) -> rpc.MapSummary:
+    async def map(
+        self, repo: str, out_dir: Path | None, ctx: CallContext | None, req: rpc.MapReq | None = None
+    ) -> rpc.MapSummary:
         t0 = time.perf_counter()
+        snap = await self.snapshot(repo)
+        try:
+            # From here on the repo is named without credentials: it is published in the signed
+            # run root, logged and stored. The credentialed URL served the clone and is dropped.
+            req = req or rpc.MapReq(repo=repo)
+            chosen = select_files(snap, req.include, req.exclude)
+            return await self._map(public_repo(repo), chosen, out_dir, ctx, t0, req)
+        finally:
+            await drop_clone(snap)
+
+    async def _map(
+        self,
+        repo: str,
+        snap: Snapshot,
+        out_dir: Path | None,
+        ctx: CallContext | None,
+        t0: float,
+        req: rpc.MapReq,
+    ) -> rpc.MapSummary:
         buyer = self.buyer
         sched = buyer.scheduler
         store = self._store()
-        snap = await self.snapshot(repo)
         if not snap.files:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(snap.skipped.items())) or "no files"
             raise RpcFailure("bad_input", f"nothing to map in {repo}: {reasons}")
-        if await sched.wait_for_node(buyer.config.pickup_timeout_s) is None:
-            raise RpcFailure("provider_offline", "no provider node is online; start one with: pylon node up")
+        # Files mapped before (same bytes, same executor) are not sent again (--fresh: all are).
+        cached = {} if req.fresh else await self.cache.lookup(snap.files)
+        to_send = [f for f in snap.files if f.path not in cached]
+        if to_send and await sched.wait_for_node(buyer.config.pickup_timeout_s) is None:
+            raise RpcFailure(
+                "provider_offline",
+                "no provider node is online; start a local stack with: pylon up --nodes 3 "
+                "(or one node beside a running buyer: pylon node up)",
+            )
         root_ev = nip90.build_run_root(
             buyer.keys,
             RunRoot(
@@ -118,7 +166,7 @@ class MapCoordinator:
         await buyer.pool.publish(root_ev, wait_ok=10)
         run_id = root_ev.id
         out = out_dir or (maps_dir() / run_id[:16])
-        tracker = sched.track_run(run_id, len(snap.files))
+        tracker = sched.track_run(run_id, len(to_send))
         store.insert_run(
             run_id=run_id,
             repo=repo,
@@ -147,7 +195,7 @@ class MapCoordinator:
         local_failures: dict[str, str] = {}
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress)
-            for f in snap.files:
+            for f in to_send:
                 try:
                     text = read_file(Path(snap.root), f.path, expected_sha256=f.sha256)
                     await sched.submit(f.path, text, language=f.language, run_id=run_id)
@@ -162,7 +210,9 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
-        artifacts = await self.reduce(run_id, snap, out, results, failed)
+        await self.cache.store(snap.files, results)
+        results.update(cached)
+        artifacts = await self.reduce(run_id, snap, out, results, failed, tokens=req.tokens)
         await store.flush()
         providers = len({prov for _, prov, _ in results.values()})
         summary = rpc.MapSummary(
@@ -175,9 +225,13 @@ class MapCoordinator:
             artifacts=artifacts,
             skipped=snap.skipped,
             checks=await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None,
+            sent=len(to_send),
+            cached=len(cached),
         )
         log.info(
             "map_finished",
+            sent=len(to_send),
+            cached=len(cached),
             run_id=run_id,
             completed=summary.completed,
             failed=summary.failed,
@@ -216,6 +270,7 @@ class MapCoordinator:
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
             await self.reduce(run_id, snap, Path(out_dir), results, failed)
+            await drop_clone(snap)
             log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
 
     async def reduce(
@@ -225,6 +280,8 @@ class MapCoordinator:
         out: Path,
         results: dict[str, tuple[FileResult, str, str]],
         failed: dict[str, str],
+        *,
+        tokens: int = DEFAULT_TOKENS,
     ) -> dict[str, str]:
         """The fan-in: the model's narrative when a model node is about, the artifacts, and the
         run marked done. Returns the artifacts' paths."""
@@ -233,7 +290,14 @@ class MapCoordinator:
         )
         artifacts = await anyio.to_thread.run_sync(
             lambda: build_artifacts(
-                out, run_id=run_id, snapshot=snap, results=results, failed=failed, narrative=narrative
+                out,
+                run_id=run_id,
+                snapshot=snap,
+                results=results,
+                failed=failed,
+                narrative=narrative.text if narrative is not None else None,
+                narrative_by=narrative.by if narrative is not None else "",
+                tokens=tokens,
             )
         )
         self.buyer.scheduler.end_run(run_id)
@@ -262,7 +326,7 @@ class MapCoordinator:
         snap: Snapshot,
         run_id: str,
         failed: dict[str, str],
-    ) -> str | None:
+    ) -> Narrative | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
         try:
             return await self.buyer.narrator(results, snapshot=snap, run_id=run_id, failed=failed)

@@ -221,12 +221,17 @@ class BuyerDaemon:
                 failures_by_attempt=await self.store.failures_by_attempt(provider),
                 checks=entry.checks if entry else (0, 0),
             )
-        return global_stats(
+        stats = global_stats(
             jobs,
             online_nodes=self.registry.online_count(),
             names=names,
             dropped=dict(self.scheduler.dropped) | self.pool.dropped,
         )
+        mapped, checked, disagreed = await self.store.check_totals()
+        if checked:
+            stats.checked_share = round(checked / max(mapped, checked), 4)
+            stats.disagreement_rate = round(disagreed / checked, 4)
+        return stats
 
     async def list_jobs(self, run_id: str | None, limit: int) -> rpc.JobList:
         assert self.store is not None

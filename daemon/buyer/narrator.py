@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from pylon.schemas.telemetry import JobState
 from pylon.logs import get_logger
 from pylon.repomap.aggregate import build_repo_map, find_entry_points, render_overview
 from pylon.repomap.graph import build_graph
+from pylon.repomap.prose import MAX_NARRATIVE_CHARS, attribution
 
 if TYPE_CHECKING:
     from pylon.daemon.buyer.daemon import BuyerDaemon
@@ -52,6 +54,12 @@ def facts_markdown(
         cut = text.rfind("\n", 0, MAX_FACTS_CHARS)
         text = text[: cut if cut > 0 else MAX_FACTS_CHARS] + "\n\n(facts truncated)\n"
     return text
+
+
+@dataclass(frozen=True)
+class Narrative:
+    text: str  # raw: render_overview escapes it
+    by: str  # the attribution line, Markdown we wrote
 
 
 class Narrator:
@@ -86,7 +94,7 @@ class Narrator:
 
     async def __call__(
         self, results: Results, *, snapshot: Snapshot, run_id: str, failed: Mapping[str, str] | None = None
-    ) -> str | None:
+    ) -> Narrative | None:
         node = self.model_node()
         if node is None or not results:
             return None
@@ -117,7 +125,12 @@ class Narrator:
             log.warning("narrative_from_node_without_model", run_id=run_id, job_id=job_id)
             return None
         result = await sched.result(job_id)
-        narrative = result.summary.strip()
+        # Any node may claim a model: its prose is bounded here, escaped by render_overview and
+        # attributed to the node's key (and its self-declared name and model, escaped too).
+        narrative = result.summary.strip()[: MAX_NARRATIVE_CHARS * 2]
+        node_key = job.tele.provider_pubkey or ""
+        entry = self.buyer.registry.nodes.get(node_key)
+        name = entry.announce.name if entry is not None and entry.announce is not None else ""
         log.info(
             "narrative_written",
             run_id=run_id,
@@ -127,7 +140,9 @@ class Narrator:
             chars=len(narrative),
             wall_s=round(time.perf_counter() - t0, 3),
         )
-        return narrative or None
+        if not narrative:
+            return None
+        return Narrative(text=narrative, by=attribution(node=node_key, name=name, model=result.model))
 
 
 def attach_narrator(buyer: BuyerDaemon) -> None:

@@ -102,6 +102,9 @@ class BuyerPayments:
         self.node_info: dict[str, tuple[int, NutzapInfo]] = {}
         self.stopped = False
         self.inflight: set[str] = set()
+        # job id → the node an in-flight payment goes to: only that node's receipt may make
+        # us wait for our own record of the payment (anyone else's costs one lookup at most)
+        self._paying_to: dict[str, str] = {}
         # payment-required answers waiting for `pylon pay` (manual policy): job_id → target
         self.awaiting: dict[str, PayTarget] = {}
         self.failures: dict[str, int] = {}
@@ -271,6 +274,10 @@ class BuyerPayments:
         if t.job_id in self.inflight:
             raise RpcFailure("refused", f"job {t.job_id} is being paid right now")
         self.inflight.add(t.job_id)
+        self._paying_to[t.job_id] = t.provider
+        if len(self._paying_to) > 10_000:  # settled jobs linger here; keep the newest
+            for stale in [j for j in self._paying_to if j not in self.inflight]:
+                del self._paying_to[stale]
 
     async def _batcher(self) -> None:
         """Auto policy: whatever is queued goes out in one swap with the mint, then is published."""
@@ -585,8 +592,12 @@ class BuyerPayments:
         db = self._db()
         row = None
         # a fast node's receipt can overtake our own record of the nutzap it answers: while a
-        # payment is still being delivered, give that record a moment
-        for _ in range(RECEIPT_RETRIES):
+        # payment to that very node is still being delivered, give that record a moment. A
+        # receipt from any other key gets one lookup: a stranger cannot make us poll SQLite.
+        paying = self._paying_to.get(red.job_id) if red.job_id in self.inflight else None
+        if paying is not None and paying != ev.pubkey:
+            raise InvalidEvent("receipt_from_other_node")
+        for _ in range(RECEIPT_RETRIES if paying == ev.pubkey else 1):
             row = await db.payment_by_id(red.payment_id)
             if row is not None or not self.inflight:
                 break

@@ -416,7 +416,9 @@ class Scheduler:
             self._reserve(node)
         if node is None:
             raise SubmitError(
-                ErrorCode.PROVIDER_OFFLINE, "no provider node is online; start one with: pylon node up"
+                ErrorCode.PROVIDER_OFFLINE,
+                "no provider node is online; start a local stack with: pylon up --nodes 3 "
+                "(or one node beside this buyer: pylon node up)",
             )
         try:
             job = await self._publish_first(path, text, lang, size, run_id, node, tasks, avoid, check_of)

@@ -19,6 +19,11 @@ import msgspec
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.telemetry import JobState, JobTelemetry
 
+from pylon.logs import get_logger
+from pylon.sqlite_batch import commit_isolated
+
+log = get_logger("pylon.buyer.store")
+
 FIELDS = [f for f in JobTelemetry.__struct_fields__]
 
 SCHEMA = f"""
@@ -60,6 +65,12 @@ CREATE TABLE IF NOT EXISTS checks (
 CREATE INDEX IF NOT EXISTS checks_job ON checks(job_id);
 CREATE TABLE IF NOT EXISTS standing (
     provider TEXT PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS result_cache (
+    sha256 TEXT NOT NULL, path TEXT NOT NULL, language TEXT NOT NULL, executor TEXT NOT NULL,
+    executor_version TEXT NOT NULL, model TEXT NOT NULL, content BLOB NOT NULL, provider TEXT NOT NULL,
+    result_id TEXT NOT NULL, stored REAL NOT NULL,
+    PRIMARY KEY (sha256, path, language, executor, executor_version)
 );
 """
 
@@ -109,6 +120,10 @@ class BuyerStore:
         # One batch at a time: interleaved batches on one connection would share a transaction,
         # and a crash between them could keep a job's row but lose its result.
         self._flush_lock = anyio.Lock()
+        self._gen = 0
+        self._dirty_gen: dict[str, int] = {}
+        self.bad_rows = 0  # rows refused by SQLite (constraint, type): dropped, logged, counted
+        self.flush_errors = 0  # flushes that hit an operational error and kept their batch
 
     @classmethod
     async def open(cls, path: Path) -> BuyerStore:
@@ -120,7 +135,11 @@ class BuyerStore:
         return cls(db, path)
 
     def put(self, t: JobTelemetry) -> None:
+        # The scheduler mutates a job's telemetry in place and puts it again: the generation,
+        # not the object, says whether a put came after the rows a flush is writing.
+        self._gen += 1
         self._dirty[t.job_id] = t
+        self._dirty_gen[t.job_id] = self._gen
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         """A side-table write that rides in the next batch."""
@@ -133,21 +152,42 @@ class BuyerStore:
     async def _flush(self) -> int:
         if not self._dirty and not self._side and not self._bulk:
             return 0
-        rows = [row_of(t) for t in self._dirty.values()]
-        side, bulk = self._side, self._bulk
-        self._dirty, self._side, self._bulk = {}, [], []
-        try:
-            if rows:
-                await self._conn.executemany(UPSERT, rows)
-            for attempt_rows in bulk:  # one statement for many rows (a replay's attempts)
-                await self._conn.executemany(_ATTEMPT_INSERT, attempt_rows)
-            for sql, params in side:
-                await self._conn.execute(sql, params)
-            await self._conn.commit()
-        except sqlite3.Error:
-            await self._conn.rollback()
-            raise
-        return len(rows)
+        # The batch stays where it is until it is settled: a failed transaction loses nothing
+        # (pylon.sqlite_batch isolates a bad row), and puts made while this flush awaits the
+        # disk are not mistaken for flushed ones.
+        taken = list(self._dirty)
+        gens = dict(self._dirty_gen)
+        rows = [row_of(self._dirty[j]) for j in taken]
+        bulk, side = list(self._bulk), list(self._side)
+        groups: list[tuple[str, list[tuple[Any, ...]]]] = [(UPSERT, rows)]
+        groups += [(_ATTEMPT_INSERT, attempt_rows) for attempt_rows in bulk]
+        groups += [(sql, [params]) for sql, params in side]
+        outcome = await commit_isolated(self._conn, groups)
+        done = outcome.done
+        for job_id in taken[: min(done, len(taken))]:
+            if self._dirty_gen.get(job_id) == gens[job_id]:  # not put again while we wrote
+                del self._dirty[job_id]
+                del self._dirty_gen[job_id]
+        done -= len(taken)
+        settled_bulk = 0
+        for attempt_rows in bulk:
+            if done < len(attempt_rows):
+                if done > 0:  # part of this group is in: keep only the rest for next time
+                    self._bulk[settled_bulk] = attempt_rows[done:]
+                done = 0
+                break
+            done -= len(attempt_rows)
+            settled_bulk += 1
+        del self._bulk[:settled_bulk]
+        del self._side[: max(0, done)]
+        if outcome.bad:
+            self.bad_rows += len(outcome.bad)
+            for _, sql, exc in outcome.bad:
+                log.error("telemetry_row_dropped", sql=sql[:60], error=f"{type(exc).__name__}: {exc}"[:200])
+        if outcome.error is not None:
+            self.flush_errors += 1
+            log.warning("telemetry_flush_deferred", error=str(outcome.error)[:200])
+        return min(outcome.done, len(rows))
 
     async def all_jobs(self, run_id: str | None = None) -> list[JobTelemetry]:
         await self.flush()
@@ -299,7 +339,8 @@ class BuyerStore:
         """(checkable completed jobs, jobs checked, jobs with a disagreement) over all runs."""
         rows = await self._fetch(
             "SELECT (SELECT count(*) FROM jobs WHERE state = 'completed' AND run_id IS NOT NULL), "
-            "count(DISTINCT job_id), count(DISTINCT CASE WHEN verdict = 'disagreed' THEN job_id END) "
+            "count(DISTINCT CASE WHEN verdict IN ('agreed', 'disagreed') THEN job_id END), "
+            "count(DISTINCT CASE WHEN verdict = 'disagreed' THEN job_id END) "
             "FROM checks"
         )
         r = rows[0]
@@ -375,6 +416,31 @@ class BuyerStore:
             (run_id,),
         )
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    # --- the result cache (daemon/result_cache.py) ----------------------------------------
+
+    async def cached_results(self, shas: list[str]) -> list[tuple[Any, ...]]:
+        """(sha256, path, language, executor, executor_version, content, provider, result_id) of
+        the cached results of those contents."""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(shas), 500):  # SQLite caps the number of bound parameters
+            chunk = shas[i : i + 500]
+            rows += await self._fetch(
+                "SELECT sha256, path, language, executor, executor_version, content, provider, result_id "
+                f"FROM result_cache WHERE sha256 IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+        return rows
+
+    def cache_results(self, rows: list[tuple[Any, ...]], keep: int) -> None:
+        """Rows in the column order of the table; the oldest past `keep` rows go."""
+        for row in rows:
+            self._write("INSERT OR REPLACE INTO result_cache VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        self._write(
+            "DELETE FROM result_cache WHERE rowid IN (SELECT rowid FROM result_cache "
+            "ORDER BY stored DESC LIMIT -1 OFFSET ?)",
+            (keep,),
+        )
 
     # --- payments and receipts (the payer) -------------------------------------------------
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import anyio
 import click
 
+from pylon.cli import resolve
 from pylon.cli.group import cli, json_option, relay_option
-from pylon.cli.output import emit_json, fail, secs, short, stdout
+from pylon.cli.output import emit_json, esc, fail, secs, short, stdout
 from pylon.cli.rpc_call import call
 from pylon.home import buyer_socket
 from pylon.logs import configure_logging
@@ -63,18 +64,18 @@ def submit_repo_file(input_path: Path, language: str | None, as_json: bool) -> N
 @click.argument("job_id")
 @json_option
 def job_status(job_id: str, as_json: bool) -> None:
-    """A job's state and telemetry."""
-    t = call(buyer_socket(), rpc.JobStatusReq(job_id=job_id))
+    """A job's state and telemetry. JOB_ID may be a unique prefix, as lists show it."""
+    t = call(buyer_socket(), rpc.JobStatusReq(job_id=resolve.job_id(job_id)))
     if as_json:
         emit_json(t)
         return
     stdout.print(
-        f"[bold]{t['job_id']}[/]  {t['path']}  state=[bold]{t['state']}[/]  "
+        f"[bold]{t['job_id']}[/]  {esc(t['path'])}  state=[bold]{t['state']}[/]  "
         f"provider={short(t['provider_pubkey'])}"
         f"  attempts={t['attempts']}  paid={t['is_paid']}"
     )
     if t.get("error"):
-        stdout.print(f"error: [red]{t['error']}[/]")
+        stdout.print(f"error: [red]{esc(t['error'])}[/]")
     stdout.print(
         f"queue_wait={secs(t['queue_wait'])} exec={secs(t['exec_time'])} publish={secs(t['publish_time'])} "
         f"end_to_end={secs(t['end_to_end'])}"
@@ -85,25 +86,27 @@ def job_status(job_id: str, as_json: bool) -> None:
 @click.argument("job_id")
 @json_option
 def job_results(job_id: str, as_json: bool) -> None:
-    """The result payload of a completed job."""
-    r = call(buyer_socket(), rpc.JobResultsReq(job_id=job_id))
+    """The result payload of a completed job. JOB_ID may be a unique prefix."""
+    r = call(buyer_socket(), rpc.JobResultsReq(job_id=resolve.job_id(job_id)))
     if as_json:
         emit_json(r)
         return
-    stdout.print(f"[bold]{r['path']}[/] ({r['language']}, {r['lines']} lines)")
+    # Everything here is a node's words about a file: printed as text, never read as markup
+    # (a summary quoting `[tool.uv]` must show it).
+    stdout.print(f"[bold]{esc(r['path'])}[/] ({esc(r['language'])}, {r['lines']} lines)")
     for s in r["symbols"]:
-        stdout.print(f"  {s['line']:>5}  {s['kind']:<10} {s['name']}")
+        stdout.print(f"  {s['line']:>5}  {s['kind']:<10} {s['name']}", markup=False, highlight=False)
     if r["imports"]:
-        stdout.print("imports: " + ", ".join(r["imports"]))
-    stdout.print(r["summary"])
+        stdout.print("imports: " + ", ".join(r["imports"]), markup=False, highlight=False)
+    stdout.print(r["summary"], markup=False, highlight=False)
 
 
 @job.command("list")
-@click.option("--run", "run_id", default=None)
+@click.option("--run", "run_id", default=None, help="only this run's jobs (a run id or a unique prefix)")
 @json_option
 def job_list(run_id: str | None, as_json: bool) -> None:
     """Jobs, oldest first (optionally of one run)."""
-    res = call(buyer_socket(), rpc.JobListReq(run_id=run_id))
+    res = call(buyer_socket(), rpc.JobListReq(run_id=resolve.run_id(run_id) if run_id else None))
     if as_json:
         emit_json(
             {
@@ -120,7 +123,7 @@ def job_list(run_id: str | None, as_json: bool) -> None:
     for j in res["jobs"]:
         table.add_row(
             short(j["job_id"]),
-            j["path"],
+            esc(j["path"]),
             j["state"],
             short(j["provider_pubkey"]),
             "yes" if j["paid"] else "no",
@@ -130,7 +133,7 @@ def job_list(run_id: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--provider", default=None, help="per-provider figures for this pubkey")
+@click.option("--provider", default=None, help="per-provider figures: a node name (n0) or a pubkey prefix")
 @click.option("--replay", is_flag=True, help="rebuild from the relay into a fresh database")
 @relay_option
 @json_option
@@ -150,7 +153,7 @@ def stats(provider: str | None, replay: bool, relays: tuple[str, ...], as_json: 
 
         res = msgspec.to_builtins(res)
     else:
-        res = call(buyer_socket(), rpc.StatsReq(provider=provider))
+        res = call(buyer_socket(), rpc.StatsReq(provider=resolve.provider(provider) if provider else None))
     if as_json:
         emit_json(res)
         return
@@ -158,20 +161,15 @@ def stats(provider: str | None, replay: bool, relays: tuple[str, ...], as_json: 
 
 
 def _print_stats(res: dict, provider: str | None) -> None:
+    from pylon.cli import stats_view
+
     if provider:
-        stdout.print(
-            f"[bold]{res.get('name') or short(res['pubkey'])}[/] online={res['online']} "
-            f"completed={res['completed']} failed={res['failed']} "
-            f"median_runtime={secs(res['median_runtime_s'])} uptime={res.get('uptime_s')}"
-        )
-        for reason, n in res["failure_reasons"].items():
-            stdout.print(f"  {reason}: {n}")
+        stats_view.print_provider(res)
         return
-    stdout.print(
-        f"online nodes {res['online_nodes']}  completed {res['jobs_completed']}  "
-        f"failed {res['jobs_failed']}  "
-        f"success {res['success_rate'] * 100:.1f}%  {res['jobs_per_min']:.1f} jobs/min  "
-        f"p50 {secs(res['p50_e2e_s'])}  p95 {secs(res['p95_e2e_s'])}"
-    )
-    for p in res["top_providers"]:
-        stdout.print(f"  {p.get('name') or short(p['pubkey'])}: {p['completed']}")
+    from pylon.rpc.client import DaemonNotRunning, RpcError, call_sync
+
+    try:  # which of the online nodes serve and which are paused is the registry's to say
+        nodes = call_sync(buyer_socket(), rpc.NodesReq(), timeout=10)["nodes"]
+    except (DaemonNotRunning, RpcError, OSError, TimeoutError):  # --replay, no buyer: counts alone
+        nodes = None
+    stats_view.print_global(res, nodes)

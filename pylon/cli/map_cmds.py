@@ -7,22 +7,32 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pylon.cli.group import cli, json_option
 from pylon.cli.map_follow import RunLost, follow_run
-from pylon.cli.output import emit_json, fail, stderr, stdout
-from pylon.cli.rpc_call import call
+from pylon.cli.output import emit_json, esc, fail, stderr, stdout
+from pylon.cli.rpc_call import human_error
 from pylon.home import buyer_socket, pylon_home
-from pylon.rpc.client import RpcError
+from pylon.repomap.gitsafe import public_repo
+from pylon.repomap.llm_map import DEFAULT_TOKENS, MIN_TOKENS
+from pylon.repomap.snapshot import is_url
+from pylon.rpc.client import CLOSED, DaemonNotRunning, RpcError, call_sync
 from pylon.schemas import rpc
 
 # How long `pylon map` waits for a lost buyer to come back and finish the run.
 REATTACH_TIMEOUT_S = 600.0
 
 
+class MapFailed(Exception):
+    """The map call failed; printed by the caller once the progress bar is gone."""
+
+
 def map_call(sock: Path, req: rpc.MapReq, on_progress: Callable[[dict[str, Any]], None] | None) -> Any:
-    """The map call; if the buyer goes away mid-run, wait for it to come back and finish it."""
+    """The map call; if the buyer goes away mid-run, wait for it to come back and finish it.
+
+    Failures raise MapFailed (not print): a live progress bar must stop before the message."""
     run: dict[str, str] = {}
 
     def progress(p: dict[str, Any]) -> None:
@@ -31,10 +41,12 @@ def map_call(sock: Path, req: rpc.MapReq, on_progress: Callable[[dict[str, Any]]
             on_progress(p)
 
     try:
-        return call(sock, req, timeout=None, on_progress=progress, reraise_closed=True)
-    except RpcError as exc:  # the connection was lost (CLOSED): other errors already failed
-        if "id" not in run:
-            fail(f"{exc.code}: {exc.message}")
+        return call_sync(sock, req, timeout=None, on_progress=progress)
+    except DaemonNotRunning as exc:
+        raise MapFailed(str(exc)) from exc
+    except RpcError as exc:
+        if exc.code != CLOSED or "id" not in run:
+            raise MapFailed(human_error(exc)) from exc
     stderr.print(
         f"[yellow]lost the buyer mid-run[/]; waiting for it to come back and finish run "
         f"{run['id'][:16]} (Ctrl-C stops waiting; the run goes on)"
@@ -42,19 +54,49 @@ def map_call(sock: Path, req: rpc.MapReq, on_progress: Callable[[dict[str, Any]]
     try:
         return follow_run(sock, run["id"], timeout=REATTACH_TIMEOUT_S, on_progress=on_progress)
     except RunLost as lost:
-        fail(str(lost))
+        raise MapFailed(str(lost)) from lost
+
+
+def check_repo_arg(repo: str) -> str:
+    """A local path is checked here, before any bar is drawn; a URL is the buyer's to clone."""
+    if is_url(repo):
+        return repo
+    p = Path(repo).expanduser()
+    if not p.exists():
+        fail(f"{repo}: no such directory (bad_input)")
+    if not p.is_dir():
+        fail(f"{repo} is not a directory; pylon map takes a repository folder or a git URL (bad_input)")
+    return str(p.resolve())
 
 
 def run_map(
-    repo: str, out: Path | None, *, show_progress: bool = True, socket: Path | None = None
+    repo: str,
+    out: Path | None,
+    *,
+    show_progress: bool = True,
+    socket: Path | None = None,
+    tokens: int = DEFAULT_TOKENS,
+    fresh: bool = False,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    repo_arg = repo
-    if "://" not in repo and not repo.startswith("git@"):
-        repo_arg = str(Path(repo).expanduser().resolve())
-    req = rpc.MapReq(repo=repo_arg, out_dir=str(out.resolve()) if out else None)
+    req = rpc.MapReq(
+        repo=check_repo_arg(repo),
+        out_dir=str(out.resolve()) if out else None,
+        tokens=tokens,
+        fresh=fresh,
+        include=list(include),
+        exclude=list(exclude),
+    )
+    sock = socket or buyer_socket()
     if not show_progress:
-        return map_call(socket or buyer_socket(), req, None)
-    with Progress(
+        try:
+            return map_call(sock, req, None)
+        except MapFailed as exc:
+            fail(str(exc))
+    # The bar starts with the first progress report: anything that fails before (no buyer, a
+    # bad repository, no node) prints on a clean line, and a failure later stops it first.
+    bar = Progress(
         TextColumn("[bold]mapping[/] {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -62,32 +104,56 @@ def run_map(
         TimeElapsedColumn(),
         console=stderr,
         transient=False,
-    ) as bar:
-        task = bar.add_task(repo, total=None, failed=0)
+    )
+    task: list[Any] = []
 
-        def on_progress(p: dict[str, Any]) -> None:
-            bar.update(
-                task,
-                total=p["files"],
-                completed=p["completed"] + p["failed"],
-                failed=p["failed"],
-                description=f"{repo} ({p['run_id'][:10]}…)",
-            )
+    def on_progress(p: dict[str, Any]) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(escape(public_repo(repo)), total=None, failed=0))
+        bar.update(
+            task[0],
+            total=p["files"],
+            completed=p["completed"] + p["failed"],
+            failed=p["failed"],
+            description=f"{escape(public_repo(repo))} ({p['run_id'][:10]}…)",
+        )
 
-        res = map_call(socket or buyer_socket(), req, on_progress)
-        bar.update(task, total=res["files"], completed=res["completed"] + res["failed"], failed=res["failed"])
+    try:
+        res = map_call(sock, req, on_progress)
+    except MapFailed as exc:
+        bar.stop()
+        fail(str(exc))
+    finally:
+        bar.stop()
     return res
 
 
 def resolve_run_dir(run_or_dir: str) -> Path:
+    """A map's output directory, or a run id (a unique prefix will do) resolved to where that
+    run wrote its artifacts, `--out` or the default, by asking the buyer; without a buyer,
+    the default maps folder is searched."""
     p = Path(run_or_dir).expanduser()
     if p.exists():
         return p
+    from pylon.ids import HEX, normalize
+
+    typed = normalize(run_or_dir)
+    if typed and set(typed) <= HEX:
+        try:
+            runs = call_sync(buyer_socket(), rpc.RunsReq(), timeout=30)["runs"]
+        except (DaemonNotRunning, RpcError, OSError, TimeoutError):
+            runs = None
+        if runs is not None:
+            from pylon.cli import resolve
+
+            run = resolve.run(typed)
+            if run.get("out_dir") and Path(run["out_dir"]).is_dir():
+                return Path(run["out_dir"])
+            fail(f"run {run['run_id'][:16]} wrote no artifacts where it said ({run.get('out_dir')})")
     maps = pylon_home() / "maps"
     if maps.is_dir():
-        hits = [
-            d for d in maps.iterdir() if d.name.startswith(run_or_dir[:16]) or run_or_dir.startswith(d.name)
-        ]
+        hits = [d for d in maps.iterdir() if d.name.startswith(typed[:16]) or typed.startswith(d.name)]
         if len(hits) == 1:
             return hits[0]
     fail(f"{run_or_dir}: not a map output directory or a known run id")
@@ -98,10 +164,33 @@ def resolve_run_dir(run_or_dir: str) -> Path:
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="where to write the artifacts"
 )
+@click.option(
+    "--tokens",
+    type=click.IntRange(MIN_TOKENS, 1_000_000),
+    default=DEFAULT_TOKENS,
+    show_default=True,
+    help="budget of repo_map.md, the map for a coding agent, in cl100k_base tokens",
+)
+@click.option("--fresh", is_flag=True, help="map every file again, even those an earlier run mapped")
+@click.option("--include", multiple=True, metavar="GLOB", help="map only matching paths (repeatable)")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="leave matching paths out (repeatable)")
 @click.option("--limit", type=int, default=10, show_default=True, help="with query: how many hits")
 @json_option
-def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bool) -> None:
-    """Map REPO_PATH_OR_URL across the swarm; or search a run: `pylon map query RUN_OR_DIR "words"`."""
+def map_cmd(
+    args: tuple[str, ...],
+    out_dir: Path | None,
+    tokens: int,
+    fresh: bool,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Map REPO_PATH_OR_URL across the swarm; or search a run: `pylon map query RUN_OR_DIR "words"`.
+
+    Writes repo_map.json, repo_map.md (for a coding agent, --tokens), overview.md and a search
+    index. Files an earlier run mapped with the same bytes are not sent again (--fresh: all are).
+    """
     if args[0] == "query":
         if len(args) < 3:
             fail('usage: pylon map query RUN_OR_DIR "words"')
@@ -109,18 +198,34 @@ def map_cmd(args: tuple[str, ...], out_dir: Path | None, limit: int, as_json: bo
         return
     if len(args) != 1:
         fail(f"usage: pylon map REPO_PATH_OR_URL [--out DIR] (got {len(args)} arguments)")
-    res = run_map(args[0], out_dir, show_progress=not as_json)
+    res = run_map(
+        args[0],
+        out_dir,
+        show_progress=not as_json,
+        tokens=tokens,
+        fresh=fresh,
+        include=include,
+        exclude=exclude,
+    )
     if as_json:
         emit_json(res)
         return
+    sent, cached = res.get("sent", res["files"]), res.get("cached", 0)
+    how = f"{sent} jobs sent, {cached} reused from earlier runs" if cached else f"{sent} jobs sent"
+    if not sent:
+        how = "no jobs sent: every file was mapped before (--fresh maps them again)"
     stdout.print(
         f"run [bold]{res['run_id']}[/]: {res['completed']}/{res['files']} files mapped by "
-        f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed)"
+        f"{res['providers']} providers in {res['wall_s']:.2f}s ({res['failed']} failed; {how})",
+        markup=True,
+        highlight=False,
     )
     if res.get("skipped"):
-        stdout.print("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(res["skipped"].items())))
+        stdout.print(
+            "skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(res["skipped"].items())), markup=False
+        )
     for name, path in res["artifacts"].items():
-        stdout.print(f"  {name:<9} {path}")
+        stdout.print(f"  {name:<11} {path}", markup=False, highlight=False)
 
 
 def _query(run_or_dir: str, words: str, limit: int, as_json: bool) -> None:
@@ -140,6 +245,6 @@ def _query(run_or_dir: str, words: str, limit: int, as_json: bool) -> None:
         stdout.print("no matches")
     for h in hits:
         syms = ", ".join(f"{s.kind} {s.name}:{s.line}" for s in h.symbols)
-        stdout.print(f"[bold]{h.path}[/]  {h.score:.2f}  {syms}")
+        stdout.print(f"[bold]{esc(h.path)}[/]  {h.score:.2f}  {esc(syms)}", highlight=False)
         if h.summary:
-            stdout.print(f"    {h.summary.splitlines()[0][:120]}")
+            stdout.print(f"    {h.summary.splitlines()[0][:120]}", markup=False, highlight=False)

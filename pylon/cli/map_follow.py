@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pylon.repomap.aggregate import INDEX_NAME, OVERVIEW_NAME, REPO_MAP_NAME
+from pylon.repomap.llm_map import REPO_MAP_MD_NAME
 from pylon.rpc.client import DaemonNotRunning, RpcError, call_sync
 from pylon.schemas import rpc
 
@@ -74,7 +75,13 @@ def summary_of(sock: Path, run: dict[str, Any]) -> dict[str, Any]:
     artifacts: dict[str, str] = {}
     skipped: dict[str, int] = {}
     if out is not None:
-        for key, name in (("repo_map", REPO_MAP_NAME), ("overview", OVERVIEW_NAME), ("index", INDEX_NAME)):
+        names = (
+            ("repo_map", REPO_MAP_NAME),
+            ("repo_map_md", REPO_MAP_MD_NAME),
+            ("overview", OVERVIEW_NAME),
+            ("index", INDEX_NAME),
+        )
+        for key, name in names:
             if (out / name).exists():
                 artifacts[key] = str(out / name)
         try:

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from pylon.cli.group import cli, json_option
 from pylon.cli.output import emit_json, fail, stderr, stdout
+from pylon.cli.stack_state import clear_state, write_state
+from pylon.cli.up_view import fund_once, print_up_banner, stopped_summary, wait_for_stop
 from pylon.defaults import MINT_PORT, RELAY_PORT
 from pylon.home import pylon_home
 from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
@@ -35,7 +37,13 @@ def project_source() -> Path:
 
 
 @cli.command("up")
-@click.option("--nodes", type=int, default=3, show_default=True)
+@click.option(
+    "--nodes",
+    type=click.IntRange(0, 200),
+    default=3,
+    show_default=True,
+    help="how many provider nodes to start (deterministic executor, named n0, n1, …)",
+)
 @click.option("--relay-port", type=int, default=RELAY_PORT, show_default=True)
 @click.option(
     "--mint/--no-mint", "with_mint", default=True, show_default=True, help="start the testnet mint too"
@@ -69,7 +77,7 @@ def up(
     try:
         with stderr.status(f"starting relay{', mint' if with_mint else ''}, buyer and {nodes} nodes…"):
             market.start(timeout=120)
-            balance = market.fund("buyer", DEMO_FUND_SATS) if with_mint else None
+            balance, funded = fund_once(market) if with_mint else (None, 0)
     except (TimeoutError, RuntimeError, RpcError, OSError) as exc:
         market.stop()
         fail(str(exc))
@@ -80,23 +88,28 @@ def up(
         "nodes": market.node_names(),
         "logs": str(market.home / "logs"),
         "buyer_balance_sats": balance,
+        "funded_sats": funded,
     }
+    # Blocked before anything says "up": SIGTERM's default action would end us before sigwait
+    # saw it, orphaning the market, and a Ctrl-C sent the moment the banner shows must be the
+    # one sigwait takes, not a KeyboardInterrupt.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    write_state(market.home, info)
     if as_json:
         emit_json(info)
     else:
-        stderr.print(
-            f"[green]up[/]: relay {market.relay_url}, {nodes} nodes, buyer; PYLON_HOME={market.home}"
-        )
-        stderr.print("try: pylon map . | pylon stats | pylon-tui buyer   (Ctrl-C stops everything)")
+        print_up_banner(market, info, funded)
     try:
-        # blocked first: SIGTERM's default action would end us before sigwait saw it, orphaning the market
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        wait_for_stop(market, live=not as_json)
     except KeyboardInterrupt:
         pass
     finally:
-        stderr.print("stopping…")
+        if not as_json:
+            stderr.print("stopping…")
+        clear_state(market.home)
         market.stop()
+        if not as_json:
+            stderr.print(f"stopped: {stopped_summary(market)}", highlight=False)
 
 
 @cli.command("demo")
@@ -108,12 +121,16 @@ def up(
 @json_option
 def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool, as_json: bool) -> None:
     """The hero run: spin up a local market, map a repo, show the results, tear it down."""
+    from pylon.cli import demo_out
     from pylon.cli.map_cmds import run_map
 
     t_start = time.perf_counter()
     target = repo or str(project_source())
     home = Path(tempfile.mkdtemp(prefix="pylon-demo-"))
-    out_root = Path.cwd() / "pylon-out"
+    try:  # before anything starts: a ./pylon-out the demo did not write is never deleted
+        out_root = demo_out.claim(Path.cwd() / "pylon-out")
+    except demo_out.DemoOutError as exc:
+        fail(str(exc))
     node_args, buyer_args = paid_market_args(with_mint)
     market = LocalMarket(
         home=home,
@@ -133,8 +150,7 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
         stderr.print(f"[green]market up[/] in {t_up:.1f}s: {nodes} nodes online")
         for i in range(repeat):
             out = out_root / f"run-{i + 1}" if repeat > 1 else out_root
-            if out.exists():
-                shutil.rmtree(out)
+            demo_out.reset(out, out_root)
             res = run_map(target, out, show_progress=not as_json, socket=market.socket_of("buyer"))
             runs.append(res)
         if with_mint:  # payments run behind the results: let them land before the scoreboard

@@ -183,15 +183,39 @@ def doctor(
     as_json: bool,
 ) -> None:
     """Check relay, mint, Ollama, model, daemon sockets and keys; exit 1 if any check failed."""
+    from pylon.cli.stack_state import discover
     from pylon.daemon.config import default_relays
     from pylon.doctor import all_ok, format_checks, run_checks
 
     # Not pylon_home(): that would create the directory the home check is about.
     raw = os.environ.get("PYLON_HOME")
     home = Path(raw).expanduser() if raw else Path(platformdirs.user_data_dir("pylon"))
+    # What this home runs decides what is worth checking, unless the user named it.
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in ("relays", "mint_url", "ollama_host", "model")
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    env = {k for k in ("PYLON_RELAYS", "PYLON_MINT_URL", "OLLAMA_HOST", "PYLON_MODEL") if os.environ.get(k)}
+    running = discover(home, timeout_s=min(timeout_s, 2.0))
+    urls = list(relays) or (running.relays if "PYLON_RELAYS" not in env else []) or default_relays()
+    if "mint_url" not in given and "PYLON_MINT_URL" not in env and running.mint:
+        mint_url = running.mint
+    ollama_note = ""
+    explicit_ollama = bool({"ollama_host", "model"} & given or {"OLLAMA_HOST", "PYLON_MODEL"} & env)
+    if not no_ollama and not explicit_ollama and running.nodes:
+        if running.uses_ollama():
+            model = running.models()[0] if running.models() else model
+        else:
+            no_ollama = True
+            ollama_note = (
+                f"not needed: every running node ({', '.join(sorted(running.nodes))}) is deterministic "
+                "(--ollama-host checks it anyway)"
+            )
     checks = anyio.run(
         lambda: run_checks(
-            relay_urls=list(relays) or default_relays(),
+            relay_urls=urls,
             mint_url=mint_url,
             ollama_host=None if no_ollama else ollama_host,
             model=None if no_ollama else model,
@@ -199,6 +223,8 @@ def doctor(
             timeout_s=timeout_s,
         )
     )
+    if ollama_note:
+        checks = [type(c)(c.name, c.ok, ollama_note, c.fix) if c.name == "ollama" else c for c in checks]
     ok = all_ok(checks)
     if as_json:
         emit_json(checks)

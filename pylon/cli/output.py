@@ -8,9 +8,12 @@ from typing import Any, NoReturn
 import click
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
-stderr = Console(stderr=True)
-stdout = Console()
+# Piped, a line is never wrapped (a wrap can fall between a label and its value); on a
+# terminal rich wraps to its width as usual.
+stderr = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+stdout = Console(soft_wrap=not sys.stdout.isatty())
 _json = msgspec.json.Encoder()
 
 
@@ -28,6 +31,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     click.echo(f"error: {first}", err=True)
     sys.exit(code)
+
+
+def esc(text: object) -> str:
+    """Untrusted text (paths, summaries, node names, anything a daemon or relay sent) inside a
+    rich-markup string: shown as it is, never read as markup."""
+    return escape(str(text))
 
 
 def short(pubkey: str | None, n: int = 12) -> str:

@@ -8,6 +8,7 @@ import os
 import anyio
 import click
 
+from pylon.cli import resolve
 from pylon.cli.group import cli, json_option, relay_option
 from pylon.cli.output import emit_json, fail, short, stderr, stdout
 from pylon.cli.rpc_call import call
@@ -103,6 +104,7 @@ def wallet_fund(amount: int, node_name: str | None, as_json: bool) -> None:
 @json_option
 def pay(job_id: str, as_json: bool) -> None:
     """Pay a verified job's node (once; paying again is refused)."""
+    job_id = resolve.job_id(job_id)
     res = call(buyer_socket(), rpc.PayReq(job_id=job_id), timeout=60)
     if as_json:
         emit_json(
@@ -123,6 +125,7 @@ def pay(job_id: str, as_json: bool) -> None:
 @json_option
 def refund(job_id: str, as_json: bool) -> None:
     """Take back a payment whose lock expired with no valid result (NUT-11 refund path)."""
+    job_id = resolve.job_id(job_id)
     res = call(buyer_socket(), rpc.RefundReq(job_id=job_id), timeout=60)
     if as_json:
         emit_json(res)
@@ -154,7 +157,13 @@ def receipts(
         except (OSError, TimeoutError) as exc:
             fail(f"relay: {exc}")
     else:
-        res = call(buyer_socket(), rpc.ReceiptsReq(job_id=job_id, provider=provider))
+        res = call(
+            buyer_socket(),
+            rpc.ReceiptsReq(
+                job_id=resolve.job_id(job_id) if job_id else None,
+                provider=resolve.provider(provider) if provider else None,
+            ),
+        )
     if as_json:
         emit_json(res)
         return

@@ -10,6 +10,11 @@ from pylon.rpc.client import CLOSED, DaemonNotRunning, RpcError, call_sync
 from pylon.schemas.rpc import Request
 
 
+def human_error(exc: RpcError) -> str:
+    """The daemon's words, its code after them for scripts (a code is no sentence's first word)."""
+    return f"{exc.message} ({exc.code})" if exc.message else exc.code
+
+
 def call(
     path: Path,
     req: Request,
@@ -26,6 +31,6 @@ def call(
     except RpcError as exc:
         if reraise_closed and exc.code == CLOSED:
             raise
-        fail(f"{exc.code}: {exc.message}")
+        fail(human_error(exc))
     except TimeoutError:
         fail(f"the daemon at {path} did not answer within {timeout}s")

@@ -41,6 +41,7 @@ from pylon.schemas.ask import (
 )
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FileResult, JobRequest
+from pylon.untrusted import DECODE_ERRORS
 
 log = get_logger(__name__)
 
@@ -73,7 +74,7 @@ def _bad(message: str) -> ExecError:
 def decode_query(text: str) -> AskQuery:
     try:
         q = _query_decoder.decode(text.encode())
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:  # total (pylon.untrusted)
         raise _bad(f"not an ask sub-query: {exc}") from exc
     if not q.question.strip() or len(q.question) > MAX_QUESTION_CHARS:
         raise _bad("the question is empty or too long")
@@ -87,7 +88,7 @@ def decode_query(text: str) -> AskQuery:
 def decode_reduce(text: str) -> AskReduceInput:
     try:
         inp = _reduce_decoder.decode(text.encode())
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:  # total (pylon.untrusted)
         raise _bad(f"not an ask reduce input: {exc}") from exc
     if (
         not inp.question.strip()
@@ -161,7 +162,7 @@ async def _ask_model(model: Any, system: str, prompt: str, struct: type, check: 
     content = await model._chat(messages, fmt=fmt)
     try:
         return check(msgspec.json.decode(content.strip().encode(), type=struct))
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as first:
+    except DECODE_ERRORS as first:
         log.info("ollama_invalid_ask_reply", what=what, error=str(first))
         messages += [
             {"role": "assistant", "content": content[:2000]},
@@ -170,7 +171,7 @@ async def _ask_model(model: Any, system: str, prompt: str, struct: type, check: 
     content = await model._chat(messages, fmt=fmt)
     try:
         return check(msgspec.json.decode(content.strip().encode(), type=struct))
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as second:
+    except DECODE_ERRORS as second:
         raise ExecError(
             ErrorCode.EXEC_ERROR, f"{model.model} returned an invalid {what} twice: {second}"
         ) from second

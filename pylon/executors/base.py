@@ -6,19 +6,17 @@ An executor turns one file of a repo-map job into a FileResult. It raises
 
 from __future__ import annotations
 
-import functools
 from typing import Protocol, runtime_checkable
 
-import anyio
-
 from pylon.executors.deterministic import DEFAULT_TIMEOUT_S, EXECUTOR_NAME, extract_file
+from pylon.executors.parse_pool import ParsePool
 from pylon.schemas.events import FileResult
 
-# Extraction costs roughly 5 µs per line, but pathological input (unbalanced brackets) can
-# make tree-sitter's query step quadratic: 60 KB once took 4 s. Above this size a file is
-# parsed on a worker thread so it cannot stall the node's event loop (heartbeats, intake) and
-# the node's job timeout can give up on it. Smaller files finish faster than a hand-off.
-THREAD_THRESHOLD_BYTES = 16 * 1024
+# tree-sitter's query step is quadratic on crafted input and holds the GIL throughout: 16 KiB
+# of `(` took 0.3–0.6 s, 32 KiB 1.4–3.8 s, 256 KiB 52 s. So every file bigger than this is
+# parsed in a worker process the node can kill (pylon.executors.parse_pool); files this
+# small stay inline (worst case measured ~10 ms), where a hand-off would cost more than the parse.
+INLINE_MAX_BYTES = 2 * 1024
 
 
 @runtime_checkable
@@ -39,19 +37,21 @@ class DeterministicExecutor:
         self,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        thread_threshold_bytes: int = THREAD_THRESHOLD_BYTES,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        workers: int | None = None,
     ) -> None:
         self.timeout_s = timeout_s
-        self.thread_threshold_bytes = thread_threshold_bytes
+        self.inline_max_bytes = inline_max_bytes
+        self.pool = ParsePool(workers)
 
     async def run(self, path: str, text: str, language: str | None) -> FileResult:
-        job = functools.partial(extract_file, path, text, language, timeout_s=self.timeout_s)
-        # len(text) counts characters, not bytes: close enough to pick a thread or not.
-        if len(text) > self.thread_threshold_bytes:
-            # The parse stops itself at timeout_s, but the symbol query can overrun it on
-            # pathological input: the node's job timeout then abandons the thread.
-            return await anyio.to_thread.run_sync(job, abandon_on_cancel=True)
-        return job()
+        # len(text) counts characters, not bytes: a UTF-8 file is at most 4x this, still tiny.
+        if len(text) <= self.inline_max_bytes:
+            return extract_file(path, text, language, timeout_s=self.timeout_s)
+        return await self.pool.run(path, text, language, self.timeout_s)
 
     def models(self) -> list[str]:
         return []
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()

@@ -15,6 +15,7 @@ import msgspec
 from coincurve import PublicKeyXOnly
 
 from pylon.keys import NostrKeys
+from pylon.untrusted import BadInput, decode
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[NostrEvent] | None = None
@@ -45,12 +46,8 @@ class NostrEvent(msgspec.Struct, frozen=True):
         return (t for t in self.tags if t and t[0] == name)
 
 
-class InvalidEvent(Exception):
+class InvalidEvent(BadInput):
     """An event that failed NIP-01 checks; `reason` is a short counter name."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 def serialize_for_id(pubkey: str, created_at: int, kind: int, tags: list[list[str]], content: str) -> bytes:
@@ -129,10 +126,7 @@ def decode_event(raw: bytes | str) -> NostrEvent:
     global _event_decoder
     if _event_decoder is None:
         _event_decoder = msgspec.json.Decoder(NostrEvent)
-    try:
-        return _event_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidEvent("malformed", str(exc)) from exc
+    return decode(_event_decoder, raw, "malformed", InvalidEvent)
 
 
 def now_ms() -> int:

@@ -10,6 +10,7 @@ from pylon.keys import NostrKeys
 from pylon.nostr.event import InvalidEvent, NostrEvent, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.events import Heartbeat
+from pylon.untrusted import decode as decode_untrusted
 
 _decoder = msgspec.json.Decoder(Heartbeat)
 ONLINE_INTERVALS = 3  # a node is online while its last heartbeat is this many intervals old or newer
@@ -24,10 +25,7 @@ def build_heartbeat(keys: NostrKeys, node_id: str, hb: Heartbeat) -> NostrEvent:
 def parse_heartbeat(ev: NostrEvent) -> Heartbeat:
     if ev.kind != kinds.HEARTBEAT:
         raise InvalidEvent("wrong_kind")
-    try:
-        return _decoder.decode(ev.content)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidEvent("bad_heartbeat", str(exc)) from exc
+    return decode_untrusted(_decoder, ev.content, "bad_heartbeat", InvalidEvent)
 
 
 def is_expired(ev: NostrEvent, now: float | None = None) -> bool:

@@ -12,6 +12,7 @@ from pylon.keys import NostrKeys
 from pylon.nostr.event import InvalidEvent, NostrEvent, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.events import Redemption
+from pylon.untrusted import decode as decode_untrusted
 
 _decoder = msgspec.json.Decoder(Redemption)
 
@@ -32,10 +33,7 @@ def build_redemption(
 def parse_redemption(ev: NostrEvent) -> Redemption:
     if ev.kind != kinds.REDEMPTION:
         raise InvalidEvent("wrong_kind")
-    try:
-        red = _decoder.decode(ev.content)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidEvent("bad_receipt", str(exc)) from exc
+    red = decode_untrusted(_decoder, ev.content, "bad_receipt", InvalidEvent)
     marked = {t[3]: t[1] for t in ev.tags_named("e") if len(t) >= 4}
     if marked.get("redeemed") != red.payment_id or marked.get("job") != red.job_id:
         raise InvalidEvent("receipt_tags_mismatch")

@@ -13,9 +13,12 @@ from pylon.keys import NostrKeys
 from pylon.nostr.event import InvalidEvent, NostrEvent, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.events import Nutzap, NutzapInfo
+from pylon.untrusted import decode as decode_untrusted
 
 MAX_PROOFS = 64
-_proof_decoder = msgspec.json.Decoder(dict)
+# A Cashu proof is flat (amount, id, secret, C, witness) plus a flat dleq: a shape with bounded
+# nesting, so a stranger's `proof` tag nested 2000 deep fails validation instead of recursing.
+_proof_decoder = msgspec.json.Decoder(dict[str, int | str | dict[str, int | str] | None])
 
 
 def mint_key(url: str) -> str:
@@ -72,10 +75,7 @@ def parse_nutzap(ev: NostrEvent) -> Nutzap:
     for t in ev.tags_named("proof"):
         if len(t) < 2:
             raise InvalidEvent("bad_proof")
-        try:
-            proofs.append(_proof_decoder.decode(t[1]))
-        except msgspec.DecodeError as exc:
-            raise InvalidEvent("bad_proof", str(exc)) from exc
+        proofs.append(decode_untrusted(_proof_decoder, t[1], "bad_proof", InvalidEvent))
     if not proofs or len(proofs) > MAX_PROOFS:
         raise InvalidEvent("bad_proof", f"{len(proofs)} proofs")
     marked = {t[3]: t[1] for t in ev.tags_named("e") if len(t) >= 4}

@@ -8,6 +8,7 @@ from pylon.keys import NostrKeys
 from pylon.nostr.event import InvalidEvent, NostrEvent, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.events import Announce
+from pylon.untrusted import decode as decode_untrusted
 
 _decoder = msgspec.json.Decoder(Announce)
 
@@ -23,7 +24,4 @@ def parse_announce(ev: NostrEvent) -> Announce:
         raise InvalidEvent("wrong_kind")
     if ev.tag_value("k") != str(kinds.JOB_REQUEST):
         raise InvalidEvent("not_pylon_announce")
-    try:
-        return _decoder.decode(ev.content)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidEvent("bad_announce", str(exc)) from exc
+    return decode_untrusted(_decoder, ev.content, "bad_announce", InvalidEvent)

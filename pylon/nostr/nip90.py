@@ -28,10 +28,15 @@ from pylon.schemas.events import (
     ResultTiming,
     RunRoot,
 )
+from pylon.untrusted import decode as decode_untrusted
 
 MAX_INPUT_BYTES = 1024 * 1024  # files up to 1 MiB map; larger ones are too_large
 INLINE_LIMIT = 40 * 1024  # text this size or smaller rides in the request itself
 CHUNK_DATA_BYTES = 40 * 1024  # base64 payload per chunk event, well under the 64 KiB event cap
+# 1 MiB of incompressible text is ~1.37 MB once zlib'd and base64'd: 35 chunks. More is a lie.
+MAX_CHUNKS = 40
+_INFLATE_STEP = 64 * 1024  # decompressed bytes produced per step while reassembling
+_SHA256_HEX = frozenset("0123456789abcdef")
 CHUNK_TAG = "chunk"
 ROOT_TAG = "pylon-run"
 RETRY_MARKER = "retry"  # a re-issued attempt points at the job it retries
@@ -162,6 +167,15 @@ def parse_request(ev: NostrEvent) -> JobRequest:
     sha = params.get("sha256", "")
     if text is not None and not sha:
         sha = sha256_hex(text.encode())
+    size = _int(params.get("size", "0"), "bad_size")
+    if size < 0:
+        raise InvalidEvent("bad_size", str(size))
+    if chunk_ids:
+        # Checked before the node fetches anything: a chunked input must say what it will be.
+        if len(chunk_ids) > MAX_CHUNKS:
+            raise InvalidEvent("too_many_chunks", str(len(chunk_ids)))
+        if len(sha) != 64 or not _SHA256_HEX.issuperset(sha):
+            raise InvalidEvent("bad_sha256", sha[:70])
     return JobRequest(
         job_id=ev.id,
         buyer=ev.pubkey,
@@ -172,7 +186,7 @@ def parse_request(ev: NostrEvent) -> JobRequest:
         assigned=assigned,
         run_id=run_id,
         sha256=sha,
-        size=_int(params.get("size", "0"), "bad_size"),
+        size=size,
         text=text,
         chunk_ids=chunk_ids,
         created_at=ev.created_at,
@@ -183,32 +197,68 @@ def parse_request(ev: NostrEvent) -> JobRequest:
 
 
 def reassemble(request: JobRequest, chunks: Sequence[NostrEvent]) -> str:
-    """Rebuild a chunked input and check it against the request's sha256."""
+    """Rebuild a chunked input and check it against the request's declared size and sha256.
+
+    Hostile by construction: ~1 KB of chunks can inflate to gigabytes, so the output is bounded
+    while decompressing (never more than the declared size + 1 byte is produced), and the cheap
+    checks (chunk count, declared size, chunk bookkeeping) run before any decompression.
+    """
+    if len(request.chunk_ids) > MAX_CHUNKS:
+        raise InvalidEvent("too_many_chunks", str(len(request.chunk_ids)))
+    if request.size > MAX_INPUT_BYTES:
+        raise InvalidEvent("too_large")
     by_id = {c.id: c for c in chunks}
     parts: list[str] = []
     for idx, cid in enumerate(request.chunk_ids):
         ev = by_id.get(cid)
         if ev is None:
             raise InvalidEvent("missing_chunk", cid)
-        try:
-            chunk = _chunk_decoder.decode(ev.content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise InvalidEvent("malformed_chunk", str(exc)) from exc
-        if chunk.index != idx or chunk.sha256 != request.sha256 or ev.pubkey != request.buyer:
+        if ev.pubkey != request.buyer:
+            raise InvalidEvent("chunk_mismatch", cid)
+        chunk = decode_untrusted(_chunk_decoder, ev.content, "malformed_chunk", InvalidEvent)
+        if (
+            chunk.index != idx
+            or chunk.total != len(request.chunk_ids)
+            or chunk.sha256 != request.sha256
+            or len(chunk.data) > CHUNK_DATA_BYTES
+        ):
             raise InvalidEvent("chunk_mismatch", cid)
         parts.append(chunk.data)
-    try:
-        raw = zlib.decompress(base64.b64decode("".join(parts)), bufsize=MAX_INPUT_BYTES)
-    except (ValueError, zlib.error) as exc:
-        raise InvalidEvent("bad_chunk_data", str(exc)) from exc
-    if len(raw) > MAX_INPUT_BYTES:
-        raise InvalidEvent("too_large")
+    raw = _inflate_bounded("".join(parts), request.size)
+    if len(raw) != request.size:
+        raise InvalidEvent("size_mismatch", f"{len(raw)} != {request.size}")
     if sha256_hex(raw) != request.sha256:
         raise InvalidEvent("hash_mismatch")
     try:
         return raw.decode()
     except UnicodeDecodeError as exc:
         raise InvalidEvent("not_utf8") from exc
+
+
+def _inflate_bounded(packed: str, declared: int) -> bytes:
+    """zlib-inflate base64 `packed`, producing at most `declared` + 1 bytes (too_large beyond)."""
+    limit = min(declared, MAX_INPUT_BYTES)
+    try:
+        data = base64.b64decode(packed, validate=True)
+    except ValueError as exc:  # binascii.Error
+        raise InvalidEvent("bad_chunk_data", str(exc)[:100]) from exc
+    d = zlib.decompressobj()
+    out = bytearray()
+    while not d.eof:
+        # max_length bounds each step's output; what is not consumed waits in unconsumed_tail.
+        try:
+            step = d.decompress(data, min(_INFLATE_STEP, limit + 1 - len(out)))
+        except zlib.error as exc:
+            raise InvalidEvent("bad_chunk_data", str(exc)[:100]) from exc
+        out += step
+        if len(out) > limit:
+            raise InvalidEvent("too_large")
+        data = d.unconsumed_tail
+        if not step and not data:
+            break  # the input ran out before the stream ended
+    if not d.eof:
+        raise InvalidEvent("bad_chunk_data", "truncated zlib stream")
+    return bytes(out)
 
 
 def build_run_root(keys: NostrKeys, root: RunRoot) -> NostrEvent:
@@ -222,10 +272,7 @@ def build_run_root(keys: NostrKeys, root: RunRoot) -> NostrEvent:
 
 
 def parse_run_root(ev: NostrEvent) -> RunRoot:
-    try:
-        return _root_decoder.decode(ev.content)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidEvent("malformed_root", str(exc)) from exc
+    return decode_untrusted(_root_decoder, ev.content, "malformed_root", InvalidEvent)
 
 
 # --- feedback -----------------------------------------------------------------------------
@@ -303,7 +350,7 @@ def encode_result_content(result: FileResult) -> tuple[str, str | None]:
 
 def decode_result_content(content: str, encoding: str | None) -> FileResult:
     if encoding is None:
-        return _result_decoder.decode(content)
+        return decode_untrusted(_result_decoder, content, "bad_payload", InvalidEvent)
     if encoding != COMPRESSED:
         raise InvalidEvent("bad_encoding", encoding)
     try:
@@ -313,7 +360,7 @@ def decode_result_content(content: str, encoding: str | None) -> FileResult:
         raise InvalidEvent("bad_payload", str(exc)) from exc
     if d.unconsumed_tail:
         raise InvalidEvent("too_large")
-    return _result_decoder.decode(raw)
+    return decode_untrusted(_result_decoder, raw, "bad_payload", InvalidEvent)
 
 
 PART_TAG = "part"

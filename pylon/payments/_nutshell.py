@@ -119,5 +119,13 @@ def nutshell() -> None:
 
 
 def _print_to_stderr(*args: Any, **kwargs: Any) -> None:
+    text = " ".join(str(a) for a in args)
+    if "info --mnemonic" in text:
+        # nutshell's advice names its own CLI (`cashu info --mnemonic`), which Pylon does not
+        # install; say where the seed is instead.
+        args = (
+            "generated a new wallet seed; it is kept in this wallet's database under PYLON_HOME "
+            "(back that folder up to keep the testnet funds)",
+        )
     kwargs["file"] = sys.stderr
     print(*args, **kwargs)

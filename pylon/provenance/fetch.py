@@ -25,12 +25,22 @@ import websockets
 from pylon.logs import get_logger
 from pylon.nostr.event import InvalidEvent, NostrEvent, decode_event
 from pylon.nostr.filters import Filter
+from pylon.untrusted import DECODE_ERRORS
 
 log = get_logger("pylon.provenance.fetch")
 
 PAGE = 500  # the embedded relay's cap; most public relays allow at least this many
 _frame = msgspec.json.Decoder(list[msgspec.Raw])
 _str = msgspec.json.Decoder(str)
+
+
+def _loose_str(raw: msgspec.Raw) -> str:
+    try:
+        return _str.decode(raw)
+    except DECODE_ERRORS:
+        return "(unreadable)"
+
+
 _enc = msgspec.json.Encoder()
 
 Splitter = Callable[[Filter], list[Filter]]
@@ -94,7 +104,7 @@ class _Conn:
                         parts = _frame.decode(raw)
                         verb = _str.decode(parts[0])
                         sid = _str.decode(parts[1]) if len(parts) > 1 else ""
-                    except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+                    except (*DECODE_ERRORS, IndexError):  # a relay's frame is untrusted bytes
                         continue
                     if sid != sub:
                         continue  # a late frame of an earlier, closed query
@@ -107,7 +117,7 @@ class _Conn:
                         complete = True
                         break
                     elif verb == "CLOSED":
-                        reason = _str.decode(parts[2]) if len(parts) > 2 else ""
+                        reason = _loose_str(parts[2]) if len(parts) > 2 else ""
                         log.warning("query_closed", relay=self.url, reason=reason)
                         break
             await self.ws.send(_enc.encode(["CLOSE", sub]).decode())

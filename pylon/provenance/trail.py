@@ -63,6 +63,21 @@ class _Item:
         )
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def sats(msats: int) -> str:
+    """One unit for every amount in a trail: sats (msat precision kept as decimals)."""
+    return f"{msats // MSATS_PER_SAT} sat" if msats % MSATS_PER_SAT == 0 else f"{msats / MSATS_PER_SAT:g} sat"
+
+
+def local_time(epoch: float) -> str:
+    import time as _time
+
+    return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(epoch))
+
+
 def _signature_problem(ev: NostrEvent) -> str | None:
     try:
         verify_event(ev)
@@ -429,7 +444,7 @@ def _check_result(
             it.problems.append("result is for a different input (input_sha256)")
         it.detail = (
             f"{it.detail}; " if it.detail else ""
-        ) + f"{r.path}: {len(r.symbols)} symbols, amount {parsed.amount_msats} msat"
+        ) + f"{r.path}: {plural(len(r.symbols), 'symbol')}, asks {sats(parsed.amount_msats)}"
     return it, att_id, parsed
 
 
@@ -510,9 +525,11 @@ def _check_payment(
         it.problems.append(f"proofs are malformed ({exc})")
         return it, res_item.ev.id if res_item else None
     held = info.amount_sats * MSATS_PER_SAT
-    it.detail = ("prepayment; " if prepay else "") + f"{held} msat in {info.count} proofs at {zap.mint}"
+    it.detail = (
+        "prepayment; " if prepay else ""
+    ) + f"{sats(held)} in {plural(info.count, 'proof')} at {zap.mint}"
     if info.locktime:
-        it.detail += f", refundable after {info.locktime}"
+        it.detail += f", refundable after {local_time(info.locktime)}"
     if zap.amount_msats > held:
         it.problems.append(f"states {zap.amount_msats} msat but its proofs hold {held}")
     if held < price:
@@ -541,7 +558,7 @@ def _check_receipt(
     except InvalidEvent as exc:
         it.problems.append(f"malformed receipt ({exc})")
         return it, None
-    it.detail = f"{red.amount_sats} sat redeemed"
+    it.detail = f"{sats(red.amount_sats * MSATS_PER_SAT)} redeemed"
     if red.job_id not in by_attempt:
         it.problems.append("does not tag the job or one of its attempts")
     pay = payments.get(red.payment_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -14,10 +13,24 @@ import msgspec
 
 from pylon.logs import get_logger
 from pylon.repomap.graph import FileGraph, PathIndex, build_graph, resolve_import
+from pylon.repomap.llm_map import DEFAULT_TOKENS, REPO_MAP_MD_NAME, render_llm_map
+from pylon.repomap.overview_facts import (
+    CODE,
+    DOCS,
+    FIXTURE,
+    KIND_LABELS,
+    TEST,
+    VENDORED,
+    build_commands,
+    build_files,
+    classify,
+)
 from pylon.repomap.pagerank import pagerank
+from pylon.repomap.prose import escape_markdown
 from pylon.repomap.search_index import INDEX_NAME, build_index
 from pylon.schemas.events import FileResult
 from pylon.schemas.repomap import MapFileEntry, MapSymbol, RepoMap, Snapshot
+from pylon.untrusted import json_loads
 
 log = get_logger(__name__)
 
@@ -79,6 +92,7 @@ def build_repo_map(
         snapshot_sha256=snapshot.snapshot_sha256,
         failed=dict(sorted(failed.items())),
         skipped=dict(snapshot.skipped),
+        skipped_files=dict(snapshot.skipped_files),
     )
 
 
@@ -96,8 +110,11 @@ def build_artifacts(
     results: Mapping[str, tuple[FileResult, str, str]],
     failed: Mapping[str, str] | None = None,
     narrative: str | None = None,
+    narrative_by: str = "",
+    tokens: int = DEFAULT_TOKENS,
 ) -> dict[str, str]:
-    """Write repo_map.json, overview.md and index.sqlite to out_dir; return their paths.
+    """Write repo_map.json, repo_map.md (fitted to `tokens`), overview.md and index.sqlite to
+    out_dir; return their paths.
 
     results: path -> (accepted result, provider pubkey, result event id);
     failed: path -> error code of the files that got no valid result.
@@ -112,11 +129,29 @@ def build_artifacts(
     _write(map_path, msgspec.json.format(msgspec.json.encode(repo_map), indent=2) + b"\n")
     overview_path = out_dir / OVERVIEW_NAME
     entry_points = find_entry_points(repo_map, Path(snapshot.root))
-    text = render_overview(repo_map, entry_points=entry_points, narrative=narrative)
+    commands = build_commands(Path(snapshot.root))
+    text = render_overview(
+        repo_map, entry_points=entry_points, narrative=narrative, narrative_by=narrative_by, commands=commands
+    )
     _write(overview_path, text.encode("utf-8"))
+    md_path = out_dir / REPO_MAP_MD_NAME
+    md_text, md_tokens = render_llm_map(repo_map, tokens)
+    _write(md_path, md_text.encode("utf-8"))
     index = build_index(out_dir / INDEX_NAME, repo_map)
-    log.info("artifacts", run_id=run_id, out_dir=str(out_dir), files=len(repo_map.files), failed=len(failed))
-    return {"repo_map": str(map_path), "overview": str(overview_path), "index": str(index)}
+    log.info(
+        "artifacts",
+        run_id=run_id,
+        out_dir=str(out_dir),
+        files=len(repo_map.files),
+        failed=len(failed),
+        repo_map_md_tokens=md_tokens,
+    )
+    return {
+        "repo_map": str(map_path),
+        "repo_map_md": str(md_path),
+        "overview": str(overview_path),
+        "index": str(index),
+    }
 
 
 def load_repo_map(path: Path) -> RepoMap:
@@ -149,7 +184,7 @@ _LISTING_RE = re.compile(
 )
 # Headings, badges, html, rules, tables, rst directives, pragmas, licence boilerplate.
 _NOT_PROSE_RE = re.compile(
-    r"^(?:#|!\[|\[!\[|<|---|===|```|\||\* \* \*|\.\. |[\w-]+:\S|-\*-|SPDX-|copyright|\(c\)|@"
+    r"^(?:#|!\[|\[!\[|<|---|===|```|\||\* \* \*|\.\. |[\w-]+:\S|-\*-|SPDX-|copyright|\(c\)|@|\./|\$ |\.venv/"
     r"|(?:authors?|maintainers?|licen[cs]e)\b)",
     re.IGNORECASE,
 )
@@ -246,12 +281,22 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def _languages_table(repo_map: RepoMap) -> list[str]:
+def _kinds(repo_map: RepoMap) -> dict[str, str]:
+    return {p: classify(p, e.language) for p, e in repo_map.files.items()}
+
+
+def _languages_table(repo_map: RepoMap, kinds: Mapping[str, str]) -> list[str]:
+    """The repo's own languages: its code only (tests, fixtures, vendored copies and docs are
+    counted in the table after this one, so a corpus of test data cannot pass for the repo)."""
     files: Counter[str] = Counter()
     lines: Counter[str] = Counter()
-    for entry in repo_map.files.values():
+    for path, entry in repo_map.files.items():
+        if kinds[path] != CODE:
+            continue
         files[entry.language or "unknown"] += 1
         lines[entry.language or "unknown"] += entry.lines
+    if not files:
+        return ["No file was classified as the repo's own code (see below)."]
     out = ["| language | files | lines |", "|---|---:|---:|"]
     for lang in sorted(files, key=lambda k: (-files[k], -lines[k], k)):
         out.append(f"| {lang} | {files[lang]} | {lines[lang]:,} |")
@@ -259,9 +304,63 @@ def _languages_table(repo_map: RepoMap) -> list[str]:
     return out
 
 
-def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], narrative: str | None) -> str:
-    """The newcomer's page: what is here, what matters most, where it starts. Deterministic."""
+def _dir_of(path: str) -> str:
+    """The directory a file is in, two levels deep at most ("./" at the top)."""
+    parts = path.split("/")[:-1]
+    return "/".join(parts[:2]) + "/" if parts else "./"
+
+
+def _kinds_table(repo_map: RepoMap, kinds: Mapping[str, str]) -> list[str]:
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    dirs: dict[str, Counter[str]] = defaultdict(Counter)
+    for path, kind in kinds.items():
+        by_kind[kind][repo_map.files[path].language or "unknown"] += 1
+        dirs[kind][
+            "/".join(path.split("/")[:2]) + "/"
+            if path.count("/") >= 2
+            else path.rsplit("/", 1)[0] + "/"
+            if "/" in path
+            else "./"
+        ] += 1
+    out = [
+        "How each mapped file was classified (by its path: test, fixture and vendored directories; "
+        "README files are docs). Only code counts in the languages above.",
+        "",
+        "| classified as | files | languages | where |",
+        "|---|---:|---|---|",
+    ]
+    for kind in (CODE, TEST, FIXTURE, VENDORED, DOCS):
+        if kind not in by_kind:
+            continue
+        langs = ", ".join(f"{lang} {n}" for lang, n in by_kind[kind].most_common(6))
+        where = ", ".join(f"`{d}`" for d, _ in dirs[kind].most_common(3))
+        more = f" and {len(dirs[kind]) - 3} more" if len(dirs[kind]) > 3 else ""
+        out.append(f"| {KIND_LABELS[kind]} | {sum(by_kind[kind].values())} | {langs} | {where}{more} |")
+    return out
+
+
+def _names(paths: list[str], total: int, shown: int = 20) -> str:
+    """Paths, backquoted, comma-separated; "and N more" past `shown` or what was recorded."""
+    text = ", ".join(f"`{_md(p)}`" for p in paths[:shown])
+    more = total - min(len(paths), shown)
+    return f"{text} and {more} more" if text and more > 0 else text
+
+
+def render_overview(
+    repo_map: RepoMap,
+    *,
+    entry_points: list[tuple[str, str]],
+    narrative: str | None,
+    narrative_by: str = "",
+    commands: list[tuple[str, str]] | None = None,
+) -> str:
+    """The newcomer's page: what is here, what matters most, where it starts. Deterministic.
+
+    `narrative` is a model's prose from some node: it is capped and escaped here, whoever calls,
+    and `narrative_by` (pylon.repomap.prose.attribution) says whose it is.
+    """
     files = repo_map.files
+    kinds = _kinds(repo_map)
     out: list[str] = [f"# Repository overview: {repo_map.repo or repo_map.root}", ""]
     facts = [f"{_count(len(files), 'file')} mapped"]
     if repo_map.commit:
@@ -277,9 +376,26 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
         out += [f"> {_md(about)}", ""]
 
     if narrative and narrative.strip():
-        out += ["## Summary", "", narrative.strip(), ""]
+        out += ["## Summary", "", escape_markdown(narrative), ""]
+        if narrative_by:
+            out += [narrative_by, ""]
 
-    out += ["## Languages", "", *_languages_table(repo_map), ""]
+    out += ["## Languages", "", *_languages_table(repo_map, kinds), ""]
+    if files:
+        out += [*_kinds_table(repo_map, kinds), ""]
+
+    if commands:
+        out += ["## How to build and test", "", "As the repository itself says (its own files, quoted):", ""]
+        out += [f"- `{cmd}`: {_md(why)}" for cmd, why in commands]
+        out.append("")
+
+    build = build_files(sorted(files), repo_map.skipped_files)
+    if build:
+        out += ["## Build, CI and script files", ""]
+        out += [f"- `{p}`" + ("" if how == "mapped" else f" ({how})") for p, how in build[:30]]
+        if len(build) > 30:
+            out.append(f"- … and {len(build) - 30} more")
+        out.append("")
 
     if files:
         out += ["## Layout", ""]
@@ -287,21 +403,31 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
             lines = sum(files[p].lines for p in paths)
             label = f"`{group}/`" if group else "top-level files"
             desc = _describe(group, paths, files)
-            head = f"- {label} ({_count(len(paths), 'file')}, {_count(lines, 'line')})"
+            group_kinds = Counter(kinds[p] for p in paths)
+            langs = Counter(files[p].language for p in paths)
+            what = ", ".join(f"{lang} {n}" for lang, n in langs.most_common(4))
+            if len(group_kinds) == 1 and CODE not in group_kinds:
+                what = f"{KIND_LABELS[next(iter(group_kinds))]}; {what}"
+            head = f"- {label} ({_count(len(paths), 'file')}, {_count(lines, 'line')}; {what})"
             out.append(f"{head}: {_md(desc)}" if desc else head)
-            for p in sorted(paths, key=lambda p: (-files[p].rank, p))[:KEY_FILES]:
-                what = describe_file(files[p])
-                out.append(f"  - `{p}`" + (f": {_md(what)}" if what else ""))
+            # The directory's own tests and code first, its fixtures and vendored copies after.
+            ordered = sorted(paths, key=lambda p: (kinds[p] in (FIXTURE, VENDORED), -files[p].rank, p))
+            shown = ordered if len(ordered) <= KEY_FILES + 1 else ordered[:KEY_FILES]
+            for p in shown:
+                what_file = describe_file(files[p])
+                out.append(f"  - `{p}`" + (f": {_md(what_file)}" if what_file else ""))
+            if len(ordered) > len(shown):
+                out.append(f"  - … and {len(ordered) - len(shown)} more")
         out.append("")
 
         out += [
             "## Most central files",
             "",
-            "Ranked by PageRank over imports and references (tests and fixtures left out).",
+            "Ranked by PageRank over imports and references (tests, fixtures and vendored code left out).",
             "",
         ]
         ranked = sorted(files, key=lambda p: (-files[p].rank, p))
-        code = [p for p in ranked if not is_test_path(p)] or ranked
+        code = [p for p in ranked if kinds[p] == CODE] or ranked
         central = ([p for p in code if files[p].used_by] or code)[:TOP_CENTRAL]
         for i, p in enumerate(central, start=1):
             e = files[p]
@@ -322,12 +448,16 @@ def render_overview(repo_map: RepoMap, *, entry_points: list[tuple[str, str]], n
         if repo_map.failed:
             codes = Counter(repo_map.failed.values())
             out.append("- failed: " + ", ".join(f"{c} {n}" for c, n in sorted(codes.items())))
-            shown = sorted(repo_map.failed)[:20]
-            out += [f"  - `{p}` ({repo_map.failed[p]})" for p in shown]
-            if len(repo_map.failed) > len(shown):
-                out.append(f"  - … and {len(repo_map.failed) - len(shown)} more")
+            shown_failed = sorted(repo_map.failed)[:20]
+            out += [f"  - `{p}` ({repo_map.failed[p]})" for p in shown_failed]
+            if len(repo_map.failed) > len(shown_failed):
+                out.append(f"  - … and {len(repo_map.failed) - len(shown_failed)} more")
         if repo_map.skipped:
             out.append("- skipped: " + ", ".join(f"{r} {n}" for r, n in sorted(repo_map.skipped.items())))
+        for reason, n in sorted(repo_map.skipped.items()):
+            names = _names(repo_map.skipped_files.get(reason, []), n)
+            if names:
+                out.append(f"  - {reason} ({n}): {names}")
         out.append("")
     return "\n".join(out)
 
@@ -345,7 +475,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
     idx = PathIndex(repo_map.files)
     try:
         pyproject = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a stranger's repo: nesting included
         pyproject = {}
     project = pyproject.get("project", {}) if isinstance(pyproject, dict) else {}
     for table in ("scripts", "gui-scripts"):
@@ -356,7 +486,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
             where = hits[0][0] if hits else "pyproject.toml"
             found.append((where, f"console script `{name}` → `{target}`"))
     try:
-        package = json.loads((root / "package.json").read_text("utf-8"))
+        package = json_loads((root / "package.json").read_text("utf-8"))  # total: a stranger's repo
     except (OSError, ValueError):
         package = {}
     if isinstance(package, dict):
@@ -369,7 +499,7 @@ def _manifest_entry_points(root: Path, repo_map: RepoMap) -> list[tuple[str, str
             found.append((_npm_path(package["main"], idx), "package.json main"))
     try:
         cargo = tomllib.loads((root / "Cargo.toml").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a stranger's repo: nesting included
         cargo = {}
     for b in cargo.get("bin", []) if isinstance(cargo, dict) else []:
         if isinstance(b, dict) and b.get("path"):
@@ -391,7 +521,7 @@ def find_entry_points(repo_map: RepoMap, root: Path | None = None) -> list[tuple
     for path, entry in sorted(repo_map.files.items()):
         name = PurePosixPath(path).name
         dirs = path.split("/")[:-1]
-        if is_test_path(path):
+        if is_test_path(path) or classify(path, entry.language) != CODE:
             continue
         if name == "__main__.py":
             found.append((1, path, "`python -m` entry (`__main__.py`)"))

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -22,6 +21,7 @@ from typing import Any
 
 from pylon.executors.languages import TEXT_LANGUAGE, detect_language
 from pylon.logs import get_logger
+from pylon.repomap.gitsafe import MAX_CLONE_BYTES, GitFailed, allowed_protocol, public_repo, run_git, scrub
 from pylon.schemas.repomap import Snapshot, SnapshotFile
 
 __all__ = [
@@ -56,6 +56,7 @@ GENERATED_FILES = (
 _GENERATED_RE = re.compile("|".join(fnmatch.translate(p) for p in GENERATED_FILES))
 
 _BINARY_SNIFF_BYTES = 8000  # git's own heuristic: a NUL in the first 8000 bytes means binary
+MAX_NAMED_PER_REASON = 500  # skipped files named per reason (the count is always whole)
 
 
 class SnapshotError(Exception):
@@ -67,52 +68,55 @@ def is_url(s: str) -> bool:
     return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", s) or re.match(r"^[\w.-]+@[\w.-]+:", s))
 
 
-def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Never stop for a password or a host-key prompt: a run must fail, not hang.
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    env["LC_ALL"] = "C"
-    return env
+def clone(url: str, dest: Path, timeout_s: float = 120, max_bytes: int = MAX_CLONE_BYTES) -> Path:
+    """`git clone --depth 1 url dest`; returns dest. Any failure raises SnapshotError with git's words.
 
-
-def clone(url: str, dest: Path, timeout_s: float = 120) -> Path:
-    """`git clone --depth 1 url dest`; returns dest. Any failure raises SnapshotError with git's words."""
+    Hardened (pylon.repomap.gitsafe): no system/global config, hooks and fsmonitor off, only the
+    transport of `url` allowed, the process group killed on timeout, at most `max_bytes` written.
+    Messages and logs name the repository by `public_repo(url)`: never its credentials.
+    """
     dest = Path(dest)
+    shown = public_repo(url)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise SnapshotError(f"clone destination {dest} is not empty")
     existed = dest.exists()
-    cmd = ["git", "clone", "--depth", "1", "--quiet", "--", url, str(dest)]
     try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=_git_env(),
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
+        protocol = allowed_protocol(url)
+    except GitFailed as exc:
+        raise SnapshotError(str(exc)) from exc
+    args = [
+        "clone",
+        "--depth",
+        "1",
+        "--quiet",
+        "--no-recurse-submodules",
+        "--template=",
+        "--",
+        url,
+        str(dest),
+    ]
+    try:
+        proc = run_git(args, timeout_s=timeout_s, protocol=protocol, watch_dir=dest, max_bytes=max_bytes)
+    except GitFailed as exc:
         if not existed:
             shutil.rmtree(dest, ignore_errors=True)
-        raise SnapshotError(f"git clone {url} timed out after {timeout_s:g}s") from exc
+        raise SnapshotError(f"git clone {shown} stopped: {exc}") from exc
     except FileNotFoundError as exc:
         raise SnapshotError("git is not installed (needed to clone a URL)") from exc
     if proc.returncode != 0:
-        message = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"
-        raise SnapshotError(f"git clone {url} failed: {message}")
-    log.info("cloned", url=url, dest=str(dest))
+        if not existed:
+            shutil.rmtree(dest, ignore_errors=True)
+        message = " ".join(proc.stderr.decode("utf-8", "replace").split()) or f"exit status {proc.returncode}"
+        raise SnapshotError(f"git clone {shown} failed: {scrub(message, url)}")
+    log.info("cloned", url=shown, dest=str(dest))
     return dest
 
 
 def _git_lines(root: Path, *args: str) -> list[str] | None:
     """NUL-separated output of a git command run in root, or None when git cannot answer."""
     try:
-        proc = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, env=_git_env(), timeout=120, check=False
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired):
+        proc = run_git(args, cwd=root, timeout_s=120)
+    except (FileNotFoundError, GitFailed):
         return None
     if proc.returncode != 0:
         return None
@@ -203,7 +207,7 @@ class _IgnoreRules:
         return verdict
 
 
-def _walk(root: Path, skipped: Counter[str]) -> Iterator[str]:
+def _walk(root: Path, skipped: Counter[str], vendored_dirs: list[str]) -> Iterator[str]:
     """Repo-relative posix paths of a tree outside git, honouring every .gitignore in it."""
     stack: list[tuple[str, _IgnoreRules]] = []  # (directory prefix, its rules), outermost first
 
@@ -232,6 +236,7 @@ def _walk(root: Path, skipped: Counter[str]) -> Iterator[str]:
                 yield rel  # classified (and counted) like any other symlink
             elif d in VENDORED_DIRS or d.endswith(VENDORED_DIR_SUFFIXES):
                 skipped["vendored"] += _count_files(full)
+                vendored_dirs.append(rel + "/")
             else:
                 keep.append(d)
         dirnames[:] = keep
@@ -318,6 +323,7 @@ def take_snapshot(
         raise SnapshotError(f"{root} is not a directory")
     root = root.resolve()
     skipped: Counter[str] = Counter()
+    vendored_dirs: list[str] = []  # whole directories left out unlisted (outside git)
     # Fails (None) outside a work tree, and then the tree is walked instead; so is a directory
     # the enclosing repository ignores (a venv, a vendored checkout), which git lists as empty.
     listed = _git_lines(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
@@ -327,18 +333,26 @@ def take_snapshot(
         candidates = sorted(set(listed))
         commit = _git_commit(root)
     else:
-        candidates = list(_walk(root, skipped))
+        candidates = list(_walk(root, skipped, vendored_dirs))
         commit = ""
     # Shallow files first, so a max_files cut keeps the top of the tree.
     candidates.sort(key=lambda p: (p.count("/"), p))
 
     files: list[SnapshotFile] = []
+    named: dict[str, list[str]] = {"vendored": vendored_dirs[:MAX_NAMED_PER_REASON]} if vendored_dirs else {}
+
+    def skip(reason: str, rel: str) -> None:
+        skipped[reason] += 1
+        names = named.setdefault(reason, [])
+        if len(names) < MAX_NAMED_PER_REASON:
+            names.append(rel)
+
     for rel in candidates:
         if not _utf8(rel):
-            skipped["bad_path"] += 1  # a name no JSON event can carry
+            skipped["bad_path"] += 1  # a name no JSON event can carry, nor a listing
             continue
         if _is_vendored(rel):
-            skipped["vendored"] += 1
+            skip("vendored", rel)
             continue
         reason, st = _lstat_reason(root, rel)
         if reason is None and st is not None:
@@ -354,7 +368,7 @@ def take_snapshot(
                 files.append(entry)
                 continue
         if reason:
-            skipped[reason] += 1
+            skip(reason, rel)
 
     files.sort(key=lambda f: f.path)
     digest = hashlib.sha256()
@@ -367,6 +381,7 @@ def take_snapshot(
         files=files,
         skipped=dict(sorted(skipped.items())),
         snapshot_sha256=digest.hexdigest(),
+        skipped_files={r: sorted(n) for r, n in sorted(named.items())},
     )
     log.info("snapshot", root=str(root), files=len(files), skipped=snap.skipped)
     return snap
@@ -424,7 +439,7 @@ def read_file(snapshot_root: Path, rel: str, *, expected_sha256: str | None = No
 def snapshot_repo(repo: str, clone_dir: Path, **kwargs: Any) -> Snapshot:
     """Snapshot a local path, or clone a URL into clone_dir (which must be empty) first."""
     if is_url(repo):
-        return take_snapshot(clone(repo, Path(clone_dir)), repo=repo, **kwargs)
+        return take_snapshot(clone(repo, Path(clone_dir)), repo=public_repo(repo), **kwargs)
     path = Path(repo).expanduser()
     if not path.exists():
         raise SnapshotError(f"{repo}: no such directory")

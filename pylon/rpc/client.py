@@ -270,13 +270,19 @@ class Subscription:
 
 def _not_running(path: Path, why: str) -> str:
     stem = path.name.removesuffix(".sock")
+    # Both ways, in context: a newcomer wants the whole local stack (`pylon up`); someone who
+    # runs the daemons apart (a service, another machine's relay) wants the one daemon.
     if stem == "buyer":
-        who, start = "buyer daemon", "pylon buyer up"
+        who, start = (
+            "buyer daemon",
+            "pylon up (relay, mint, buyer and nodes), or the buyer alone: pylon buyer up",
+        )
     elif stem.startswith("node-"):
         name = stem.removeprefix("node-")
-        who, start = f"node daemon {name!r}", f"pylon node up --name {name}"
+        who = f"node daemon {name!r}"
+        start = f"pylon up --nodes N (nodes n0, n1, …), or this node alone: pylon node up --name {name}"
     else:
-        who, start = "daemon", "pylon buyer up  (or: pylon node up --name NAME)"
+        who, start = "daemon", "pylon up, or one daemon: pylon buyer up / pylon node up --name NAME"
     return f"{who} is not running ({why} {path}); start it with: {start}"
 
 

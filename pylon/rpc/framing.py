@@ -16,6 +16,7 @@ import msgspec
 from anyio.abc import ByteReceiveStream
 
 from pylon.schemas.rpc import MAX_FRAME_BYTES, AnyFrame, Frame, Request
+from pylon.untrusted import DECODE_ERRORS
 
 HEADER_BYTES = 4
 _READ_CHUNK = 64 * 1024
@@ -74,7 +75,7 @@ def decode_frame(body: bytes) -> AnyFrame:
     except msgspec.ValidationError as e:
         frame_id, code = _salvage(body)
         raise FrameError(f"invalid frame: {e}", frame_id=frame_id, code=code) from e
-    except (ValueError, RecursionError) as e:  # DecodeError; UnicodeDecodeError; absurd nesting
+    except DECODE_ERRORS as e:  # DecodeError; UnicodeDecodeError; absurd nesting (RecursionError)
         raise FrameError(f"undecodable frame: {e}") from e
 
 
@@ -82,7 +83,7 @@ def _salvage(body: bytes) -> tuple[int, str]:
     """From a frame that is msgpack but not a valid Frame: its call id (if any) and the error code."""
     try:
         raw = _loose_decoder.decode(body)
-    except (ValueError, RecursionError):
+    except DECODE_ERRORS:
         return 0, "bad_frame"
     if not isinstance(raw, dict) or raw.get("t") != "call":
         return 0, "bad_frame"
@@ -133,22 +134,45 @@ class FrameBuffer:
 class FrameReader:
     """Reads frames off an anyio byte stream (one reader at a time; cancel-safe)."""
 
-    def __init__(self, stream: ByteReceiveStream, max_frame: int = MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self,
+        stream: ByteReceiveStream,
+        max_frame: int = MAX_FRAME_BYTES,
+        partial_timeout: float | None = None,
+    ) -> None:
         self._stream = stream
         self._frames = FrameBuffer(max_frame)
+        # Once a frame has begun, the rest must arrive within this (a half-sent frame would
+        # otherwise hold its buffer and connection forever). None: no limit (clients).
+        self._partial_timeout = partial_timeout
+        self._partial_since: float | None = None
 
     async def read_frame(self) -> AnyFrame | None:
         """The next frame, or None on a clean end of stream at a frame boundary.
 
         Raises FrameError: non-fatal for a bad frame that was skipped, fatal for an oversized
-        length or a stream that ends mid-frame.
+        length, a stream that ends mid-frame, or a frame not completed within `partial_timeout`.
         """
         while True:
             frame = self._frames.next_frame()
             if frame is not None:
+                self._partial_since = None if not self._frames.pending else anyio.current_time()
                 return frame
             try:
-                data = await self._stream.receive(_READ_CHUNK)
+                if self._partial_timeout is not None and self._frames.pending:
+                    if self._partial_since is None:
+                        self._partial_since = anyio.current_time()
+                    left = self._partial_since + self._partial_timeout - anyio.current_time()
+                    with anyio.move_on_after(max(0.0, left)) as scope:
+                        data = await self._stream.receive(_READ_CHUNK)
+                    if scope.cancelled_caught:
+                        raise FrameError(
+                            f"frame not completed within {self._partial_timeout:g}s "
+                            f"({self._frames.pending} bytes pending)",
+                            fatal=True,
+                        )
+                else:
+                    data = await self._stream.receive(_READ_CHUNK)
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 if self._frames.pending:
                     raise FrameError(
@@ -157,3 +181,5 @@ class FrameReader:
                     ) from None
                 return None
             self._frames.feed(data)
+            if self._partial_since is None:
+                self._partial_since = anyio.current_time()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from pylon.nostr.event import NostrEvent
 from pylon.nostr.nip90 import ParsedResult
 from pylon.schemas.telemetry import GlobalStats, JobState, JobTelemetry, ProviderCount, ProviderStats
+
+RECENT_S = 300.0
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -29,7 +32,11 @@ def global_stats(
     names: Mapping[str, str] | None = None,
     dropped: Mapping[str, int] | None = None,
     top: int = 10,
+    now: float | None = None,
 ) -> GlobalStats:
+    """`jobs_per_min` is the throughput over the span the jobs ran (first submitted to last
+    done): a figure of the work, not of now. `jobs_recent` counts the jobs done in the last
+    RECENT_S seconds before `now`, the figure that drops to 0 when the swarm goes idle."""
     completed = [j for j in jobs if j.state == JobState.COMPLETED]
     failed = [j for j in jobs if j.state == JobState.FAILED]
     e2e = sorted(j.end_to_end for j in completed if j.end_to_end is not None)
@@ -41,6 +48,8 @@ def global_stats(
         span_min = max((last - first) / 60.0, 1e-9)
     per = Counter(j.provider_pubkey for j in completed if j.provider_pubkey)
     names = names or {}
+    done_at = [j.published for j in completed if j.published is not None]
+    now = time.time() if now is None else now
     return GlobalStats(
         online_nodes=online_nodes,
         jobs_completed=len(completed),
@@ -57,6 +66,9 @@ def global_stats(
         p50_exec_s=median(j.exec_time for j in completed if j.exec_time is not None),
         p50_publish_s=median(j.publish_time for j in completed if j.publish_time is not None),
         dropped_events=dict(dropped or {}),
+        jobs_recent=sum(1 for t in done_at if now - t <= RECENT_S),
+        recent_s=RECENT_S,
+        last_completed_at=max(done_at) if done_at else None,
     )
 
 

@@ -39,7 +39,13 @@ class HelpScreen(ModalScreen[None]):
 
     def keys_table(self) -> Table:
         title = getattr(self.under, "HELP_TITLE", type(self.under).__name__)
-        table = Table(title=f"{title}: keys", expand=True, show_edge=False, title_style="bold")
+        table = Table(
+            title=f"{title}: keys",
+            caption="esc, ? or q closes this",
+            expand=True,
+            show_edge=False,
+            title_style="bold",
+        )
         table.add_column("key", style="bold cyan", width=16)
         table.add_column("action")
         table.add_column("now", width=14)

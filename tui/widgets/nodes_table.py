@@ -20,6 +20,16 @@ def node_state(node: Mapping[str, Any]) -> str:
     return str(node.get("state") or "unknown")
 
 
+def _checks(node: Mapping[str, Any]) -> Text:
+    """Spot checks of its results another node agreed with / disagreed with."""
+    passed, failed = int(node.get("checks_passed") or 0), int(node.get("checks_failed") or 0)
+    if not passed and not failed:
+        return Text("-", style="dim")
+    t = Text(f"{passed}/")
+    t.append(str(failed), style="bold red" if failed else "")
+    return t
+
+
 class NodesTable(LiveTable):
     COLUMNS = (
         ("name", "name", 14),
@@ -30,6 +40,7 @@ class NodesTable(LiveTable):
         ("assigned", "ours", 5),
         ("completed", "completed", 10),
         ("failed", "failures", 9),
+        ("checks", "checks ✓/✗", 10),
         ("heartbeat", "last heartbeat", 15),
         ("executors", "executors", 24),
     )
@@ -52,6 +63,7 @@ class NodesTable(LiveTable):
             str(item.get("assigned_now", 0)),
             str(item.get("completed", 0)),
             Text(str(item.get("failed", 0)), style="red" if item.get("failed") else ""),
+            _checks(item),
             age(item.get("last_heartbeat"), self.clock()),
             execs,
         )

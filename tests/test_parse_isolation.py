@@ -1,0 +1,122 @@
+"""Issue 10 item 2: a hostile parse is hard-killable and never stalls the event loop.
+
+256 KiB of `(` took 52 s in one tree-sitter `cursor.matches()` call; on a worker thread it held
+the GIL and froze the node's loop for seconds. Now the parse runs in a worker process that is
+killed at the per-file timeout. On the old code these tests fail: the loop's heartbeat stops
+for the whole parse, and the executor returns only once the parse finishes by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import anyio
+import pytest
+from pylon.schemas.errors import ErrorCode
+
+from pylon.executors import parse_pool
+from pylon.executors.base import DeterministicExecutor
+from pylon.executors.deterministic import ExecError
+
+pytestmark = pytest.mark.anyio
+
+HOSTILE = "(" * (128 * 1024)  # compresses to ~200 bytes; the old code spent minutes on it
+GOOD = "".join(f"def f{i}(x):\n    return x\n" for i in range(500))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Heartbeat:
+    """Ticks every 10 ms on the event loop; `max_gap` is the longest the loop went unserved."""
+
+    def __init__(self) -> None:
+        self.max_gap = 0.0
+        self.ticks = 0
+
+    async def run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await anyio.sleep(0.01)
+            now = time.monotonic()
+            self.max_gap = max(self.max_gap, now - last)
+            self.ticks += 1
+            last = now
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_hostile_parse_times_out_without_stalling_the_loop() -> None:
+    ex = DeterministicExecutor(timeout_s=1.0)
+    hb = Heartbeat()
+    try:
+        await ex.run("warm.py", GOOD, None)  # the worker's start-up is not what is measured
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hb.run)
+            start = time.monotonic()
+            with anyio.fail_after(60), pytest.raises(ExecError) as info:
+                await ex.run("attack.c", HOSTILE, "c")
+            elapsed = time.monotonic() - start
+            tg.cancel_scope.cancel()
+        assert info.value.code == ErrorCode.TIMEOUT
+        # Generous bounds: the loop kept ticking (a thread parse froze it for the whole parse)
+        # and the file was given up at its timeout plus the kill grace, not when tree-sitter ended.
+        assert hb.max_gap < 2.0, f"event loop stalled {hb.max_gap:.2f}s"
+        assert hb.ticks > 10
+        assert elapsed < 1.0 + parse_pool.KILL_GRACE_S + 10
+        assert ex.pool.killed == 1
+        # The killed worker is replaced: the next file parses normally.
+        assert len((await ex.run("after.py", GOOD, None)).symbols) == 500
+        assert ex.pool.started == 2
+    finally:
+        await ex.aclose()
+
+
+async def test_cancelling_a_parse_kills_its_worker() -> None:
+    ex = DeterministicExecutor(timeout_s=120)
+    try:
+        await ex.run("warm.py", GOOD, None)
+        (worker,) = ex.pool._idle
+        pid = worker.proc.pid
+        with anyio.move_on_after(0.5):  # the node's job timeout or an operator abort
+            await ex.run("attack.c", HOSTILE, "c")
+        assert ex.pool.killed == 1 and ex.pool._idle == []
+        with anyio.fail_after(10):
+            while alive(pid):
+                await anyio.sleep(0.05)
+    finally:
+        await ex.aclose()
+
+
+async def test_an_oversized_reply_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_pool, "MAX_REPLY_BYTES", 1024)
+    ex = DeterministicExecutor()
+    try:
+        with pytest.raises(ExecError) as info:
+            await ex.run("big.py", GOOD, None)
+        assert info.value.code == ErrorCode.TOO_LARGE
+        assert ex.pool.killed == 1  # out of step with an unread reply: not reused
+    finally:
+        await ex.aclose()
+
+
+async def test_concurrent_files_use_several_workers_and_close_cleanly() -> None:
+    ex = DeterministicExecutor(workers=2)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(ex.run, f"f{i}.py", GOOD, None)
+        assert ex.pool.started == 2 and len(ex.pool._idle) == 2
+        pids = [w.proc.pid for w in ex.pool._idle]
+    finally:
+        await ex.aclose()
+    assert not any(alive(p) for p in pids)
