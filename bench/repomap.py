@@ -19,6 +19,8 @@ Figures, each printed as one JSON line, then a table:
    (tests/ollama_fake.py) that answers every chat after --delay seconds, with no limit on
    parallel chats.
    ideal = files × delay / (nodes × C); efficiency = ideal / the map's wall (target ≥ 0.8).
+   `--mixed` adds a run with half the nodes on a second fake 3× slower (one slot each); its
+   ideal comes from the total capacity: files / Σ(slots_i / delay_i).
    With a model node in the swarm the map also runs the LLM reduce step (one more chat, one
    more delay), so the efficiency of the fan-out alone (first request → last file result) is
    printed beside it.
@@ -283,11 +285,20 @@ async def run_jobs(sock: Path, run_id: str) -> tuple[list[dict[str, Any]], list[
 
 
 def sim(
-    work: Path, repo: Path, nodes: int, concurrency: int, delay: float, node_args: list[str]
+    work: Path,
+    repo: Path,
+    nodes: int,
+    concurrency: int,
+    delay: float,
+    node_args: list[str],
+    mixed: bool = False,
 ) -> dict[str, Any]:
     fake, url = start_fake_ollama(delay, work)
+    slow, slow_url = start_fake_ollama(3 * delay, work) if mixed else (None, "")
+    slow_nodes = [f"n{i}" for i in range(nodes // 2)] if mixed else []
+    tag = f"{concurrency}{'-mixed' if mixed else ''}"
     market = LocalMarket(
-        home=work / f"home-sim-{concurrency}",
+        home=work / f"home-sim-{tag}",
         nodes=nodes,
         heartbeat_s=1.0,
         node_args=[
@@ -299,18 +310,23 @@ def sim(
             str(concurrency),
             *node_args,
         ],
+        node_extra={n: ["--ollama-host", slow_url] for n in slow_nodes},
     )
     try:
         market.start(timeout=180)
         before = market_cpu(market, {"fake_ollama": fake.pid})
-        summary, _ = cli_map(market, repo, work / f"out-sim-{concurrency}")
+        summary, _ = cli_map(market, repo, work / f"out-sim-{tag}")
         cpu = cpu_used(before, market_cpu(market, {"fake_ollama": fake.pid}))
         tele, red = anyio.run(run_jobs, market.socket_of("buyer"), summary["run_id"])
     finally:
         market.stop()
-        fake.terminate()
-        fake.wait(timeout=10)
-    ideal = summary["files"] * delay / (nodes * concurrency)
+        for f in (fake, slow):
+            if f is not None:
+                f.terminate()
+                f.wait(timeout=10)
+    # The ideal from the total capacity: files over the swarm's rate (slots / latency, summed).
+    rate = sum(concurrency / (3 * delay if f"n{i}" in slow_nodes else delay) for i in range(nodes))
+    ideal = summary["files"] / rate
     done = [t for t in tele if t["state"] == "completed"]
     first = min(t["submitted"] for t in tele)
     last = max(t["received"] for t in done)
@@ -325,6 +341,7 @@ def sim(
         "providers": summary["providers"],
         "nodes": nodes,
         "concurrency": concurrency,
+        "mixed_speeds": f"{len(slow_nodes)} of {nodes} nodes 3x slower" if mixed else None,
         "delay_s": delay,
         "ideal_s": round(ideal, 3),
         "map_wall_s": summary["wall_s"],
@@ -379,7 +396,8 @@ def table(figs: dict[str, dict[str, Any]]) -> None:
     for m in (f for k, f in figs.items() if k.startswith("sim")):
         rows.append(
             (
-                f"efficiency, {m['files']} files × {m['delay_s']:g} s, {m['nodes']}×{m['concurrency']} slots",
+                f"efficiency, {m['files']} files × {m['delay_s']:g} s, {m['nodes']}×{m['concurrency']} slots"
+                + (" (mixed speeds)" if m.get("mixed_speeds") else ""),
                 f"{m['efficiency']:.2f} (map {m['map_wall_s']:.2f} s vs ideal {m['ideal_s']:.2f} s)",
                 "≥ 0.8",
                 "yes" if m["ok"] else "no",
@@ -417,6 +435,9 @@ def main() -> None:
         choices=("private", "public", "both"),
         help="swarm runs' --private/--public",
     )
+    ap.add_argument(
+        "--mixed", action="store_true", help="with sim: also a run with half the nodes 3x slower (1 slot)"
+    )
     ap.add_argument("--node-args", default="", help="extra node flags, e.g. --node-args='--no-untargeted'")
     args = ap.parse_args()
     only = {f.strip() for f in args.only.split(",") if f.strip()}
@@ -438,6 +459,10 @@ def main() -> None:
             for c in (int(x) for x in args.concurrency.split(",") if x):
                 steps[f"sim-c{c}"] = functools.partial(
                     sim, work, sim_repo, args.nodes, c, args.delay, node_args
+                )
+            if args.mixed:
+                steps["sim-mixed"] = functools.partial(
+                    sim, work, sim_repo, args.nodes, 1, args.delay, node_args, mixed=True
                 )
         for name, step in steps.items():
             if name.split("-")[0] not in only:

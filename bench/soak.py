@@ -283,6 +283,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         to_job = {r[0]: r[1] for r in attempts}
         nutzaps, proof_sets = nutzaps_per_job(m, to_job) if price else (Counter(), Counter())
         pay_rows = db(tdb, "SELECT job_id FROM payments") if price else []
+        from pylon.keys import load_or_create_keys
+
+        killed_pks = {load_or_create_keys(home / "nodes" / n / "nostr.key").pubkey for n in victims}
     finally:
         sampler.stop()
         m.stop()
@@ -319,6 +322,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "p95_e2e_s": pct(e2e, 0.95),
         "reissued_jobs": sum(1 for r in rows if r[0] in mine and (r[3] or 0) > 1),
         "failed_attempts": dict(Counter(e for _, _, _, o, e in attempts if o == "failed")),
+        # Re-issues for attempts really lost (on a node that was killed) vs the rest (on nodes
+        # never killed: the relay restart, a late acknowledgement, a straggler's backup twin).
+        "failed_attempts_on_killed_nodes": sum(
+            1 for _, _, n, o, _ in attempts if o == "failed" and n in killed_pks
+        ),
+        "failed_attempts_on_live_nodes": dict(
+            Counter(e for _, _, n, o, e in attempts if o == "failed" and n not in killed_pks)
+        ),
         "peak_rss": sampler.summary(),
         "chaos": chaos,
     }

@@ -609,7 +609,7 @@ class BuyerCaller:
                 or not registry.usable(e, now)
             ):
                 continue
-            load = e.assigned_now / e.capacity()
+            load = e.assigned_now / e.slots()
             if best is None or load < best[0]:
                 best = (load, e.pubkey)
         return best[1] if best else None

@@ -27,7 +27,9 @@ class NodeConfig(msgspec.Struct, kw_only=True):
     queue_size: int = 4096
     heartbeat_s: float = 10.0
     price_msats: int = 0
-    accept_untargeted: bool = True
+    # Requests not p-tagged to anyone, first come first served. Off: a node then subscribes to
+    # its own requests only, and the relay does not push it every request of the market.
+    accept_untargeted: bool = False
     exec_timeout_s: float = 60.0
     # The deterministic executor's own per-file limit (parse + queries), inside exec_timeout_s.
     parse_timeout_s: float = 5.0

@@ -24,6 +24,7 @@ from pylon.daemon.intake_limits import (
     BuyerBuckets,
     TokenBucket,
 )
+from pylon.daemon.node_cancel import honour_cancel
 from pylon.daemon.node_store import NodeStore
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
 from pylon.schemas import kinds, rpc
@@ -212,6 +213,9 @@ class ProviderNode:
         self._newest_request = max(self._newest_request, clock.clamp_to_now(ev.created_at))
         self._remember(ev.id)
         if nip90.is_chunk(ev) or nip90.is_run_root(ev):
+            return
+        if nip90.is_cancel(ev):
+            honour_cancel(self, ev)
             return
         try:
             req = private_jobs.parse_request(ev, self.sealer)
@@ -479,6 +483,7 @@ class ProviderNode:
             uptime_s=round(time.time() - self.started_at, 1),
             interval_s=self.config.heartbeat_s,
             name=self.config.name,
+            slots=self.config.max_concurrency,
         )
 
     async def _publish_heartbeat(self) -> None:
@@ -554,7 +559,7 @@ class ProviderNode:
                 self.rpc.publish("node_state", self.status())
         return self.status()
 
-    def abort(self, job_id: str) -> bool:
+    def abort(self, job_id: str, message: str = "aborted by the node operator") -> bool:
         job = self.running.get(job_id) or self.queued.get(job_id)
         if job is None:
             return False
@@ -571,7 +576,7 @@ class ProviderNode:
                     job.request,
                     FeedbackStatus.ERROR,
                     error=ErrorCode.CANCELLED,
-                    message="aborted by the node operator",
+                    message=message,
                 )
             )
         return True

@@ -57,6 +57,7 @@ class Heartbeat(msgspec.Struct):
     interval_s: float
     name: str = ""
     sent_ms: int = 0  # the node's clock when it sent this: lets the buyer measure the offset
+    slots: int = 0  # jobs it runs at once now (0: see its announce's max_concurrency)
 
 
 class Symbol(msgspec.Struct):

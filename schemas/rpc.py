@@ -306,6 +306,7 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     models: list[str] = []
     price_msats: int = 0
     assigned_now: int = 0
+    slots: int = 0  # what this buyer fills on it: declared, capped, earned by delivering
     banned: bool = False
     checks_passed: int = 0
     checks_failed: int = 0

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -35,16 +34,6 @@ FILES = (
     "java/jpype/proxy/JPypeProxy.java",
     "c/brotli/dec/state.c",
 )
-
-
-@dataclass
-class MixedMarket(LocalMarket):
-    """A LocalMarket whose nodes may each get their own extra `pylon node up` flags."""
-
-    per_node_args: dict[str, list[str]] = field(default_factory=dict)
-
-    def node_cli_args(self, name: str) -> list[str]:
-        return super().node_cli_args(name) + self.per_node_args.get(name, [])
 
 
 def make_repo(root: Path) -> Path:
@@ -84,13 +73,13 @@ def fake() -> Iterator[FakeOllama]:
 
 
 @pytest.fixture(scope="module")
-def model_market(tmp_path_factory: pytest.TempPathFactory, fake: FakeOllama) -> Iterator[MixedMarket]:
-    m = MixedMarket(
+def model_market(tmp_path_factory: pytest.TempPathFactory, fake: FakeOllama) -> Iterator[LocalMarket]:
+    m = LocalMarket(
         home=tmp_path_factory.mktemp("home"),
         nodes=3,
         memory_relay=True,
         heartbeat_s=1.0,
-        per_node_args={"n0": ["--executor", "ollama", "--ollama-host", fake.url]},
+        node_extra={"n0": ["--executor", "ollama", "--ollama-host", fake.url]},
     )
     try:
         m.start(timeout=60)
@@ -107,7 +96,7 @@ def model_node_pubkey(market: LocalMarket) -> str:
 
 
 def test_a_model_node_writes_the_narrative(
-    model_market: MixedMarket, fake: FakeOllama, repo: Path, tmp_path: Path
+    model_market: LocalMarket, fake: FakeOllama, repo: Path, tmp_path: Path
 ) -> None:
     llm = model_node_pubkey(model_market)
     chats_before, jobs_before = len(fake.chat_requests), len(reduce_jobs(model_market))
@@ -134,7 +123,7 @@ def test_a_model_node_writes_the_narrative(
 
 
 def test_a_failed_narrative_leaves_the_facts(
-    model_market: MixedMarket, fake: FakeOllama, repo: Path, tmp_path: Path
+    model_market: LocalMarket, fake: FakeOllama, repo: Path, tmp_path: Path
 ) -> None:
     before = len(reduce_jobs(model_market))
     fake.fail = "error500"  # every chat fails from now on: per-file summaries and the reduce step

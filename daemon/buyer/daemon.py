@@ -116,6 +116,7 @@ class BuyerDaemon:
                     sub_id="jobs",
                 )
                 tg.start_soon(sched.scan_loop)
+                tg.start_soon(sched.dispatch_loop)
                 tg.start_soon(sched.resync_loop)
                 tg.start_soon(self._flush_loop)
                 tg.start_soon(self._push_loop)
@@ -132,8 +133,10 @@ class BuyerDaemon:
         try:
             if ev.kind == kinds.ANNOUNCE:
                 self.registry.on_announce(ev)
+                self.scheduler.slots_changed()
             elif ev.kind == kinds.HEARTBEAT:
                 self.registry.on_heartbeat(ev)
+                self.scheduler.slots_changed()
             elif ev.kind in self._swarm_hooks:
                 self._swarm_hooks[ev.kind](ev)
         except InvalidEvent as exc:

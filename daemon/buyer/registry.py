@@ -1,4 +1,10 @@
-"""The buyer's view of the swarm, built from announces (31990) and heartbeats (11998)."""
+"""The buyer's view of the swarm, built from announces (31990) and heartbeats (11998).
+
+A node's slots are what it declares (its heartbeat's `slots`, else its announce's
+max_concurrency), capped at SLOT_CAP and trusted only as far as it has delivered: it starts
+with START_SLOTS and earns one more per result accepted from it. One node claiming a huge
+concurrency therefore cannot attract every job; a fast node that delivers fills its slots.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,11 @@ from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
 from pylon.nostr.nip89 import parse_announce
 
 MAX_HEARTBEAT_INTERVAL_S = 120.0
+SLOT_CAP = 32  # whatever a node declares
+START_SLOTS = 2  # before it has delivered anything
+PREFETCH = 1  # jobs handed to a delivering node beyond its slots, so it never waits on us
+LOST_INTERVALS = 2.0  # heartbeats missed before a node's jobs are taken back
+LOST_SLACK_S = 1.0  # a heartbeat late by a scheduling hiccup is not a lost node
 
 
 @dataclass
@@ -52,8 +63,28 @@ class NodeEntry:
             return False
         return now - self.last_heartbeat <= ONLINE_INTERVALS * self.interval(default_interval)
 
-    def capacity(self) -> int:
-        return max(1, self.announce.max_concurrency if self.announce else 1)
+    def declared_slots(self) -> int:
+        if self.heartbeat is not None and self.heartbeat.slots:
+            return self.heartbeat.slots
+        return self.announce.max_concurrency if self.announce else 1
+
+    def slots(self) -> int:
+        """The slots this buyer fills on the node: declared, capped, earned by delivering."""
+        return max(1, min(self.declared_slots(), SLOT_CAP, START_SLOTS + self.completed_for_us))
+
+    def free_slots(self) -> int:
+        """Free slots, plus one job waiting at a node that has delivered: the round trip to the
+        buyer and back is then hidden behind the job it is running (a node that never delivered
+        gets no such credit)."""
+        prefetch = PREFETCH if self.completed_for_us > 0 else 0
+        return self.slots() + prefetch - self.assigned_now
+
+    def lost(self, now: float, default_interval: float, since: float = 0.0) -> bool:
+        """No heartbeat for LOST_INTERVALS intervals (counted from `since` at the earliest)."""
+        if self.last_heartbeat is None:
+            return False
+        heard = max(self.last_heartbeat, since)
+        return now - heard > LOST_INTERVALS * self.interval(default_interval) + LOST_SLACK_S
 
 
 class NodeRegistry:
@@ -122,6 +153,44 @@ class NodeRegistry:
         now = time.time()
         return sum(1 for e in self.nodes.values() if e.online(now, self.heartbeat_s))
 
+    def lost(self, pubkey: str, now: float, since: float = 0.0) -> bool:
+        e = self.nodes.get(pubkey)
+        return e is not None and e.lost(now, self.heartbeat_s, since)
+
+    def pick_free(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """A usable node with a free slot, the least loaded (our jobs per slot) first, ties broken
+        at random; None if every slot is taken."""
+        now = time.time()
+        best: list[NodeEntry] = []
+        best_load = float("inf")
+        for e in self.nodes.values():
+            if e.pubkey in exclude or e.free_slots() <= 0 or not self.usable(e, now):
+                continue
+            load = e.assigned_now / e.slots()
+            if load < best_load - 1e-9:
+                best, best_load = [e], load
+            elif abs(load - best_load) <= 1e-9:
+                best.append(e)
+        return random.choice(best).pubkey if best else None
+
+    def pick_recent(self, within_s: float, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """The least-loaded node heard from within `within_s`, online or not (for the outbox)."""
+        now = time.time()
+        heard = [
+            e
+            for e in self.nodes.values()
+            if e.pubkey not in exclude
+            and e.last_heartbeat is not None
+            and now - e.last_heartbeat <= within_s
+            and not e.banned
+            and (not self.allow or e.pubkey in self.allow)
+            and e.heartbeat is not None
+            and e.heartbeat.state == NodeState.ONLINE
+        ]
+        if not heard:
+            return None
+        return min(heard, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
+
     def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The least-loaded usable node (our outstanding jobs per slot), ties broken at random."""
         now = time.time()
@@ -130,7 +199,7 @@ class NodeRegistry:
         for e in self.nodes.values():
             if e.pubkey in exclude or not self.usable(e, now):
                 continue
-            load = e.assigned_now / e.capacity()
+            load = e.assigned_now / e.slots()
             if load < best_load - 1e-9:
                 best, best_load = [e], load
             elif abs(load - best_load) <= 1e-9:
@@ -159,6 +228,7 @@ class NodeRegistry:
                     models=e.announce.models if e.announce else [],
                     price_msats=e.announce.price_msats if e.announce else 0,
                     assigned_now=e.assigned_now,
+                    slots=e.slots(),
                     banned=e.banned,
                     checks_passed=e.checks[0],
                     checks_failed=e.checks[1],

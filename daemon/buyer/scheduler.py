@@ -1,11 +1,20 @@
-"""The buyer's scheduler: assign jobs, follow them, verify results, re-issue lost attempts.
+"""The buyer's scheduler: hand jobs to free node slots, follow them, verify results, recover.
 
-Each job is a file to map. The scheduler picks the least-loaded live node, publishes a signed
-5931 request `p`-tagged to it (inputs too big for one event go first as chunk events), then
-follows the 7000 feedback and the 6931 result. A result counts only if it is signed by the
-node that attempt was assigned to, its `x` tag matches its content and its payload decodes;
-everything else is dropped and counted. An attempt with no pickup or no result in time is
-re-issued to another node; the first valid result wins.
+Each job is a file to map. A job goes out when a node has a free slot (the node's concurrency
+as it declares it, capped, and trusted only as far as it has delivered: `NodeEntry.slots`), so
+fast nodes take more and slow ones fewer; the request is a signed 5931 `p`-tagged to that node
+(inputs too big for one event go first as chunk events). The node acknowledges with `processing`
+feedback and answers with a 6931 result. A result counts only if it is signed by the node that
+attempt was assigned to, its `x` tag matches its content and its payload decodes; everything
+else is dropped and counted.
+
+Failure is noticed in seconds: an attempt not acknowledged within ~2 of its node's heartbeat
+intervals, or whose node has stopped heartbeating for 2 intervals, is re-issued to another node
+(and the node is told to stop it: a cancel). A failure another node would repeat (bad
+input, too large, a deterministic executor's error) fails the job at once. When a run has
+nothing left to hand out and a task has run well past the run's typical time, a backup copy
+goes to an idle node; the first valid result wins and is the only one accepted (and paid), the
+other attempt is cancelled.
 
 Its interface is narrow: `submit` (a job handle whose `done` fires at the end), `cancel`,
 `stop_all`, `job`/`telemetry` to look, and typed events out (`JobChanged`, `ResultAccepted`,
@@ -14,8 +23,9 @@ Its interface is narrow: `submit` (a job handle whose `done` fires at the end), 
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +37,7 @@ from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import kinds
 from pylon.schemas.errors import NO_RETRY, ErrorCode
-from pylon.schemas.events import DEFAULT_TASKS, Feedback, FeedbackStatus, FileResult
+from pylon.schemas.events import DEFAULT_TASKS, REDUCE_TASK, Feedback, FeedbackStatus, FileResult
 from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
 
 from pylon.executors.languages import detect_language
@@ -45,6 +55,13 @@ SCAN_INTERVAL_S = 0.2
 RESYNC_INTERVAL_S = 2.0
 RESYNC_QUIET_S = 2.0
 OUTAGE_HOLD_S = 60.0  # how long job clocks stop while no relay or no node is in sight
+SLOT_POLL_S = 0.25  # a waiter re-checks the slots this often even without news
+ACK_INTERVALS = 2.0  # an assignment not acknowledged within this many heartbeat intervals is lost
+ACK_FLOOR_S = 3.0  # ... but never sooner than this (a busy relay, a loaded machine)
+BACKUP_FACTOR = 2.0  # a task this many times the run's typical time is a straggler
+BACKUP_MIN_S = 1.0  # below this a backup costs more than it can save
+BACKUP_MIN_SAMPLES = 3  # results of the run needed before "typical" means anything
+SUPERSEDED = "superseded"  # an attempt closed because another one's result won
 _result_encoder = msgspec.json.Encoder()
 _result_decoder = msgspec.json.Decoder(FileResult)
 
@@ -68,6 +85,8 @@ class Attempt:
     issued: float
     picked_up: bool = False
     closed: bool = False
+    deadline: float = 0.0  # no pickup (or no result, once picked up) by then: lost
+    backup: bool = False  # a straggler's copy, running beside the job's current attempt
 
 
 @dataclass
@@ -79,11 +98,16 @@ class ActiveJob:
     chunk_ids: list[str] = field(default_factory=list)
     tasks: tuple[str, ...] = DEFAULT_TASKS
     current: Attempt | None = None
+    backup: Attempt | None = None
     tried: set[str] = field(default_factory=set)
+    waiting_since: float = 0.0  # in the re-issue queue since (no attempt open)
+    last_reason: ErrorCode | None = None
     avoid: frozenset[str] = frozenset()  # nodes this job must never go to (a spot check's subjects)
-    deadline: float = 0.0
     private: bool = False  # NIP-44: every attempt sealed to its node (pylon.daemon.private_runs)
     done: anyio.Event = field(default_factory=anyio.Event)
+
+    def open_attempts(self) -> list[Attempt]:
+        return [a for a in (self.current, self.backup) if a is not None and not a.closed]
 
 
 class RunTracker:
@@ -94,6 +118,7 @@ class RunTracker:
         self.total = total
         self.completed = 0
         self.failed = 0
+        self.turnarounds: list[float] = []  # issue → accepted result, of this run's jobs
         self.done = anyio.Event()
         if total == 0:
             self.done.set()
@@ -105,6 +130,11 @@ class RunTracker:
             self.failed += 1
         if self.completed + self.failed >= self.total:
             self.done.set()
+
+    def typical_s(self) -> float | None:
+        if len(self.turnarounds) < BACKUP_MIN_SAMPLES:
+            return None
+        return statistics.median(self.turnarounds)
 
 
 # --- events out -------------------------------------------------------------------------------
@@ -160,10 +190,16 @@ class Scheduler:
         self.attempts: dict[str, Attempt] = {}
         self.runs: dict[str, RunTracker] = {}
         self.dropped: Counter[str] = Counter()
+        self.reissues: Counter[str] = Counter()  # by reason
+        self.backups = Counter[str]()  # sent, won, lost
         self.completed = 0
         self.failed = 0
         self.stopped = False
         self._listeners: list[Listener] = []
+        self._requeue: deque[ActiveJob] = deque()  # re-issues waiting for a free slot
+        self._slots = anyio.Event()  # set (and replaced) whenever a slot may have freed
+        self._held = False  # the swarm is out of sight (no relay, no node): clocks stop
+        self._back_at = 0.0  # when the swarm came back in sight (heartbeat ages count from then)
 
     # --- the interface --------------------------------------------------------------------
 
@@ -185,7 +221,13 @@ class Scheduler:
 
     def hold(self, job: ActiveJob, seconds: float) -> None:
         """Give the current attempt `seconds` more before a re-issue (the node answered)."""
-        job.deadline = time.time() + seconds
+        if job.current is not None:
+            job.current.deadline = time.time() + seconds
+
+    def slots_changed(self) -> None:
+        """A slot may have freed or a node come online: wake whoever waits for one."""
+        self._slots.set()
+        self._slots = anyio.Event()
 
     async def telemetry(self, job_id: str) -> JobTelemetry:
         """A job's telemetry, outstanding or finished; raises UnknownJob."""
@@ -215,15 +257,48 @@ class Scheduler:
     async def wait_for_node(
         self, timeout: float, exclude: set[str] | frozenset[str] = frozenset()
     ) -> str | None:
-        """A usable node now, or within `timeout`, or None."""
+        """A usable node now, or within `timeout`, or None (busy or not)."""
         node = self.registry.pick(exclude)
         if node is not None or timeout <= 0:
             return node
         with anyio.move_on_after(timeout):
             while node is None:
-                await anyio.sleep(0.05)
+                await self._wait_slots(SLOT_POLL_S)
                 node = self.registry.pick(exclude)
         return node
+
+    async def _wait_slots(self, at_most: float) -> None:
+        with anyio.move_on_after(at_most):
+            await self._slots.wait()
+
+    def _reserve(self, node: str) -> str:
+        self.registry.entry(node).assigned_now += 1
+        return node
+
+    async def _claim_slot(self, timeout: float, avoid: frozenset[str] = frozenset()) -> str | None:
+        """A node with a free slot, reserved; waits up to `timeout` for one to free.
+
+        Re-issues go first. With no free slot in time the job goes to the least-loaded live
+        node's queue (a swarm that is all busy still takes work); with no node, None.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.pool.is_connected() or self._held:
+                # The swarm out of sight (a relay restart): no slot can free until it is back, so
+                # the job goes into the outbox for the node that was least loaded when last heard.
+                node = self.registry.pick(avoid) or self.registry.pick_recent(OUTAGE_HOLD_S, avoid)
+                if node is not None:
+                    return self._reserve(node)
+            elif not self._requeue:
+                node = self.registry.pick_free(avoid)
+                if node is not None:
+                    return self._reserve(node)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self._wait_slots(min(remaining, SLOT_POLL_S))
+        node = self.registry.pick(avoid)
+        return self._reserve(node) if node is not None else None
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -232,7 +307,8 @@ class Scheduler:
 
         Their inputs and attempts are in SQLite; results that arrived meanwhile are on the relay
         and come in through the subscription (its `since` is the returned time). Attempts whose
-        deadline passed are re-issued by the scan loop as usual.
+        deadline passed are re-issued by the scan loop as usual; a job caught between two
+        attempts waits for a slot like any re-issue.
         """
         self.private_runs = await self.store.private_runs()
         counts = await self.store.state_counts()
@@ -260,6 +336,11 @@ class Scheduler:
                 size=len(text.encode()),
                 private=t.run_id in self.private_runs,
             )
+            timeout = (
+                self.config.result_timeout_s
+                if t.state == JobState.PROCESSING
+                else self.config.pickup_timeout_s
+            )
             for request_id, node, issued, outcome in await self.store.attempts_of(t.job_id):
                 att = Attempt(
                     request_id=request_id,
@@ -268,22 +349,22 @@ class Scheduler:
                     issued=issued,
                     picked_up=t.state == JobState.PROCESSING,
                     closed=outcome is not None,
+                    deadline=issued + timeout,
                 )
                 self.attempts[request_id] = att
                 if node:
                     job.tried.add(node)
                 if not att.closed:
+                    if job.current is not None:  # two open: the older was a backup's twin
+                        job.backup, job.current.backup = job.current, True
                     job.current = att
                     if node:
                         self.registry.entry(node).assigned_now += 1
                 oldest = min(oldest, issued)
-            timeout = (
-                self.config.result_timeout_s
-                if t.state == JobState.PROCESSING
-                else self.config.pickup_timeout_s
-            )
-            job.deadline = (job.current.issued if job.current else time.time()) + timeout
             self.active[t.job_id] = job
+            if job.current is None:
+                job.waiting_since = time.time()
+                self._requeue.append(job)
         runs = await self.store.running_run_progress()
         for run_id, files, done, failed in runs:
             tracker = RunTracker(run_id, files)
@@ -320,10 +401,13 @@ class Scheduler:
         check_of: str | None = None,
         private: bool = False,
     ) -> ActiveJob:
-        """Assign one job to `node` (default: the least-loaded live node not in `avoid`) and publish it.
+        """Hand one job to `node`, or (the default) to the first node with a free slot, and publish it.
 
-        `check_of` marks the job as a spot check of that job (its request tags it); `private`:
-        sealed to that node with NIP-44 (always targeted: see private_jobs)."""
+        Waits for a free slot up to `wait_node_s` (default: the pickup timeout); the job id is
+        its first request's id, so a job exists from the moment a node is chosen for it. Never
+        to a node in `avoid`; `check_of` marks the job as a spot check of that job (its request
+        tags it); `private`: sealed to that node with NIP-44 (always targeted: see private_jobs).
+        """
         if self.stopped:
             raise SubmitError(ErrorCode.CANCELLED, "the buyer is stopped (S): no new jobs until it restarts")
         size = self.validate_input(path, text)
@@ -335,15 +419,39 @@ class Scheduler:
             )
         lang = language or detect_language(path, text) or "text"
         if node is None:
-            node = await self.wait_for_node(
+            node = await self._claim_slot(
                 self.config.pickup_timeout_s if wait_node_s is None else wait_node_s, avoid
             )
+        else:
+            self._reserve(node)
         if node is None:
             raise SubmitError(
                 ErrorCode.PROVIDER_OFFLINE,
                 "no provider node is online; start a local stack with: pylon up --nodes 3 "
                 "(or one node beside this buyer: pylon node up)",
             )
+        try:
+            job = await self._publish_first(
+                path, text, lang, size, run_id, node, tasks, avoid, check_of, private
+            )
+        except BaseException:
+            self._release(node)
+            raise
+        return job
+
+    async def _publish_first(
+        self,
+        path: str,
+        text: str,
+        lang: str,
+        size: int,
+        run_id: str | None,
+        node: str,
+        tasks: tuple[str, ...],
+        avoid: frozenset[str],
+        check_of: str | None,
+        private: bool,
+    ) -> ActiveJob:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
         inline: str | None = text
@@ -419,106 +527,200 @@ class Scheduler:
             avoid=avoid,
             private=private,
         )
-        self._issue(job, req, node, now)
+        job.current = self._issue(job, req, node, now)
         self.store.put(tele)
         self.store.put_input(req.id, path, lang, text)
         await self.pool.publish(req)
         self._emit(JobChanged(tele))
         return job
 
-    def _issue(self, job: ActiveJob, req: NostrEvent, node: str | None, now: float) -> None:
-        att = Attempt(request_id=req.id, job_id=job.tele.job_id, node=node, issued=now)
+    def _ack_timeout(self, node: str | None) -> float:
+        """How long an assignment may go unacknowledged: ~2 of the node's heartbeat intervals."""
+        if not node:
+            return self.config.pickup_timeout_s
+        interval = self.registry.entry(node).interval(self.config.heartbeat_s)
+        return min(self.config.pickup_timeout_s, max(ACK_FLOOR_S, ACK_INTERVALS * interval))
+
+    def _issue(
+        self, job: ActiveJob, req: NostrEvent, node: str | None, now: float, *, backup: bool = False
+    ) -> Attempt:
+        """Record an attempt on `node` (its slot already reserved)."""
+        att = Attempt(
+            request_id=req.id,
+            job_id=job.tele.job_id,
+            node=node,
+            issued=now,
+            deadline=now + self._ack_timeout(node),
+            backup=backup,
+        )
         self.attempts[req.id] = att
         self.active[job.tele.job_id] = job
-        job.current = att
-        job.deadline = now + self.config.pickup_timeout_s
         if node:
             job.tried.add(node)
-            self.registry.entry(node).assigned_now += 1
         self.store.open_attempt(req.id, job.tele.job_id, node, now)
+        return att
 
-    async def _reissue(self, job: ActiveJob, reason: ErrorCode, message: str) -> None:
-        """The current attempt failed: try another node, or fail the job after max_attempts."""
+    def _release(self, node: str) -> None:
+        entry = self.registry.entry(node)
+        entry.assigned_now = max(0, entry.assigned_now - 1)
+        self.slots_changed()
+
+    async def _publish_attempt(self, job: ActiveJob, node: str, *, backup: bool) -> Attempt:
+        """Another attempt at `job` on `node` (slot reserved): a re-issue or a backup copy.
+        Raises PublishError when the relays take no fitting of its input."""
+        if not job.private and not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
+            job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
+        if job.private:  # sealed afresh for the new node, its chunks included
+            req = await private_runs.reseal(self, job, node)
+        else:
+            req = nip90.build_request(
+                self.keys,
+                path=job.tele.path,
+                language=job.tele.language,
+                text=None if job.chunk_ids else job.text,
+                sha256=job.sha256,
+                size=job.size,
+                chunk_ids=job.chunk_ids,
+                node=node,
+                run_id=job.tele.run_id,
+                bid_msats=self.config.bid_msats,
+                attempt=job.tele.attempts + 1,
+                retry_of=job.tele.job_id,
+                pow_bits=self.config.pow_bits,
+                tasks=job.tasks,
+            )
+        job.tele.attempts += 1
+        att = self._issue(job, req, node, time.time(), backup=backup)
+        if backup:
+            job.backup = att
+        else:
+            job.current = att
+            job.tele.provider_pubkey = node
+            job.tele.state = JobState.ASSIGNED
+        self.store.put(job.tele)
+        await self.pool.publish(req)
+        self._emit(JobChanged(job.tele))
+        return att
+
+    def _deterministic(self, att: Attempt | None, reason: ErrorCode, job: ActiveJob) -> bool:
+        """A failure another node would repeat: same input, same deterministic executor."""
+        if reason in NO_RETRY:
+            return True
+        if reason != ErrorCode.EXEC_ERROR or att is None or not att.node or REDUCE_TASK in job.tasks:
+            return False
+        ann = self.registry.entry(att.node).announce
+        return ann is not None and ann.executors == ["deterministic"]
+
+    def _reissue(self, job: ActiveJob, reason: ErrorCode, message: str, *, tell_node: bool = True) -> None:
+        """The current attempt failed: the backup carries on, or the job waits for a free slot
+        on another node, or it fails (a deterministic failure, or max_attempts reached)."""
         att = job.current
         if att is not None:
             self._close_attempt(att, reason)
-        if reason in NO_RETRY or job.tele.attempts >= self.config.max_attempts or self.stopped:
+            if tell_node:
+                self._tell_stop(att, reason.value)
+        job.current = None
+        if job.backup is not None and not job.backup.closed:
+            job.current, job.backup = job.backup, None
+            job.current.backup = False
+            job.tele.provider_pubkey = job.current.node
+            self.store.put(job.tele)
+            log.info("job_backup_carries_on", job_id=job.tele.job_id, reason=reason.value)
+            self._emit(JobChanged(job.tele))
+            return
+        if (
+            self._deterministic(att, reason, job)
+            or job.tele.attempts >= self.config.max_attempts
+            or self.stopped
+        ):
             self._finish(job, JobState.FAILED, error=reason)
             log.info(
                 "job_failed", job_id=job.tele.job_id, path=job.tele.path, error=reason.value, detail=message
             )
             return
-        # Prefer a node not tried yet; a swarm of one retries its only node.
-        node = (
-            self.registry.pick(job.tried | job.avoid)
-            or self.registry.pick(({att.node} if att and att.node else set()) | job.avoid)
-            or self.registry.pick(job.avoid)
-        )
-        if node is None:
-            node = await self.wait_for_node(self.config.pickup_timeout_s, job.tried | job.avoid)
-        if node is None:
-            self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
-            return
-        try:
-            if not job.private and not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
-                job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
-            if job.private:  # sealed afresh for the new node, its chunks included
-                req = await private_runs.reseal(self, job, node)
-            else:
-                req = nip90.build_request(
-                    self.keys,
-                    path=job.tele.path,
-                    language=job.tele.language,
-                    text=None if job.chunk_ids else job.text,
-                    sha256=job.sha256,
-                    size=job.size,
-                    chunk_ids=job.chunk_ids,
-                    node=node,
-                    run_id=job.tele.run_id,
-                    bid_msats=self.config.bid_msats,
-                    attempt=job.tele.attempts + 1,
-                    retry_of=job.tele.job_id,
-                    pow_bits=self.config.pow_bits,
-                    tasks=job.tasks,
-                )
-        except PublishError as exc:
-            log.warning("reissue_unpublishable", job_id=job.tele.job_id, error=str(exc)[:300])
-            self._finish(job, JobState.FAILED, error=ErrorCode.TOO_LARGE)
-            return
-        job.tele.attempts += 1
-        job.tele.provider_pubkey = node
-        job.tele.state = JobState.ASSIGNED
-        self._issue(job, req, node, time.time())
-        self.store.put(job.tele)
-        await self.pool.publish(req)
-        log.info(
-            "job_reissued",
-            job_id=job.tele.job_id,
-            attempt=job.tele.attempts,
-            node=node[:12],
-            reason=reason.value,
-        )
-        self._emit(JobChanged(job.tele))
+        self.reissues[reason.value] += 1
+        job.last_reason = reason
+        job.waiting_since = time.time()
+        self._requeue.append(job)
+        self.slots_changed()
+
+    async def dispatch_loop(self) -> None:
+        """Re-issued jobs go out as slots free, oldest first, to a node not tried yet if one is free."""
+        while True:
+            if not self._requeue:
+                await self._wait_slots(SLOT_POLL_S)
+                continue
+            job = self._requeue[0]
+            if job.tele.job_id not in self.active or job.current is not None:
+                self._requeue.popleft()
+                continue
+            last = {n for n in job.tried}
+            node = self.registry.pick_free(last | job.avoid) or self.registry.pick_free(job.avoid)
+            if node is None:
+                waited = time.time() - job.waiting_since
+                if self._held or waited < self.config.pickup_timeout_s:
+                    await self._wait_slots(SLOT_POLL_S)
+                    continue
+                # all busy for a whole pickup timeout: queue it on the least-loaded live node
+                node = self.registry.pick(job.tried | job.avoid) or self.registry.pick(job.avoid)
+                if node is None:
+                    self._requeue.popleft()
+                    self._finish(job, JobState.FAILED, error=ErrorCode.PROVIDER_OFFLINE)
+                    continue
+            self._requeue.popleft()
+            self._reserve(node)
+            try:
+                await self._publish_attempt(job, node, backup=False)
+            except PublishError as exc:  # no fitting of its input is accepted: it never will be
+                self._release(node)
+                job.current = None
+                log.warning("reissue_unpublishable", job_id=job.tele.job_id, error=str(exc)[:300])
+                self._finish(job, JobState.FAILED, error=ErrorCode.TOO_LARGE)
+                continue
+            except Exception as exc:  # the relay refused it: try again with the next slot
+                self._release(node)
+                job.current = None
+                job.waiting_since = time.time()
+                self._requeue.append(job)
+                log.warning("reissue_publish_failed", job_id=job.tele.job_id, error=str(exc))
+                await anyio.sleep(SLOT_POLL_S)
+                continue
+            log.info(
+                "job_reissued",
+                job_id=job.tele.job_id,
+                attempt=job.tele.attempts,
+                node=node[:12],
+                reason=job.last_reason.value if job.last_reason else None,
+            )
+
+    def _tell_stop(self, att: Attempt, reason: str) -> None:
+        """Ask the attempt's node to drop it (a cancel it honours from us only)."""
+        if att.node:
+            self.pool.publish_nowait(
+                nip90.build_cancel(self.keys, request_id=att.request_id, node=att.node, reason=reason)
+            )
 
     def _close_attempt(self, att: Attempt, outcome: ErrorCode | str) -> None:
         if att.closed:
             return
         att.closed = True
+        value = outcome.value if isinstance(outcome, ErrorCode) else outcome
         if att.node:
             entry = self.registry.entry(att.node)
             entry.assigned_now = max(0, entry.assigned_now - 1)
-            if outcome != "completed":
+            if value not in ("completed", SUPERSEDED, ErrorCode.CANCELLED.value):
                 entry.failed_for_us += 1
-        value = outcome.value if isinstance(outcome, ErrorCode) else outcome
         self.store.close_attempt(att.request_id, None if value == "completed" else value)
+        self.slots_changed()
 
     def _finish(self, job: ActiveJob, state: JobState, *, error: ErrorCode | None = None) -> None:
         job.tele.state = state
         job.tele.error = error
-        if job.current is not None and not job.current.closed:
-            self._close_attempt(
-                job.current, "completed" if state == JobState.COMPLETED else (error or "cancelled")
-            )
+        for att in job.open_attempts():
+            outcome = "completed" if state == JobState.COMPLETED else (error or "cancelled")
+            self._close_attempt(att, outcome)
+            if state == JobState.CANCELLED:
+                self._tell_stop(att, "cancelled")
         self.active.pop(job.tele.job_id, None)
         if state == JobState.COMPLETED:
             self.completed += 1
@@ -534,16 +736,14 @@ class Scheduler:
 
     def on_job_event(self, ev: NostrEvent) -> object:
         """Synchronous for the common case (no task per event); returns a coroutine, which the
-        relay pool runs as a task, only when the event needs I/O (a re-issue, result parts)."""
+        relay pool runs as a task, only when the event needs I/O (result parts)."""
         try:
             if ev.kind == kinds.JOB_RESULT:
                 if nip90.result_part_ids(ev):
                     return self._counted(self._on_result(ev))
                 self._accept_result(ev, ())
             elif ev.kind == kinds.JOB_FEEDBACK:
-                follow_up = self._on_feedback(ev)
-                if follow_up is not None:
-                    return self._counted(follow_up)
+                self._on_feedback(ev)
         except InvalidEvent as exc:
             self.dropped[exc.reason] += 1
         return None
@@ -554,7 +754,7 @@ class Scheduler:
         except InvalidEvent as exc:
             self.dropped[exc.reason] += 1
 
-    def _on_feedback(self, ev: NostrEvent) -> object:
+    def _on_feedback(self, ev: NostrEvent) -> None:
         fb = nip90.parse_feedback(ev)
         att = self.attempts.get(fb.job_id)
         if att is None:
@@ -562,25 +762,34 @@ class Scheduler:
         if att.node and ev.pubkey != att.node:
             raise InvalidEvent("feedback_from_unassigned")
         job = self.active.get(att.job_id)
-        if job is None or job.current is not att:
-            return None  # an old attempt's news: the job moved on
+        if job is None or att.closed or (att is not job.current and att is not job.backup):
+            return  # an old attempt's news: the job moved on
         if fb.status == FeedbackStatus.PROCESSING:
             if not att.picked_up:
                 att.picked_up = True
-                job.tele.state = JobState.PROCESSING
-                # The node's clock, put on ours with the offset its heartbeats showed.
-                at = self.registry.to_local(ev.pubkey, fb.at_ms / 1000) if fb.at_ms else None
-                job.tele.picked_up = at or time.time()
-                job.deadline = time.time() + self.config.result_timeout_s
-                self.store.put(job.tele)
-                self._emit(JobChanged(job.tele))
+                att.deadline = time.time() + self.config.result_timeout_s
+                if att is job.current:
+                    job.tele.state = JobState.PROCESSING
+                    # The node's clock, put on ours with the offset its heartbeats showed.
+                    at = self.registry.to_local(ev.pubkey, fb.at_ms / 1000) if fb.at_ms else None
+                    job.tele.picked_up = at or time.time()
+                    self.store.put(job.tele)
+                    self._emit(JobChanged(job.tele))
         elif fb.status == FeedbackStatus.ERROR:
-            return self._reissue(job, fb.error or ErrorCode.EXEC_ERROR, fb.message)
-        elif fb.status == FeedbackStatus.PARTIAL:
-            return None  # a part of a big result: fetched by id when the result arrives
+            code = fb.error or ErrorCode.EXEC_ERROR
+            if att is job.backup:
+                self._close_attempt(att, code)
+                job.backup = None
+            else:
+                self._reissue(job, code, fb.message, tell_node=False)
         elif fb.status == FeedbackStatus.PAYMENT_REQUIRED:
-            self._emit(PaymentAsked(job, att, fb))
-        return None
+            if att is job.backup:  # a copy is not worth paying for up front
+                self._close_attempt(att, SUPERSEDED)
+                self._tell_stop(att, SUPERSEDED)
+                job.backup = None
+            else:
+                self._emit(PaymentAsked(job, att, fb))
+        # PARTIAL: a part of a big result, fetched by id when the result arrives
 
     def _result_attempt(self, ev: NostrEvent) -> Attempt:
         """The attempt a result answers, if its signer is the node that attempt went to."""
@@ -598,6 +807,7 @@ class Scheduler:
         self._accept_result(ev, parts)
 
     def _accept_result(self, ev: NostrEvent, parts: list[NostrEvent] | tuple[()]) -> None:
+        """The first valid result of any attempt of an open job wins; the others are told to stop."""
         att = self._result_attempt(ev)
         parsed = private_jobs.parse_result(ev, parts, self.sealer)  # decrypts a private job's result
         job = self.active.get(att.job_id)
@@ -607,14 +817,23 @@ class Scheduler:
             raise InvalidEvent("result_for_other_input")
         now = time.time()
         t = job.tele
+        if att.backup:
+            self.backups["won"] += 1
+        for other in job.open_attempts():
+            if other is not att:
+                self._close_attempt(other, SUPERSEDED)
+                self._tell_stop(other, SUPERSEDED)
         if job.current is not att:
-            self._close_attempt(job.current, ErrorCode.TIMEOUT) if job.current else None
             job.current = att
             t.provider_pubkey = att.node or ev.pubkey
+        job.backup = None
         apply_result(t, ev, parsed, lambda x: self.registry.to_local(ev.pubkey, x))
         t.received = now
         if att.node:
             self.registry.entry(att.node).completed_for_us += 1
+        tracker = self.runs.get(t.run_id or "")
+        if tracker is not None:
+            tracker.turnarounds.append(now - att.issued)
         # Stored decoded: the event's content may be compressed.
         self.store.put_result(t.job_id, ev.id, ev.pubkey, _result_encoder.encode(parsed.result).decode())
         self._finish(job, JobState.COMPLETED)
@@ -632,26 +851,77 @@ class Scheduler:
             # burning its attempts, for up to OUTAGE_HOLD_S; after that fail over as usual.
             if not self.pool.is_connected() or self.registry.online_count() == 0:
                 held_since = held_since or now
+                self._held = True
                 if now - held_since < OUTAGE_HOLD_S:
                     continue
             elif held_since is not None:
                 paused = min(now - held_since, OUTAGE_HOLD_S)
                 for j in self.active.values():
-                    if j.deadline:
-                        j.deadline += paused
+                    for att in j.open_attempts():
+                        att.deadline += paused
                 held_since = None
+                self._held = False
+                self._back_at = now  # heartbeats missed while out of sight prove nothing
                 log.info("swarm_back", held_s=round(paused, 2), active=len(self.active))
-            late = [j for j in self.active.values() if j.deadline and now > j.deadline]
-            for job in late:
-                att = job.current
-                if att is None:
+            self._expire(now)
+            await self._send_backups(now)
+
+    def _expire(self, now: float) -> None:
+        """Attempts past their deadline, or on a node that stopped heartbeating, are lost."""
+        for job in list(self.active.values()):
+            for att in job.open_attempts():
+                gone = bool(att.node) and self.registry.lost(att.node, now, since=self._back_at)
+                if not gone and now <= att.deadline:
                     continue
-                node_alive = bool(att.node) and self.registry.entry(att.node).online(
-                    now, self.config.heartbeat_s
+                alive = bool(att.node) and self.registry.entry(att.node).online(now, self.config.heartbeat_s)
+                reason = ErrorCode.PROVIDER_OFFLINE if gone or not alive else ErrorCode.TIMEOUT
+                if att is job.backup:
+                    self._close_attempt(att, reason)
+                    self._tell_stop(att, reason.value)
+                    job.backup = None
+                    continue
+                phase = "heartbeat" if gone else ("result" if att.picked_up else "acknowledgement")
+                self._reissue(job, reason, f"no {phase} in time")
+
+    async def _send_backups(self, now: float) -> None:
+        """A run with nothing left to hand out: copies of its stragglers go to idle nodes."""
+        if self._requeue or self.stopped or not self.runs:
+            return
+        for tracker in list(self.runs.values()):
+            typical = tracker.typical_s()
+            if typical is None:
+                continue
+            remaining = tracker.total - tracker.completed - tracker.failed
+            open_jobs = [j for j in self.active.values() if j.tele.run_id == tracker.run_id]
+            if not open_jobs or len(open_jobs) < remaining:
+                continue  # files still to be submitted: slots are better spent on them
+            after = max(BACKUP_MIN_S, BACKUP_FACTOR * typical)
+            for job in open_jobs:
+                att = job.current
+                if att is None or att.closed or job.backup is not None or not att.picked_up:
+                    continue
+                if now - att.issued < after:
+                    continue
+                node = self.registry.pick_free(job.tried | job.avoid) or self.registry.pick_free(
+                    {att.node or ""} | job.avoid
                 )
-                reason = ErrorCode.TIMEOUT if node_alive else ErrorCode.PROVIDER_OFFLINE
-                phase = "execution" if att.picked_up else "pickup"
-                await self._reissue(job, reason, f"no {phase} within the timeout")
+                if node is None:
+                    return  # no idle node left
+                self._reserve(node)
+                try:
+                    await self._publish_attempt(job, node, backup=True)
+                except Exception as exc:
+                    self._release(node)
+                    log.warning("backup_publish_failed", job_id=job.tele.job_id, error=str(exc))
+                    return
+                self.backups["sent"] += 1
+                log.info(
+                    "job_backup_sent",
+                    job_id=job.tele.job_id,
+                    node=node[:12],
+                    running_s=round(now - att.issued, 2),
+                    typical_s=round(typical, 2),
+                )
 
     async def resync_loop(self) -> None:
         """Ask the relay again for news of attempts that have gone quiet.
@@ -663,9 +933,10 @@ class Scheduler:
             await anyio.sleep(RESYNC_INTERVAL_S)
             now = time.time()
             quiet = [
-                j.current.request_id
+                att.request_id
                 for j in list(self.active.values())
-                if j.current is not None and not j.current.closed and now - j.current.issued > RESYNC_QUIET_S
+                for att in j.open_attempts()
+                if now - att.issued > RESYNC_QUIET_S
             ]
             for i in range(0, len(quiet), 100):
                 batch = quiet[i : i + 100]

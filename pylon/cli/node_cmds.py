@@ -91,7 +91,12 @@ def _check_executor(value: str) -> str:
     help="jobs waiting beyond the running ones",
 )
 @click.option("--payment-required", is_flag=True, help="ask for payment up front (locked, refundable)")
-@click.option("--no-untargeted", is_flag=True, help="only take jobs assigned to this node")
+@click.option(
+    "--untargeted/--no-untargeted",
+    default=_DEFAULT.accept_untargeted,
+    show_default=True,
+    help="also take requests assigned to no node (the relay then sends this node every request)",
+)
 @click.option("--exec-timeout", type=float, default=_DEFAULT.exec_timeout_s, show_default=True)
 @click.option(
     "--parse-timeout",
@@ -120,7 +125,7 @@ def node_up(
     allow_buyers: tuple[str, ...],
     rate_per_s: float,
     payment_required: bool,
-    no_untargeted: bool,
+    untargeted: bool,
     exec_timeout: float,
     parse_timeout: float,
     min_pow: int,
@@ -145,7 +150,7 @@ def node_up(
         allow_buyers=list(allow_buyers),
         rate_per_s=rate_per_s,
         payment_required=payment_required,
-        accept_untargeted=not no_untargeted,
+        accept_untargeted=untargeted,
         exec_timeout_s=exec_timeout,
         parse_timeout_s=parse_timeout,
         min_pow=min_pow,

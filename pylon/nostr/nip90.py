@@ -555,3 +555,31 @@ def _int(raw: str, reason: str) -> int:
         return int(raw)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(reason, repr(raw)[:40]) from exc
+
+
+# --- cancels ------------------------------------------------------------------------------------
+
+CANCEL_TAG = "pylon-cancel"
+MAX_CANCEL_REASON = 200
+
+
+def build_cancel(keys: NostrKeys, *, request_id: str, node: str, reason: str = "") -> NostrEvent:
+    """The buyer asks `node` to drop the attempt `request_id` (another attempt won, or it was
+    re-issued). A 5931 like the chunks and the run root, marked, `p`-tagged to the node so it
+    arrives on the node's own subscription; no `e` tag, so nothing reads it as an attempt. (A
+    NIP-09 deletion would make the relay delete the request, and the trail with it.)"""
+    return sign_event(
+        keys, kinds.JOB_REQUEST, reason[:MAX_CANCEL_REASON], [[CANCEL_TAG, request_id], ["p", node]]
+    )
+
+
+def is_cancel(ev: NostrEvent) -> bool:
+    return ev.tag(CANCEL_TAG) is not None
+
+
+def cancelled_request(ev: NostrEvent) -> str | None:
+    """The request id a cancel names, or None for anything else."""
+    t = ev.tag(CANCEL_TAG)
+    if t is None or len(t) < 2 or len(t[1]) != 64:
+        return None
+    return t[1]

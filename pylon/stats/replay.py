@@ -228,7 +228,7 @@ async def _fetch_jobs(
     jobs: dict[str, _Job] = {}
     retries: list[tuple[NostrEvent, JobRequest]] = []
     for ev in await reader.query([req_filter], split=split):
-        if nip90.is_chunk(ev) or nip90.is_run_root(ev) or not _verified(ev, dropped):
+        if nip90.is_chunk(ev) or nip90.is_run_root(ev) or nip90.is_cancel(ev) or not _verified(ev, dropped):
             continue
         try:
             req = private_jobs.parse_request(ev, None)  # a private job: its public view

@@ -1,0 +1,138 @@
+"""Slot-based dispatch: a node's slots are what it declares, capped and earned by delivering, so a
+node that claims a huge concurrency cannot attract every job (issue 10 item 11)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+from faults_support import attempts, wait_for
+from pylon.daemon.buyer.registry import SLOT_CAP, START_SLOTS, NodeEntry, NodeRegistry
+from pylon.schemas import rpc
+from pylon.schemas.events import Announce, Heartbeat, NodeState
+
+from pylon.keys import NostrKeys
+from pylon.localmarket.launcher import LocalMarket
+from pylon.nostr.heartbeat import build_heartbeat
+from pylon.nostr.nip89 import build_announce
+from pylon.nostr.relay_client import RelayPool
+from pylon.rpc.client import RpcClient
+
+
+def heard(pubkey: str, declared: int, *, slots_in_heartbeat: int = 0) -> NodeEntry:
+    e = NodeEntry(pubkey=pubkey)
+    e.announce = Announce(name=pubkey, version="t", executors=["deterministic"], max_concurrency=declared)
+    e.heartbeat = Heartbeat(
+        state=NodeState.ONLINE,
+        queue_depth=0,
+        running=0,
+        completed=0,
+        failed=0,
+        uptime_s=1.0,
+        interval_s=1.0,
+        slots=slots_in_heartbeat,
+    )
+    e.last_heartbeat = time.time()
+    return e
+
+
+def test_declared_slots_are_capped_and_earned() -> None:
+    e = heard("a" * 64, 10_000)
+    assert e.slots() == START_SLOTS
+    e.completed_for_us = 3
+    assert e.slots() == START_SLOTS + 3
+    e.completed_for_us = 10_000
+    assert e.slots() == SLOT_CAP
+    small = heard("b" * 64, 1)
+    small.completed_for_us = 50
+    assert small.slots() == 1
+    # The heartbeat's count (the node's concurrency now) wins over the announce's.
+    hb = heard("c" * 64, 8, slots_in_heartbeat=3)
+    hb.completed_for_us = 50
+    assert hb.slots() == 3
+
+
+def test_pick_free_fills_free_slots_only_and_spreads() -> None:
+    reg = NodeRegistry(heartbeat_s=1.0)
+    big, small = heard("a" * 64, 10_000), heard("b" * 64, 2)
+    reg.nodes = {big.pubkey: big, small.pubkey: small}
+    picks: Counter[str] = Counter()
+    while (node := reg.pick_free()) is not None:
+        reg.entry(node).assigned_now += 1
+        picks[node] += 1
+    # Four jobs in flight, two each: the huge claim bought the big node nothing.
+    assert picks == {big.pubkey: START_SLOTS, small.pubkey: 2}
+    reg.entry(small.pubkey).assigned_now -= 1
+    assert reg.pick_free() == small.pubkey
+
+
+def test_a_node_stops_counting_as_alive_after_two_missed_heartbeats() -> None:
+    e = heard("a" * 64, 1)
+    now = time.time()
+    assert not e.lost(now + 2.5, 1.0)
+    assert e.lost(now + 3.5, 1.0)
+    # Counted from when the swarm came back in sight (a relay restart), not from before it.
+    assert not e.lost(now + 3.5, 1.0, since=now + 2.0)
+
+
+@pytest.mark.integration
+def test_a_fake_node_declaring_huge_concurrency_does_not_attract_the_jobs(tmp_path: Path) -> None:
+    """A node that announces max_concurrency 10,000 and heartbeats but never answers holds at most
+    its starting slots; the real nodes do the work."""
+    m = LocalMarket(home=tmp_path / "home", nodes=2, memory_relay=True, heartbeat_s=1.0)
+    fake = NostrKeys.generate()
+    try:
+        m.start(timeout=60)
+
+        async def go() -> list[str]:
+            pool = RelayPool([m.relay_url])
+            async with anyio.create_task_group() as tg:
+                await pool.start(tg, wait_s=10)
+                ann = Announce(
+                    name="greedy", version="0.1.0", executors=["deterministic"], max_concurrency=10_000
+                )
+                await pool.publish(build_announce(fake, "greedy", ann), wait_ok=10)
+                # A long heartbeat interval: its silence (no ack) costs it nothing until the
+                # pickup timeout, so its slots stay taken while every job is submitted.
+                hb = Heartbeat(
+                    state=NodeState.ONLINE,
+                    queue_depth=0,
+                    running=0,
+                    completed=0,
+                    failed=0,
+                    uptime_s=1.0,
+                    interval_s=30.0,
+                    name="greedy",
+                )
+                await pool.publish(build_heartbeat(fake, "greedy", hb), wait_ok=10)
+                wait_s = 30.0
+                async with await RpcClient.connect(m.socket_of("buyer")) as client:
+                    with anyio.fail_after(wait_s):
+                        while (await client.call(rpc.StatusReq()))["online_nodes"] < 3:
+                            await anyio.sleep(0.1)
+                    items = [
+                        rpc.SubmitItem(
+                            path=f"g/f{i}.py", text=f"def f{i}():\n    return {i}\n", language="python"
+                        )
+                        for i in range(20)
+                    ]
+                    res = await client.call(rpc.SubmitManyReq(items=items), timeout=120)
+                tg.cancel_scope.cancel()
+            return res["job_ids"]
+
+        ids = anyio.run(go)
+        done = wait_for(
+            "all jobs completed",
+            lambda: all(m.call("buyer", rpc.JobStatusReq(job_id=j))["state"] == "completed" for j in ids),
+            120,
+        )
+        assert done
+        first_on_fake = [a for a in attempts(m) if a[0] == a[1] and a[2] == fake.pubkey]
+        assert len(first_on_fake) <= START_SLOTS, first_on_fake
+        providers = {m.call("buyer", rpc.JobStatusReq(job_id=j))["provider_pubkey"] for j in ids}
+        assert fake.pubkey not in providers
+    finally:
+        m.stop()
