@@ -79,4 +79,5 @@ async def reseal(sched: Scheduler, job: ActiveJob, node: str) -> NostrEvent:
         tasks=job.tasks,
         attempt=job.tele.attempts + 1,
         retry_of=job.tele.job_id,
+        check_of=job.check_of,
     )

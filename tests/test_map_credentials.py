@@ -126,10 +126,12 @@ def test_credentials_in_a_repo_url_go_nowhere(served_repo: str, tmp_path: Path) 
     market = LocalMarket(home=home, nodes=1, memory_relay=True, heartbeat_s=1.0, quiet=False)
     try:
         market.start(timeout=90)
-        res = market.cli("map", served_repo, "--out", str(out), "--json", timeout=180)
+        # A credentialed URL maps private by default (its root sealed); --public publishes the
+        # run root in the clear, which must still name the repo without its credentials.
+        res = market.cli("map", served_repo, "--public", "--out", str(out), "--json", timeout=180)
         assert res.returncode == 0, res.stderr
         summary = json.loads(res.stdout)
-        assert summary["completed"] == 2, summary
+        assert summary["completed"] == 2 and summary["private"] is False, summary
         events = _relay_events(market.relay_url)
         assert any(b"127.0.0.1" in e and b"repo.git" in e for e in events)  # the root names the repo
         leaks = [e[:200] for e in events if SECRET.encode() in e or USER.encode() in e]

@@ -166,7 +166,12 @@ def test_private_map_run_leaks_nothing_and_the_buyer_trail_verifies(
 
     # Every request, chunk and result of the run is sealed, and each attempt to its own node.
     run_id = summary["run_id"]
-    reqs = [e for e in events if e.kind == kinds.JOB_REQUEST and not nip90.is_run_root(e)]
+    # Cancels (a lost or superseded attempt: request id, node and an error code) stay public.
+    reqs = [
+        e
+        for e in events
+        if e.kind == kinds.JOB_REQUEST and not nip90.is_run_root(e) and not nip90.is_cancel(e)
+    ]
     chunks = [e for e in reqs if nip90.is_chunk(e)]
     requests = [e for e in reqs if not nip90.is_chunk(e)]
     results = [e for e in events if e.kind == kinds.JOB_RESULT]

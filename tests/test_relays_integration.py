@@ -52,12 +52,15 @@ def small_repo(root: Path, n: int = FILES) -> int:
 def run_map(market: LocalMarket, repo: Path, out: Path, timeout: float = 300) -> dict[str, Any]:
     res = market.cli("map", str(repo), "--out", str(out), "--json", timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout)
+    summary = json.loads(res.stdout)
+    # What failed and why, for the assertion message.
+    summary["failed_files"] = json.loads((out / "repo_map.json").read_text()).get("failed", {})
+    return summary
 
 
 def assert_all_mapped(summary: dict[str, Any], n: int) -> None:
     assert summary["files"] == n, summary
-    assert summary["completed"] == n and summary["failed"] == 0, summary
+    assert summary["completed"] == n and summary["failed"] == 0, summary["failed_files"]
 
 
 def logs(market: LocalMarket) -> str:

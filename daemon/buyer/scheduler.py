@@ -26,7 +26,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -46,6 +46,7 @@ from pylon.logs import get_logger
 from pylon.nostr import fitting, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
+from pylon.nostr.refusals import Refusal
 from pylon.nostr.relay_client import PublishError, RelayPool
 from pylon.stats.compute import apply_result
 
@@ -104,6 +105,7 @@ class ActiveJob:
     last_reason: ErrorCode | None = None
     avoid: frozenset[str] = frozenset()  # nodes this job must never go to (a spot check's subjects)
     private: bool = False  # NIP-44: every attempt sealed to its node (pylon.daemon.private_runs)
+    check_of: str | None = None  # a spot check of that job: every attempt says so
     done: anyio.Event = field(default_factory=anyio.Event)
 
     def open_attempts(self) -> list[Attempt]:
@@ -454,34 +456,11 @@ class Scheduler:
     ) -> ActiveJob:
         sha = nip90.sha256_hex(text.encode())
         chunk_ids: list[str] = []
-        inline: str | None = text
-        if not private and nip90.needs_chunks(text, self.pool.budget()):
-            try:  # fitted to the relays' limits (a private job's chunks are sealed below)
-                chunk_ids = await fitting.publish_chunks(self.pool, self.keys, text)
-            except PublishError as exc:
-                raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
-            inline = None
 
-        def sign_request() -> NostrEvent:
-            return nip90.build_request(
-                self.keys,
-                path=path,
-                language=lang,
-                text=inline,
-                sha256=sha,
-                size=size,
-                chunk_ids=chunk_ids,
-                node=node,
-                run_id=run_id,
-                bid_msats=self.config.bid_msats,
-                pow_bits=self.config.pow_bits,
-                tasks=tasks,
-                check_of=check_of,
-            )
-
-        if private:  # random nonces: a sealed request's id is always fresh
-            try:
-                req = await private_runs.sealed_request(
+        async def build() -> NostrEvent:
+            nonlocal chunk_ids
+            if private:  # random nonces: a sealed request's id is always fresh
+                return await private_runs.sealed_request(
                     self,
                     node=node,
                     path=path,
@@ -493,15 +472,39 @@ class Scheduler:
                     tasks=tasks,
                     check_of=check_of,
                 )
-            except PublishError as exc:
-                raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
-        else:
+            if not chunk_ids and nip90.needs_chunks(text, self.pool.budget()):
+                # fitted to the relays' limits (a private job's chunks are sealed above)
+                chunk_ids = await fitting.publish_chunks(self.pool, self.keys, text)
+
+            def sign_request() -> NostrEvent:
+                return nip90.build_request(
+                    self.keys,
+                    path=path,
+                    language=lang,
+                    text=None if chunk_ids else text,
+                    sha256=sha,
+                    size=size,
+                    chunk_ids=chunk_ids,
+                    node=node,
+                    run_id=run_id,
+                    bid_msats=self.config.bid_msats,
+                    pow_bits=self.config.pow_bits,
+                    tasks=tasks,
+                    check_of=check_of,
+                )
+
             req = sign_request()
-        while req.id in self.attempts:
-            # The same file submitted twice within one millisecond signs to the same id: the
-            # clock ticking over gives the second job an id of its own.
-            await anyio.sleep(0.001)
-            req = sign_request()
+            while req.id in self.attempts:
+                # The same file submitted twice within one millisecond signs to the same id:
+                # the clock ticking over gives the second job an id of its own.
+                await anyio.sleep(0.001)
+                req = sign_request()
+            return req
+
+        try:
+            req, published = await self._fitted_request(build)
+        except PublishError as exc:
+            raise SubmitError(ErrorCode.TOO_LARGE, f"{path}: {exc}") from exc
         now = time.time()
         # The request's own timestamp, so stats replayed from the relay come out identical.
         submitted = int(req.tag_value("submitted_ms") or now * 1000) / 1000
@@ -526,13 +529,38 @@ class Scheduler:
             tasks=tuple(tasks),
             avoid=avoid,
             private=private,
+            check_of=check_of,
         )
         job.current = self._issue(job, req, node, now)
         self.store.put(tele)
         self.store.put_input(req.id, path, lang, text)
-        await self.pool.publish(req)
+        if not published:
+            self.pool.publish_nowait(req)
         self._emit(JobChanged(tele))
         return job
+
+    async def _fitted_request(self, build: Callable[[], Awaitable[NostrEvent]]) -> tuple[NostrEvent, bool]:
+        """A request the relays will take, and whether it is already published.
+
+        Built for the pool's budget. Where it is bigger than anything some relay is known to
+        take (a relay that publishes no limits, early in a run) it is published here and its
+        OK awaited: a refusal as too large teaches a smaller limit and the request is built
+        again, before any attempt is recorded, so a job's id is always an event the relays
+        hold. Raises PublishError when the relays refuse every fitting."""
+        for round_ in range(fitting.MAX_REFITS + 1):
+            before = tuple(self.pool.budget())
+            req = await build()
+            if not self.pool.uncharted(req):
+                return req, False
+            res = await self.pool.publish_checked(req, timeout=fitting.OK_TIMEOUT_S)
+            if res.ok or not res.refused:
+                return req, True  # taken, or no answer yet (the pool replays it)
+            smaller = tuple(self.pool.budget()) < before
+            if res.refused_as(Refusal.TOO_LARGE) and smaller and round_ < fitting.MAX_REFITS:
+                log.info("request_refit", event_id=req.id[:12], content=self.pool.budget().content)
+                continue
+            raise PublishError(f"the relays refused the request: {res.reason()}", res)
+        raise AssertionError("unreachable")
 
     def _ack_timeout(self, node: str | None) -> float:
         """How long an assignment may go unacknowledged: ~2 of the node's heartbeat intervals."""
@@ -568,12 +596,13 @@ class Scheduler:
     async def _publish_attempt(self, job: ActiveJob, node: str, *, backup: bool) -> Attempt:
         """Another attempt at `job` on `node` (slot reserved): a re-issue or a backup copy.
         Raises PublishError when the relays take no fitting of its input."""
-        if not job.private and not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
-            job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
-        if job.private:  # sealed afresh for the new node, its chunks included
-            req = await private_runs.reseal(self, job, node)
-        else:
-            req = nip90.build_request(
+
+        async def build() -> NostrEvent:
+            if not job.private and not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
+                job.chunk_ids = await fitting.publish_chunks(self.pool, self.keys, job.text)
+            if job.private:  # sealed afresh for the new node, its chunks included
+                return await private_runs.reseal(self, job, node)
+            return nip90.build_request(
                 self.keys,
                 path=job.tele.path,
                 language=job.tele.language,
@@ -588,7 +617,10 @@ class Scheduler:
                 retry_of=job.tele.job_id,
                 pow_bits=self.config.pow_bits,
                 tasks=job.tasks,
+                check_of=job.check_of,
             )
+
+        req, published = await self._fitted_request(build)
         job.tele.attempts += 1
         att = self._issue(job, req, node, time.time(), backup=backup)
         if backup:
@@ -598,7 +630,8 @@ class Scheduler:
             job.tele.provider_pubkey = node
             job.tele.state = JobState.ASSIGNED
         self.store.put(job.tele)
-        await self.pool.publish(req)
+        if not published:
+            self.pool.publish_nowait(req)
         self._emit(JobChanged(job.tele))
         return att
 

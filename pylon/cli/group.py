@@ -20,3 +20,11 @@ relay_option = click.option(
 @click.version_option(__version__, prog_name="pylon")
 def cli() -> None:
     """Pylon: a compute marketplace over Nostr."""
+    import os
+
+    from pylon.logs import configure_logging
+
+    # Logs go to stderr from the first line any command logs (stdout carries only the answer:
+    # --json output must parse); warnings and up unless asked, commands that run a daemon or
+    # talk to relays set their own level.
+    configure_logging(os.environ.get("PYLON_LOG_LEVEL") or "warning")

@@ -7,7 +7,7 @@ A node whose clock is minutes off signs events whose created_at is minutes off. 
   correct clock would otherwise refuse (or drop at once) what a node behind it publishes.
   Liveness never reads the expiration; it is only there so dead nodes' events go away.
 - Liveness is judged by when *we* received an event, never by its created_at
-  (daemon/node_registry.py), and cross-machine durations are put on one clock with the
+  (daemon/buyer/registry.py), and cross-machine durations are put on one clock with the
   offset measured from heartbeats (ClockOffsets), not by subtracting two machines' stamps.
 """
 

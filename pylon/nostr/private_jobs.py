@@ -7,7 +7,8 @@ result (and result parts) are encrypted the same way, the result back to the buy
 stays public is what routing, payment and the provenance trail need and nothing more:
 
 - request: `p` (the node), `e` root / retry, `bid`, `submitted_ms`, `param attempt`, and
-  `x` = sha256 of the plaintext input, so the trail can still tie a result to its input;
+  `x` = sha256 of the plaintext input, so the trail can still tie a result to its input,
+  and for a chunked input the `i` tags naming its (sealed) chunk events;
 - result: `e`, `p`, `x` = sha256 of the plaintext content (the same hash a public result
   carries), timing tags and `amount`;
 - chunk events: the chunk tag (the plaintext input's hash, index, count) and `p`.
@@ -201,15 +202,16 @@ def build_request(
     chunks: list[NostrEvent] = []
     limit = sealed_limit(budget)
     inline = _json.encode([["i", text, "text"], *params])
+    chunk_refs: list[list[str]] = []
     if len(inline) <= limit:
         secret = inline.decode()
     else:
+        # The chunk events' ids ride in public `i` tags, as in a public request: they name
+        # sealed events and say no more than those events, public anyway, do; in the sealed
+        # part they would make a big input's request too big for a small relay.
         _, chunks = build_chunks(keys, sealer, text, node, budget)
-        secret = _json.encode([*(["i", c.id, "event", relay_hint] for c in chunks), *params]).decode()
-        if len(secret.encode()) > limit:
-            raise nip90.InputTooLarge(
-                f"{len(chunks)} chunk ids do not fit one sealed request on these relays"
-            )
+        chunk_refs = [["i", c.id, "event", relay_hint] for c in chunks]
+        secret = _json.encode(params).decode()
     tags: list[list[str]] = [
         [ENCRYPTED_TAG],
         ["p", node],
@@ -218,12 +220,15 @@ def build_request(
         ["bid", str(bid_msats)],
         ["submitted_ms", str(now_ms())],
     ]
+    tags.extend(chunk_refs)
     if run_id:
         tags.append(["e", run_id, relay_hint, "root"])
     if retry_of:
         tags.append(["e", retry_of, relay_hint, nip90.RETRY_MARKER])
     if check_of:
         tags.append(["e", check_of, relay_hint, nip90.CHECK_MARKER])
+    if len(tags) > budget.tags:
+        raise nip90.InputTooLarge(f"{len(chunk_refs)} chunks exceed the relays' {budget.tags} tags an event")
     content = sealer.seal(secret, node)
     if pow_bits > 0:
         return nip13.mine(keys, kinds.JOB_REQUEST, content, tags, pow_bits), chunks
@@ -232,7 +237,7 @@ def build_request(
 
 def parse_public_request(ev: NostrEvent) -> JobRequest:
     """What anyone can read of an encrypted request: routing, the input's hash, no input."""
-    public = [t for t in ev.tags if t and t[0] != ENCRYPTED_TAG]
+    public = [t for t in ev.tags if t and t[0] not in (ENCRYPTED_TAG, "i")]
     sha = ev.tag_value("x") or ""
     view = _with(ev, tags=[*public, ["param", "path", ""], ["i", "", "text"], ["param", "sha256", sha]])
     req = nip90.parse_request(view)
@@ -261,6 +266,8 @@ def parse_request(ev: NostrEvent, sealer: Sealer | None) -> JobRequest:
         t for t in ev.tags if (t and t[0] in PUBLIC_REQUEST_TAGS) or (t and t[:2] == ["param", "attempt"])
     ]
     private = [t for t in secret if t and t[0] in ("i", "param") and t[:2] != ["param", "attempt"]]
+    if not any(t[0] == "i" for t in private):  # a chunked input: its chunk ids are public tags
+        public += [t for t in ev.tags if len(t) >= 3 and t[0] == "i" and t[2] == "event"]
     req = nip90.parse_request(_with(ev, content="", tags=[*private, *public]))
     x = ev.tag_value("x")
     if x and req.sha256 != x:

@@ -228,6 +228,23 @@ class _RelayConn:
         got = [v for v in vals if v]
         return min(got) if got else None
 
+    def takes(self, content_len: int, frame_len: int) -> bool:
+        """Whether an event of this size is known to fit: no bigger than one the relay took, or
+        within limits it published or the config declares (learned limits are only guesses)."""
+        if content_len <= self.max_ok_content and frame_len <= self.max_ok_frame:
+            return True
+        known = [getattr(self.declared, "max_content_length", None)]
+        if self.info is not None:
+            known.append(getattr(self.info.limits, "max_content_length", None))
+        content = min((v for v in known if v), default=None)
+        if content is None or content_len > content:
+            return False
+        messages = [getattr(self.declared, "max_message_length", None)]
+        if self.info is not None:
+            messages.append(getattr(self.info.limits, "max_message_length", None))
+        message = min((v for v in messages if v), default=DEFAULT.message)
+        return frame_len <= message
+
     def learn_too_large(self, pub: _Pub, message: str) -> bool:
         """A too-large refusal: lower this relay's limit below what was refused. False when
         there is nothing smaller worth fitting to (the caller gives up)."""
@@ -457,6 +474,12 @@ class RelayPool:
 
     def _count(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def uncharted(self, ev: NostrEvent) -> bool:
+        """Whether some relay in use may refuse `ev` for its size: bigger than anything it took
+        and than any limit it is known to have (a publisher then waits for its OK)."""
+        content_len, frame_len = len(ev.content.encode()), len(_encoder.encode(["EVENT", ev]))
+        return any(not c.takes(content_len, frame_len) for c in self.conns)
 
     def budget(self) -> Budget:
         """The smallest limits across every relay in use (down ones too: they get a replay).

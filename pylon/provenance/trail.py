@@ -190,7 +190,8 @@ async def _build(
         except InvalidEvent as exc:
             it.problems.append(f"malformed request ({exc})")
         if req is not None and req.check_of == job_id and ev.pubkey == buyer and not it.problems:
-            check_requests.append(ev)  # a spot check of this job: its own job, listed apart
+            if not req.retry_of:  # a re-issue of a check is that check's own attempt
+                check_requests.append(ev)  # a spot check of this job: its own job, listed apart
             continue
         if req is not None and req.retry_of != job_id:
             continue  # tags the job for another reason; not an attempt of it
