@@ -42,6 +42,7 @@ class NodeEntry:
     nutzap: NutzapInfo | None = None
     completed_for_us: int = 0
     failed_for_us: int = 0
+    missed_acks: int = 0  # assignments it let expire unacknowledged since it last delivered
     first_seen: float = field(default_factory=time.time)
 
     @property
@@ -69,14 +70,18 @@ class NodeEntry:
         return self.announce.max_concurrency if self.announce else 1
 
     def slots(self) -> int:
-        """The slots this buyer fills on the node: declared, capped, earned by delivering."""
+        """The slots this buyer fills on the node: declared, capped, earned by delivering; one
+        while it is on probation (it let an assignment expire unacknowledged and has not
+        delivered since), so a node that takes jobs and sits on them holds as little as possible."""
+        if self.missed_acks:
+            return 1
         return max(1, min(self.declared_slots(), SLOT_CAP, START_SLOTS + self.completed_for_us))
 
     def free_slots(self) -> int:
         """Free slots, plus one job waiting at a node that has delivered: the round trip to the
         buyer and back is then hidden behind the job it is running (a node that never delivered
         gets no such credit)."""
-        prefetch = PREFETCH if self.completed_for_us > 0 else 0
+        prefetch = PREFETCH if self.completed_for_us > 0 and not self.missed_acks else 0
         return self.slots() + prefetch - self.assigned_now
 
     def lost(self, now: float, default_interval: float, since: float = 0.0) -> bool:

@@ -863,7 +863,9 @@ class Scheduler:
         apply_result(t, ev, parsed, lambda x: self.registry.to_local(ev.pubkey, x))
         t.received = now
         if att.node:
-            self.registry.entry(att.node).completed_for_us += 1
+            delivered = self.registry.entry(att.node)
+            delivered.completed_for_us += 1
+            delivered.missed_acks = 0
         tracker = self.runs.get(t.run_id or "")
         if tracker is not None:
             tracker.turnarounds.append(now - att.issued)
@@ -914,6 +916,8 @@ class Scheduler:
                     job.backup = None
                     continue
                 phase = "heartbeat" if gone else ("result" if att.picked_up else "acknowledgement")
+                if phase == "acknowledgement" and att.node:
+                    self.registry.entry(att.node).missed_acks += 1
                 self._reissue(job, reason, f"no {phase} in time")
 
     async def _send_backups(self, now: float) -> None:

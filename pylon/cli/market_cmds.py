@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import statistics
 import tempfile
 import time
@@ -16,7 +15,7 @@ from rich.table import Table
 from pylon.cli.group import cli, json_option
 from pylon.cli.output import emit_json, fail, stderr, stdout
 from pylon.cli.stack_state import clear_state, write_state
-from pylon.cli.up_view import fund_once, print_up_banner, stopped_summary, wait_for_stop
+from pylon.cli.up_view import StopSignal, fund_once, print_up_banner, stopped_summary, wait_for_stop
 from pylon.defaults import MINT_PORT, RELAY_PORT
 from pylon.home import pylon_home
 from pylon.localmarket.launcher import DEMO_FUND_SATS, LocalMarket, paid_market_args
@@ -90,19 +89,16 @@ def up(
         "buyer_balance_sats": balance,
         "funded_sats": funded,
     }
-    # Blocked before anything says "up": SIGTERM's default action would end us before sigwait
-    # saw it, orphaning the market, and a Ctrl-C sent the moment the banner shows must be the
-    # one sigwait takes, not a KeyboardInterrupt.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    # Caught before anything says "up": SIGTERM's default action would end us without stopping
+    # the market, and a Ctrl-C sent the moment the banner shows must stop it cleanly.
+    stop = StopSignal()
     write_state(market.home, info)
     if as_json:
         emit_json(info)
     else:
         print_up_banner(market, info, funded)
     try:
-        wait_for_stop(market, live=not as_json)
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop(market, stop, live=not as_json)
     finally:
         if not as_json:
             stderr.print("stopping…")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from typing import Any
 
 from pylon.cli.output import stderr
@@ -18,6 +19,7 @@ from pylon.schemas import rpc
 # Below this the buyer cannot pay for many jobs: `pylon up` tops it up (and says so).
 LOW_BALANCE_SATS = 1_000
 LIVE_INTERVAL_S = 1.0
+POLL_S = 0.1  # how soon a caught signal is seen
 
 
 def fund_once(market: LocalMarket) -> tuple[int, int]:
@@ -75,11 +77,36 @@ def _live_line(market: LocalMarket, start_balance: int | None) -> str:
     return part
 
 
-def wait_for_stop(market: LocalMarket, *, live: bool) -> None:
-    """Until SIGINT/SIGTERM (already blocked by the caller). On a terminal, a live status line."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
+class StopSignal:
+    """SIGINT/SIGTERM, caught by Python handlers from the moment it is installed.
+
+    A handler, not a blocked mask plus sigwait: a mask is per thread, and the threads started
+    before it (the node spawner's reader) would still take a process-directed Ctrl-C and raise
+    KeyboardInterrupt in the middle of the shutdown. Python runs handlers in the main thread
+    whichever thread the kernel picked; a second Ctrl-C while stopping is absorbed the same way.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._caught)
+
+    def _caught(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    def wait(self, timeout: float) -> bool:
+        """True once a signal came; otherwise after about `timeout` seconds, False."""
+        deadline = time.monotonic() + timeout
+        while self.signum is None and time.monotonic() < deadline:
+            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+        return self.signum is not None
+
+
+def wait_for_stop(market: LocalMarket, stop: StopSignal, *, live: bool) -> None:
+    """Until SIGINT/SIGTERM. On a terminal, a live status line."""
     if not (live and sys.stderr.isatty()):
-        signal.sigwait(sigs)
+        while not stop.wait(LIVE_INTERVAL_S):
+            pass
         return
     start_balance: int | None = None
     if market.with_mint:
@@ -88,7 +115,7 @@ def wait_for_stop(market: LocalMarket, *, live: bool) -> None:
         except (RpcError, DaemonNotRunning, OSError, TimeoutError):
             start_balance = None
     with stderr.status(_live_line(market, start_balance), spinner="dots") as status:
-        while signal.sigtimedwait(sigs, LIVE_INTERVAL_S) is None:
+        while not stop.wait(LIVE_INTERVAL_S):
             status.update(_live_line(market, start_balance))
 
 
