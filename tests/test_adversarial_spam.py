@@ -205,6 +205,7 @@ def test_flood_without_pow_is_dropped_while_real_work_gets_done(tmp_path: Path) 
         )
         st = m.call("n0", rpc.StatusReq())
         assert st["dropped"]["pow_too_low"] == len(spam) - len(lucky)
+
         # What the node ran is the buyer's attempts (a real job slowed by the flood may be
         # re-issued, and run twice) and the lucky spam; the rest of the spam never ran.
         def ran() -> set[str]:

@@ -166,3 +166,21 @@ def test_offsets_under_a_second_are_not_corrected() -> None:
     c.observe("b", sent_s=400.0, received_s=100.1)
     assert c.to_local("b", 450.0) == pytest.approx(150.1)
     assert c.to_local("nobody", 5.0) == 5.0
+
+
+def test_a_peer_that_looks_behind_is_left_to_the_causality_rule() -> None:
+    # Heartbeats that took 3 s to arrive (a loaded machine) read as a clock 3 s behind: not
+    # corrected live, so live stats agree with the replay, which cannot know the offset.
+    c = clock.ClockOffsets()
+    c.observe("slow", sent_s=100.0, received_s=103.0)
+    assert c.offset("slow") == pytest.approx(-3.0)
+    assert c.to_local("slow", 150.0) == 150.0
+    t0 = 1_800_000_000.0
+    live, replayed = JobTelemetry(job_id="j", submitted=t0), JobTelemetry(job_id="j", submitted=t0)
+    node = [t0 - 3 + d for d in (0.1, 0.15, 0.35, 0.4)]
+    apply_result(live, _ev(), _parsed(*node), to_local=lambda x: c.to_local("slow", x))
+    apply_result(replayed, _ev(), _parsed(*node))
+    assert live.end_to_end == replayed.end_to_end and live.published == replayed.published
+    assert live.picked_up is not None and live.picked_up >= t0
+    c.observe("behind", sent_s=100.0, received_s=400.0)  # minutes behind: a clock, not transit
+    assert c.to_local("behind", 150.0) == pytest.approx(450.0)

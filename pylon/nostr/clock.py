@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 CLOCK_SLACK_S = 900  # clocks up to 15 minutes apart still work together
 OFFSET_SAMPLES = 20
-MIN_CORRECTION_S = 1.0  # smaller offsets are not corrected (see ClockOffsets.to_local)
+MIN_CORRECTION_S = 1.0  # a peer ahead by less is not corrected (see ClockOffsets.to_local)
+BEHIND_UNCORRECTED_S = 10.0  # nor one that looks behind by less: that may be transit
 
 
 def since(lookback_s: float, now: float | None = None) -> int:
@@ -77,12 +78,19 @@ class ClockOffsets:
         return s.estimate() if s else None
 
     def to_local(self, peer: str, peer_time_s: float | None) -> float | None:
-        """A timestamp from `peer`'s clock on ours (unchanged while its offset is unknown)."""
+        """A timestamp from `peer`'s clock on ours (unchanged while its offset is unknown or small).
+
+        The estimate is offset minus transit. Ahead by a second or more cannot be transit (it
+        only makes the peer look behind), so it is corrected. Behind is ambiguous: heartbeats
+        that crawl through a loaded machine or a slow link read as a clock seconds behind. Up
+        to BEHIND_UNCORRECTED_S such stamps are left to the causality rule
+        (`stats.compute.apply_result`: nothing at the node happens before the job was
+        submitted), the rule `pylon stats --replay` uses, so live and replayed figures agree
+        however slowly the heartbeats travelled; a clock minutes behind is corrected.
+        """
         if peer_time_s is None:
             return None
         off = self.offset(peer)
-        # Below a second the estimate is mostly transit time (and created_at has whole seconds):
-        # clocks that close are taken as one, which keeps live and replayed figures identical.
-        if off is None or abs(off) < MIN_CORRECTION_S:
+        if off is None or -BEHIND_UNCORRECTED_S < off < MIN_CORRECTION_S:
             return peer_time_s
         return peer_time_s - off
