@@ -7,7 +7,6 @@ balances start at zero and every figure below is exact.
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
 import sys
@@ -17,15 +16,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mint_support import mint_in
 
 from pylon.payments import (
-    MintConfig,
     PaymentError,
     PylonWallet,
     inspect_proofs,
-    start_mint,
-    stop_mint,
-    wait_mint_ready,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -36,23 +32,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mint_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("mint")
-    cfg = MintConfig(port=free_port(), data_dir=base / "mint", log_level="WARNING")
-    with open(base / "mint.log", "wb") as log_file:
-        proc = start_mint(cfg, log_file=log_file)
-        try:
-            anyio.run(lambda: wait_mint_ready(cfg.url, 60, alive=lambda: proc.poll() is None))
-            yield cfg.url
-        finally:
-            stop_mint(proc)
+    with mint_in(base) as cfg:
+        yield cfg.url
 
 
 @pytest.fixture

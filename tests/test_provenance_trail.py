@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import msgspec
 import pytest
 import websockets
 from click.testing import CliRunner
+from mint_support import mint_in
 from pylon.schemas import kinds
 from pylon.schemas.errors import ErrorCode
 from pylon.schemas.events import FeedbackStatus, FileResult, Redemption, ResultTiming, Symbol
@@ -32,7 +32,7 @@ from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr import nip60, nip61, nip90
 from pylon.nostr.event import NostrEvent, encode_event, now_ms, sign_event
 from pylon.nostr.relay_client import RelayPool
-from pylon.payments import MintConfig, PylonWallet, start_mint, stop_mint, wait_mint_ready
+from pylon.payments import PylonWallet
 from pylon.provenance.trail import build_trail, build_trail_from_relays
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -44,12 +44,6 @@ SHA = nip90.sha256_hex(TEXT.encode())
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +59,8 @@ def relay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def mint_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("mint")
-    cfg = MintConfig(port=free_port(), data_dir=base / "mint", log_level="WARNING")
-    with open(base / "mint.log", "wb") as log_file:
-        proc = start_mint(cfg, log_file=log_file)
-        try:
-            anyio.run(lambda: wait_mint_ready(cfg.url, 60, alive=lambda: proc.poll() is None))
-            yield cfg.url
-        finally:
-            stop_mint(proc)
+    with mint_in(base) as cfg:
+        yield cfg.url
 
 
 @contextlib.asynccontextmanager

@@ -10,16 +10,15 @@ against what the mint says about every proof they hold.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 from fault_proxy import FaultProxy, Faults
+from mint_support import mint_in
 from pylon.schemas.payments import PaymentErrorCode
 
-from pylon.payments import MintConfig, PaymentError, PylonWallet, start_mint, stop_mint, wait_mint_ready
+from pylon.payments import PaymentError, PylonWallet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -31,23 +30,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mint_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     base = tmp_path_factory.mktemp("mint")
-    cfg = MintConfig(port=free_port(), data_dir=base / "mint", log_level="WARNING")
-    with open(base / "mint.log", "wb") as log_file:
-        proc = start_mint(cfg, log_file=log_file)
-        try:
-            anyio.run(lambda: wait_mint_ready(cfg.url, 60, alive=lambda: proc.poll() is None))
-            yield cfg.port
-        finally:
-            stop_mint(proc)
+    with mint_in(base) as cfg:
+        yield cfg.port
 
 
 @pytest.fixture

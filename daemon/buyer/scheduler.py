@@ -58,6 +58,7 @@ RESYNC_QUIET_S = 2.0
 OUTAGE_HOLD_S = 60.0  # how long job clocks stop while no relay or no node is in sight
 SLOT_POLL_S = 0.25  # a waiter re-checks the slots this often even without news
 ACK_INTERVALS = 2.0  # an assignment not acknowledged within this many heartbeat intervals is lost
+EARLY_HELD_MAX = 16  # events held per request whose attempt is not recorded yet
 ACK_FLOOR_S = 3.0  # ... but never sooner than this (a busy relay, a loaded machine)
 BACKUP_FACTOR = 2.0  # a task this many times the run's typical time is a straggler
 BACKUP_MIN_S = 1.0  # below this a backup costs more than it can save
@@ -192,6 +193,9 @@ class Scheduler:
         self.attempts: dict[str, Attempt] = {}
         self.runs: dict[str, RunTracker] = {}
         self.dropped: Counter[str] = Counter()
+        # Requests published before their attempt is recorded (_fitted_request): a fast node's
+        # answer can arrive in between, and is held here until the attempt exists.
+        self._early: dict[str, list[NostrEvent]] = {}
         self.reissues: Counter[str] = Counter()  # by reason
         self.backups = Counter[str]()  # sent, won, lost
         self.completed = 0
@@ -537,6 +541,7 @@ class Scheduler:
         if not published:
             self.pool.publish_nowait(req)
         self._emit(JobChanged(tele))
+        await self._held_news(req.id)
         return job
 
     async def _fitted_request(self, build: Callable[[], Awaitable[NostrEvent]]) -> tuple[NostrEvent, bool]:
@@ -552,15 +557,29 @@ class Scheduler:
             req = await build()
             if not self.pool.uncharted(req):
                 return req, False
-            res = await self.pool.publish_checked(req, timeout=fitting.OK_TIMEOUT_S)
+            self._early[req.id] = []  # the caller records the attempt, then calls _held_news
+            try:
+                res = await self.pool.publish_checked(req, timeout=fitting.OK_TIMEOUT_S)
+            except BaseException:
+                self._early.pop(req.id, None)
+                raise
             if res.ok or not res.refused:
                 return req, True  # taken, or no answer yet (the pool replays it)
+            self._early.pop(req.id, None)
             smaller = tuple(self.pool.budget()) < before
             if res.refused_as(Refusal.TOO_LARGE) and smaller and round_ < fitting.MAX_REFITS:
                 log.info("request_refit", event_id=req.id[:12], content=self.pool.budget().content)
                 continue
             raise PublishError(f"the relays refused the request: {res.reason()}", res)
         raise AssertionError("unreachable")
+
+    async def _held_news(self, request_id: str) -> None:
+        """The attempt on `request_id` is recorded: what its node said meanwhile is taken now
+        (a result in parts is fetched here, a rare case: an answer faster than the relay's OK)."""
+        for ev in self._early.pop(request_id, ()):
+            coro = self.on_job_event(ev)
+            if coro is not None:
+                await coro  # type: ignore[misc]
 
     def _ack_timeout(self, node: str | None) -> float:
         """How long an assignment may go unacknowledged: ~2 of the node's heartbeat intervals."""
@@ -633,6 +652,7 @@ class Scheduler:
         if not published:
             self.pool.publish_nowait(req)
         self._emit(JobChanged(job.tele))
+        await self._held_news(req.id)
         return att
 
     def _deterministic(self, att: Attempt | None, reason: ErrorCode, job: ActiveJob) -> bool:
@@ -770,6 +790,14 @@ class Scheduler:
     def on_job_event(self, ev: NostrEvent) -> object:
         """Synchronous for the common case (no task per event); returns a coroutine, which the
         relay pool runs as a task, only when the event needs I/O (result parts)."""
+        if self._early:
+            held = self._early.get(nip90.result_job_id(ev) or "")
+            if held is not None:
+                if len(held) < EARLY_HELD_MAX:  # a node has a few things to say, not hundreds
+                    held.append(ev)
+                else:
+                    self.dropped["early_flood"] += 1
+                return None
         try:
             if ev.kind == kinds.JOB_RESULT:
                 if nip90.result_part_ids(ev):

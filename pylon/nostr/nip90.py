@@ -460,15 +460,36 @@ def build_result_with_parts(
                     keys,
                     kinds.JOB_FEEDBACK,
                     piece,
-                    [
-                        ["status", FeedbackStatus.PARTIAL.value],
-                        ["e", request.job_id],
-                        ["p", request.buyer],
-                        [PART_TAG, digest, str(idx), str(len(pieces))],
-                    ],
+                    part_tags(request, digest, idx, len(pieces)),
                 )
             )
         content = ""
+    tags = result_tags(request, digest, timing, amount_msats, parts, encoding)
+    return sign_event(keys, kinds.JOB_RESULT, content, tags), parts
+
+
+def part_tags(request: JobRequest, digest: str, idx: int, count: int, *extra: list[str]) -> list[list[str]]:
+    """Tags of result part `idx` of `count` (a partial feedback): public and sealed results share them."""
+    return [
+        ["status", FeedbackStatus.PARTIAL.value],
+        ["e", request.job_id],
+        ["p", request.buyer],
+        [PART_TAG, digest, str(idx), str(count)],
+        *extra,
+    ]
+
+
+def result_tags(
+    request: JobRequest,
+    digest: str,
+    timing: ResultTiming,
+    amount_msats: int,
+    parts: list[NostrEvent],
+    encoding: str | None,
+    *extra: list[str],
+) -> list[list[str]]:
+    """A result's tags: the job, the buyer, the content's digest, the node's timing stamps, the
+    price, its parts in order; public and sealed results share them."""
     tags = [
         ["e", request.job_id],
         ["p", request.buyer],
@@ -478,13 +499,14 @@ def build_result_with_parts(
         ["finished", str(timing.finished_ms)],
         ["published", str(now_ms())],
         ["amount", str(amount_msats)],
+        *extra,
     ]
     tags.extend([PART_TAG, p.id] for p in parts)
     if encoding:
         tags.append(["encoding", encoding])
     if request.run_id:
         tags.append(["e", request.run_id, "", "root"])
-    return sign_event(keys, kinds.JOB_RESULT, content, tags), parts
+    return tags
 
 
 def result_part_ids(ev: NostrEvent) -> list[str]:

@@ -39,7 +39,6 @@ from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms, sign_event
 from pylon.schemas import kinds
 from pylon.schemas.events import (
     DEFAULT_TASKS,
-    FeedbackStatus,
     FileResult,
     InputChunk,
     JobRequest,
@@ -339,31 +338,10 @@ def build_result_with_parts(
                     keys,
                     kinds.JOB_FEEDBACK,
                     sealer.seal(piece, request.buyer),
-                    [
-                        ["status", FeedbackStatus.PARTIAL.value],
-                        ["e", request.job_id],
-                        ["p", request.buyer],
-                        [nip90.PART_TAG, digest, str(idx), str(len(pieces))],
-                        [ENCRYPTED_TAG],
-                    ],
+                    nip90.part_tags(request, digest, idx, len(pieces), [ENCRYPTED_TAG]),
                 )
             )
-    tags = [
-        ["e", request.job_id],
-        ["p", request.buyer],
-        ["x", digest],
-        ["received", str(timing.received_ms)],
-        ["started", str(timing.started_ms)],
-        ["finished", str(timing.finished_ms)],
-        ["published", str(now_ms())],
-        ["amount", str(amount_msats)],
-        [ENCRYPTED_TAG],
-    ]
-    tags.extend([nip90.PART_TAG, p.id] for p in parts)
-    if encoding:
-        tags.append(["encoding", encoding])
-    if request.run_id:
-        tags.append(["e", request.run_id, "", "root"])
+    tags = nip90.result_tags(request, digest, timing, amount_msats, parts, encoding, [ENCRYPTED_TAG])
     sealed = "" if parts else sealer.seal(content, request.buyer)
     return sign_event(keys, kinds.JOB_RESULT, sealed, tags), parts
 

@@ -1,0 +1,114 @@
+"""A node that answers before the relay's OK reaches the buyer (issue 9: relays that publish no
+limits get every request published and its OK awaited before the attempt is recorded).
+
+The relay pool here is a stand-in that delivers the node's result *inside* publish_checked, the
+order a fast node and a busy buyer produce on a real relay now and then. Before the fix that
+result was dropped as `unknown_job` and the job waited for its ack timeout, then ran again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from pylon.daemon.buyer.registry import NodeRegistry
+from pylon.daemon.buyer.scheduler import Scheduler
+from pylon.daemon.buyer.store import BuyerStore
+from pylon.daemon.config import BuyerConfig
+from pylon.schemas.events import Announce, FileResult, Heartbeat, NodeState, ResultTiming
+from pylon.schemas.telemetry import JobState
+
+from pylon.keys import NostrKeys
+from pylon.nostr import nip90
+from pylon.nostr.budget import DEFAULT as DEFAULT_BUDGET
+from pylon.nostr.event import NostrEvent
+from pylon.nostr.relay_client import PublishResult, RelayOutcome
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class AnswerBeforeOk:
+    """Relays that publish no limits; the node's answer to a request lands before the OK."""
+
+    def __init__(self, node: NostrKeys, answers: int) -> None:
+        self.node = node
+        self.answers = answers  # how many of the node's events (feedback, result) come early
+        self.scheduler: Scheduler | None = None
+        self.nowait: list[NostrEvent] = []
+
+    def budget(self):
+        return DEFAULT_BUDGET
+
+    def is_connected(self) -> bool:
+        return True
+
+    def uncharted(self, ev: NostrEvent) -> bool:
+        return True
+
+    def publish_nowait(self, ev: NostrEvent, **_: object) -> bool:
+        self.nowait.append(ev)
+        return True
+
+    async def publish_checked(self, ev: NostrEvent, timeout: float) -> PublishResult:
+        assert self.scheduler is not None
+        req = nip90.parse_request(ev)
+        now_ms = int(time.time() * 1000)
+        result = FileResult(path=req.path, language="python", lines=1, symbols=[], imports=[], summary="")
+        timing = ResultTiming(
+            received_ms=now_ms, started_ms=now_ms, finished_ms=now_ms + 1, published_ms=now_ms + 2
+        )
+        early = [nip90.build_result(self.node, request=req, result=result, timing=timing)]
+        for answer in early * self.answers:
+            self.scheduler.on_job_event(answer)
+        return PublishResult(event_id=ev.id, outcomes={"ws://r": RelayOutcome(relay="ws://r", accepted=True)})
+
+
+async def _scheduler(tmp_path: Path, pool: AnswerBeforeOk) -> tuple[Scheduler, BuyerStore]:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    e = registry.entry(pool.node.pubkey)
+    e.announce = Announce(name="fast", version="t", executors=["deterministic"], max_concurrency=2)
+    e.heartbeat = Heartbeat(
+        state=NodeState.ONLINE, queue_depth=0, running=0, completed=0, failed=0, uptime_s=1.0, interval_s=1.0
+    )
+    e.last_heartbeat = time.time()
+    store = await BuyerStore.open(tmp_path / "telemetry.db")
+    sched = Scheduler(
+        BuyerConfig(relays=["ws://r"]), keys=NostrKeys.generate(), pool=pool, registry=registry, store=store
+    )  # type: ignore[arg-type]
+    pool.scheduler = sched
+    return sched, store
+
+
+async def test_an_answer_that_beats_the_ok_is_held_and_taken(tmp_path: Path) -> None:
+    pool = AnswerBeforeOk(NostrKeys.generate(), answers=1)
+    sched, store = await _scheduler(tmp_path, pool)
+    try:
+        job = await sched.submit("a.py", "x = 1\n", language="python")
+        with anyio.fail_after(5):
+            await job.done.wait()
+        assert job.tele.state == JobState.COMPLETED
+        assert job.tele.provider_pubkey == pool.node.pubkey and job.tele.attempts == 1
+        assert sched.dropped["unknown_job"] == 0
+        assert not sched._early  # nothing left held
+    finally:
+        await store.close()
+
+
+async def test_a_node_flooding_a_request_before_its_ok_is_bounded(tmp_path: Path) -> None:
+    pool = AnswerBeforeOk(NostrKeys.generate(), answers=100)
+    sched, store = await _scheduler(tmp_path, pool)
+    try:
+        job = await sched.submit("a.py", "x = 1\n", language="python")
+        with anyio.fail_after(5):
+            await job.done.wait()
+        assert job.tele.state == JobState.COMPLETED
+        assert sched.dropped["early_flood"] == 100 - 16
+    finally:
+        await store.close()
