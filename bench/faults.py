@@ -119,6 +119,7 @@ def run_once(
         "files": summary["files"],
         "completed": summary["completed"],
         "failed": summary["failed"],
+        "failed_files": summary.get("failed_files", []),
         "wall_s": summary["wall_s"],
         "paid": paid,
         "jobs_completed": done,
