@@ -108,6 +108,9 @@ def up(
             stderr.print(f"stopped: {stopped_summary(market)}", highlight=False)
 
 
+DEMO_HEARTBEAT_S = 2.0
+
+
 @cli.command("demo")
 @click.option("--nodes", type=int, default=20, show_default=True)
 @click.option("--repo", default=None, help="path or URL to map (default: Pylon's own source)")
@@ -132,7 +135,9 @@ def demo(nodes: int, repo: str | None, repeat: int, with_mint: bool, keep: bool,
         home=home,
         nodes=nodes,
         with_mint=with_mint,
-        heartbeat_s=1.0,
+        # 2 s, as `pylon up`: twenty nodes on a laptop's few cores send heartbeats seconds late
+        # under the map's load, and 1 s intervals had live nodes taken for lost.
+        heartbeat_s=DEMO_HEARTBEAT_S,
         node_args=node_args,
         buyer_args=buyer_args,
     )
