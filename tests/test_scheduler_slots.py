@@ -9,8 +9,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 from faults_support import attempts, wait_for
 from pylon.daemon.buyer.registry import SLOT_CAP, START_SLOTS, NodeEntry, NodeRegistry
+from pylon.daemon.buyer.scheduler import Scheduler
+from pylon.daemon.buyer.store import BuyerStore
+from pylon.daemon.config import BuyerConfig
 from pylon.schemas import rpc
 from pylon.schemas.events import Announce, Heartbeat, NodeState
 
@@ -86,6 +90,49 @@ def test_a_node_stops_counting_as_alive_after_two_missed_heartbeats() -> None:
     assert e.lost(now + 3.5, 1.0)
     # Counted from when the swarm came back in sight (a relay restart), not from before it.
     assert not e.lost(now + 3.5, 1.0, since=now + 2.0)
+
+
+class ConnectedPool:
+    def is_connected(self) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_buyer_just_up_respects_the_slots_before_its_first_scan(tmp_path: Path) -> None:
+    """The scan loop calls the swarm out of sight until its first scan with a node online; a job
+    submitted in that window waited for no slot and went to any node, so a fake node's huge claim
+    bought it extra jobs (CI, a loaded machine). Slots are judged on the registry as it is now."""
+    registry = NodeRegistry(heartbeat_s=1.0)
+    small, greedy = heard("a" * 64, 2), heard("b" * 64, 10_000)
+    registry.nodes = {small.pubkey: small, greedy.pubkey: greedy}
+    small.assigned_now = greedy.assigned_now = START_SLOTS  # every slot taken
+    store = await BuyerStore.open(tmp_path / "telemetry.db")
+    try:
+        sched = Scheduler(
+            BuyerConfig(relays=["ws://r"]),
+            keys=NostrKeys.generate(),
+            pool=ConnectedPool(),
+            registry=registry,
+            store=store,
+        )  # type: ignore[arg-type]
+        sched._held = True  # the scan loop's verdict from before the nodes were heard
+        got: list[str | None] = []
+
+        async def claim() -> None:
+            got.append(await sched._claim_slot(60.0))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim)
+            await wait_all_tasks_blocked()
+            assert got == [] and greedy.assigned_now == START_SLOTS  # it waits for a slot
+            sched._release(small.pubkey)
+            with anyio.fail_after(10):
+                while not got:
+                    await wait_all_tasks_blocked()
+        assert got == [small.pubkey] and greedy.assigned_now == START_SLOTS
+    finally:
+        await store.close()
 
 
 @pytest.mark.integration

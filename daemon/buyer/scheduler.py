@@ -289,7 +289,9 @@ class Scheduler:
         """
         deadline = time.monotonic() + timeout
         while True:
-            if not self.pool.is_connected() or self._held:
+            # Judged now, not by the scan loop's last verdict: a buyer that has just come up is
+            # "held" until its next scan, and a job taken then must still respect the slots.
+            if not self.pool.is_connected() or self.registry.online_count() == 0:
                 # The swarm out of sight (a relay restart): no slot can free until it is back, so
                 # the job goes into the outbox for the node that was least loaded when last heard.
                 node = self.registry.pick(avoid) or self.registry.pick_recent(OUTAGE_HOLD_S, avoid)
