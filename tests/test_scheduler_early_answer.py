@@ -105,3 +105,63 @@ async def test_an_answer_that_beats_the_ok_is_held_and_taken(
         assert not sched._early  # nothing left held
     finally:
         await store.close()
+
+
+class OriginalWinsDuringTheCopy(AnswerBeforeOk):
+    """The first request goes out without waiting; while the straggler's copy awaits its OK, the
+    original's result and then the copy's own result arrive."""
+
+    def __init__(self, node: NostrKeys, copier: NostrKeys) -> None:
+        super().__init__(node, answers=0)
+        self.copier = copier
+        self.first: NostrEvent | None = None
+        self.checked = 0
+
+    def uncharted(self, ev: NostrEvent) -> bool:
+        return self.first is not None  # the copy waits for its OK, the first request does not
+
+    def publish_nowait(self, ev: NostrEvent, **_: object) -> bool:
+        if self.first is None:
+            self.first = ev
+        return super().publish_nowait(ev)
+
+    def _result(self, signer: NostrKeys, ev: NostrEvent) -> NostrEvent:
+        req = nip90.parse_request(ev)
+        now_ms = int(time.time() * 1000)
+        result = FileResult(path=req.path, language="python", lines=1, symbols=[], imports=[], summary="")
+        timing = ResultTiming(received_ms=now_ms, started_ms=now_ms, finished_ms=now_ms, published_ms=now_ms)
+        return nip90.build_result(signer, request=req, result=result, timing=timing)
+
+    async def publish_checked(self, ev: NostrEvent, timeout: float) -> PublishResult:
+        assert self.scheduler is not None and self.first is not None
+        self.checked += 1
+        self.scheduler.on_job_event(self._result(self.node, self.first))
+        self.scheduler.on_job_event(self._result(self.copier, ev))
+        return PublishResult(event_id=ev.id, outcomes={"ws://r": RelayOutcome(relay="ws://r", accepted=True)})
+
+
+async def test_a_job_that_finishes_while_its_copy_awaits_the_ok_ends_once(tmp_path: Path) -> None:
+    """The straggler's copy was recorded after the original had won: the job came back to life,
+    the copy's result finished it a second time and its run counted one file twice, so a map
+    ended with a file still open (CI, a relay that never answers OK)."""
+    copier = NostrKeys.generate()
+    pool = OriginalWinsDuringTheCopy(NostrKeys.generate(), copier)
+    sched, store = await _scheduler(tmp_path, pool)
+    try:
+        run = sched.track_run("r" * 64, 2)
+        job = await sched.submit("a.py", "x = 1\n", language="python", run_id=run.run_id)
+        e = sched.registry.entry(copier.pubkey)
+        e.announce = Announce(name="copier", version="t", executors=["deterministic"], max_concurrency=2)
+        sched._reserve(copier.pubkey)
+        copy = await sched._publish_attempt(job, copier.pubkey, backup=True)
+        assert pool.checked == 1
+        assert copy is None  # the job had ended: no attempt recorded
+        assert job.tele.state == JobState.COMPLETED and job.tele.provider_pubkey == pool.node.pubkey
+        assert job.tele.job_id not in sched.active
+        assert (run.completed, run.done.is_set()) == (1, False)  # one of two files, counted once
+        assert e.assigned_now == 0  # the copy's slot is free again
+        cancels = [ev for ev in pool.nowait if nip90.is_cancel(ev)]
+        assert [ev.tag("p") for ev in cancels][-1:] == [["p", copier.pubkey]]  # told to drop it
+        assert not sched._early
+    finally:
+        await store.close()

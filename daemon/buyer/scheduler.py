@@ -614,9 +614,10 @@ class Scheduler:
         entry.assigned_now = max(0, entry.assigned_now - 1)
         self.slots_changed()
 
-    async def _publish_attempt(self, job: ActiveJob, node: str, *, backup: bool) -> Attempt:
-        """Another attempt at `job` on `node` (slot reserved): a re-issue or a backup copy.
-        Raises PublishError when the relays take no fitting of its input."""
+    async def _publish_attempt(self, job: ActiveJob, node: str, *, backup: bool) -> Attempt | None:
+        """Another attempt at `job` on `node` (slot reserved): a re-issue or a backup copy; None
+        when the job finished meanwhile. Raises PublishError when the relays take no fitting of
+        its input."""
 
         async def build() -> NostrEvent:
             if not job.private and not job.chunk_ids and nip90.needs_chunks(job.text, self.pool.budget()):
@@ -642,6 +643,17 @@ class Scheduler:
             )
 
         req, published = await self._fitted_request(build)
+        if job.done.is_set():
+            # Finished while its request was being fitted or awaited its OK (the other attempt's
+            # result won, or a cancel): recording this attempt would bring the job back to life
+            # and its result would finish it, and count it in its run, a second time.
+            self._early.pop(req.id, None)
+            self._release(node)
+            if published:  # the node may be at it already: ask it to drop it
+                self.pool.publish_nowait(
+                    nip90.build_cancel(self.keys, request_id=req.id, node=node, reason=SUPERSEDED)
+                )
+            return None
         job.tele.attempts += 1
         att = self._issue(job, req, node, time.time(), backup=backup)
         if backup:
@@ -725,7 +737,7 @@ class Scheduler:
             self._requeue.popleft()
             self._reserve(node)
             try:
-                await self._publish_attempt(job, node, backup=False)
+                att = await self._publish_attempt(job, node, backup=False)
             except PublishError as exc:  # no fitting of its input is accepted: it never will be
                 self._release(node)
                 job.current = None
@@ -739,6 +751,8 @@ class Scheduler:
                 self._requeue.append(job)
                 log.warning("reissue_publish_failed", job_id=job.tele.job_id, error=str(exc))
                 await anyio.sleep(SLOT_POLL_S)
+                continue
+            if att is None:
                 continue
             log.info(
                 "job_reissued",
@@ -769,6 +783,8 @@ class Scheduler:
         self.slots_changed()
 
     def _finish(self, job: ActiveJob, state: JobState, *, error: ErrorCode | None = None) -> None:
+        if job.done.is_set():  # a job ends once: its run counts it once
+            return
         job.tele.state = state
         job.tele.error = error
         for att in job.open_attempts():
@@ -976,11 +992,13 @@ class Scheduler:
                     return  # no idle node left
                 self._reserve(node)
                 try:
-                    await self._publish_attempt(job, node, backup=True)
+                    copy = await self._publish_attempt(job, node, backup=True)
                 except Exception as exc:
                     self._release(node)
                     log.warning("backup_publish_failed", job_id=job.tele.job_id, error=str(exc))
                     return
+                if copy is None:
+                    continue
                 self.backups["sent"] += 1
                 log.info(
                     "job_backup_sent",
