@@ -650,9 +650,7 @@ class Scheduler:
             self._early.pop(req.id, None)
             self._release(node)
             if published:  # the node may be at it already: ask it to drop it
-                self.pool.publish_nowait(
-                    nip90.build_cancel(self.keys, request_id=req.id, node=node, reason=SUPERSEDED)
-                )
+                self._cancel_request(req.id, node, SUPERSEDED)
             return None
         job.tele.attempts += 1
         att = self._issue(job, req, node, time.time(), backup=backup)
@@ -765,9 +763,12 @@ class Scheduler:
     def _tell_stop(self, att: Attempt, reason: str) -> None:
         """Ask the attempt's node to drop it (a cancel it honours from us only)."""
         if att.node:
-            self.pool.publish_nowait(
-                nip90.build_cancel(self.keys, request_id=att.request_id, node=att.node, reason=reason)
-            )
+            self._cancel_request(att.request_id, att.node, reason)
+
+    def _cancel_request(self, request_id: str, node: str, reason: str) -> None:
+        self.pool.publish_nowait(
+            nip90.build_cancel(self.keys, request_id=request_id, node=node, reason=reason)
+        )
 
     def _close_attempt(self, att: Attempt, outcome: ErrorCode | str) -> None:
         if att.closed:

@@ -19,7 +19,6 @@ from pylon.untrusted import BadInput, decode
 
 _encoder = msgspec.json.Encoder()
 _event_decoder: msgspec.json.Decoder[NostrEvent] | None = None
-MAX_EVENT_BYTES = 64 * 1024  # the embedded relay's limit; public relays are similar
 
 
 class NostrEvent(msgspec.Struct, frozen=True):
