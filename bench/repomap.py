@@ -143,7 +143,7 @@ def cli_map(
     market: LocalMarket, repo: Path, out: Path, privacy: str = "private"
 ) -> tuple[dict[str, Any], float]:
     t0 = time.perf_counter()
-    res = market.cli("map", str(repo), "--out", str(out), f"--{privacy}", "--json", timeout=600)
+    res = market.cli("map", str(repo), "--out", str(out), f"--{privacy}", "--fresh", "--json", timeout=600)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"pylon map failed: {res.stderr.strip()}")

@@ -60,7 +60,7 @@ def _market(home: Path, nodes: int, paid: bool, extra_node_args: list[str]) -> L
 
 def _one_run(m: LocalMarket, repo: Path, out: Path, wire: Any) -> dict[str, Any]:
     before_up, before_down = wire()
-    res = m.cli("map", str(repo), "--out", str(out), "--json", timeout=900)
+    res = m.cli("map", str(repo), "--out", str(out), "--fresh", "--json", timeout=900)
     if res.returncode != 0:
         raise RuntimeError(f"pylon map failed: {res.stderr.strip()[-2000:]}")
     summary = json.loads(res.stdout)
