@@ -163,6 +163,7 @@ class ProviderNode:
                 for _ in range(max(1, self.config.max_concurrency)):
                     tg.start_soon(self._worker)
                 tg.start_soon(self._heartbeat_loop)
+                tg.start_soon(self._warm_executor)
                 tg.start_soon(self._resync_loop)
                 tg.start_soon(self._flush_loop)
                 log.info(
@@ -182,6 +183,17 @@ class ProviderNode:
                 if aclose is not None:  # parse worker processes, Ollama's HTTP pool
                     with anyio.move_on_after(5):
                         await aclose()
+
+    async def _warm_executor(self) -> None:
+        """Parse workers started now, not by the first jobs (a swarm's first wave waited seconds
+        on twenty nodes starting interpreters at once). A failure only costs that head start."""
+        warm = getattr(self.executor, "warm", None)
+        if warm is None:
+            return
+        try:
+            await warm(max(1, self.config.max_concurrency))
+        except Exception as exc:
+            log.warning("executor_warm_failed", error=str(exc)[:300])
 
     async def drain_and_stop(self, tg_scope: anyio.CancelScope) -> None:
         """SIGTERM: take no new work, finish what is queued and running (bounded), then stop."""

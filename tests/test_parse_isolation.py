@@ -120,3 +120,34 @@ async def test_concurrent_files_use_several_workers_and_close_cleanly() -> None:
     finally:
         await ex.aclose()
     assert not any(alive(p) for p in pids)
+
+
+async def test_warmed_workers_take_the_first_files_and_die_with_the_pool() -> None:
+    ex = DeterministicExecutor(workers=2)
+    try:
+        await ex.warm(5)  # capped at the pool's size
+        assert ex.pool.started == 2
+        pids = sorted(w.proc.pid for w in ex.pool._idle)
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(ex.run, f"f{i}.py", GOOD, None)
+        # the files went to the warmed workers: none was started for them
+        assert ex.pool.started == 2 and sorted(w.proc.pid for w in ex.pool._idle) == pids
+    finally:
+        await ex.aclose()
+    assert not any(alive(p) for p in pids)
+    assert await ex.pool.warm(2) == 0  # a closed pool starts nothing
+
+
+async def test_an_ollama_node_warms_its_parser_and_a_scripted_one_does_not() -> None:
+    from pylon.executors.ollama_executor import OllamaExecutor
+
+    ex = OllamaExecutor(host="http://127.0.0.1:9")
+    try:
+        await ex.warm(1)
+        assert ex._parser is not None and ex._parser.pool.started == 1
+    finally:
+        await ex.aclose()
+    scripted = OllamaExecutor(host="http://127.0.0.1:9", base=lambda p, t, lang: None)
+    await scripted.warm(1)
+    assert scripted._parser is None

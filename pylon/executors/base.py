@@ -53,5 +53,9 @@ class DeterministicExecutor:
     def models(self) -> list[str]:
         return []
 
+    async def warm(self, slots: int) -> None:
+        """Parse workers for `slots` files at once, started before the first file arrives."""
+        await self.pool.warm(slots)
+
     async def aclose(self) -> None:
         await self.pool.aclose()

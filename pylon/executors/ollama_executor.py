@@ -150,6 +150,18 @@ class OllamaExecutor:
             self._client_loop = loop
         return self._client
 
+    def _deterministic(self) -> Any:
+        if self._parser is None:
+            from pylon.executors.base import DeterministicExecutor
+
+            self._parser = DeterministicExecutor()
+        return self._parser
+
+    async def warm(self, slots: int) -> None:
+        """Parse workers for `slots` files at once, started before the first file arrives."""
+        if self._base is None:
+            await self._deterministic().warm(slots)
+
     async def aclose(self) -> None:
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
@@ -235,11 +247,7 @@ class OllamaExecutor:
         extract = self._base
         if extract is None:
             # The file is a stranger's: it is parsed where a runaway parse can be killed.
-            if self._parser is None:
-                from pylon.executors.base import DeterministicExecutor
-
-                self._parser = DeterministicExecutor()
-            return await self._parser.run(path, text, language)
+            return await self._deterministic().run(path, text, language)
         if inspect.iscoroutinefunction(extract):
             return await extract(path, text, language)
         # tree-sitter parsing is CPU bound; keep the event loop free

@@ -91,6 +91,7 @@ class ParsePool:
         self._slots: anyio.Semaphore | None = None
         self.killed = 0  # workers killed for running past their time (or cancelled mid-file)
         self.started = 0
+        self._closed = False
 
     def _sem(self) -> anyio.Semaphore:
         if self._slots is None:  # made lazily: a Semaphore belongs to the running event loop
@@ -133,7 +134,24 @@ class ParsePool:
             raise ExecError(code, reply.message)
         return reply.result
 
+    async def warm(self, count: int) -> int:
+        """Start workers ahead of the first files (up to `count`, at most the pool's size), so a
+        node's first jobs do not each pay an interpreter's start: twenty nodes taking their first
+        jobs at once spent seconds starting workers. Returns how many it started."""
+        n = 0
+        while not self._closed and len(self._idle) < min(count, self.size):
+            worker = await _Worker.start()
+            if self._closed:  # closed while it started: it must not outlive the pool
+                worker.kill()
+                await worker.reap()
+                break
+            self._idle.append(worker)
+            self.started += 1
+            n += 1
+        return n
+
     async def aclose(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         for w in idle:
             w.kill()
