@@ -178,6 +178,19 @@ class NodeRegistry:
                 best.append(e)
         return random.choice(best).pubkey if best else None
 
+    def pick_idle(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """A usable node with a slot that runs nothing of ours (prefetch credit does not count),
+        the least loaded first; None if there is none."""
+        now = time.time()
+        idle = [
+            e
+            for e in self.nodes.values()
+            if e.pubkey not in exclude and e.assigned_now < e.slots() and self.usable(e, now)
+        ]
+        if not idle:
+            return None
+        return min(idle, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
+
     def pick_recent(self, within_s: float, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The least-loaded node heard from within `within_s`, online or not (for the outbox)."""
         now = time.time()

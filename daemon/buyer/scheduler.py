@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import anyio
 import msgspec
 from pylon.daemon import private_runs
-from pylon.daemon.buyer.registry import NodeRegistry
+from pylon.daemon.buyer.registry import SLOT_CAP, NodeRegistry
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import kinds
@@ -197,7 +197,7 @@ class Scheduler:
         # answer can arrive in between, and is held here until the attempt exists.
         self._early: dict[str, list[NostrEvent]] = {}
         self.reissues: Counter[str] = Counter()  # by reason
-        self.backups = Counter[str]()  # sent, won, lost
+        self.backups = Counter[str]()  # sent, won, lost; moved: queued jobs moved to idle slots
         self.completed = 0
         self.failed = 0
         self.stopped = False
@@ -972,13 +972,15 @@ class Scheduler:
         if self._requeue or self.stopped or not self.runs:
             return
         for tracker in list(self.runs.values()):
-            typical = tracker.typical_s()
-            if typical is None:
-                continue
             remaining = tracker.total - tracker.completed - tracker.failed
             open_jobs = [j for j in self.active.values() if j.tele.run_id == tracker.run_id]
             if not open_jobs or len(open_jobs) < remaining:
                 continue  # files still to be submitted: slots are better spent on them
+            typical = tracker.typical_s()
+            if typical is None:
+                await self._move_queued(open_jobs)
+                continue
+            await self._move_queued(open_jobs)
             after = max(BACKUP_MIN_S, BACKUP_FACTOR * typical)
             for job in open_jobs:
                 att = job.current
@@ -1008,6 +1010,57 @@ class Scheduler:
                     running_s=round(now - att.issued, 2),
                     typical_s=round(typical, 2),
                 )
+
+    def _queued_behind(self, jobs: list[ActiveJob]) -> list[ActiveJob]:
+        """Jobs that wait in a node's queue: on a node holding more of ours than it runs at once
+        (the job prefetched to it), the most recently issued ones, as many as it holds too many."""
+        by_node: dict[str, list[ActiveJob]] = {}
+        for j in jobs:
+            att = j.current
+            if att is None or att.closed or att.node is None or j.backup is not None:
+                continue
+            by_node.setdefault(att.node, []).append(j)
+        queued: list[ActiveJob] = []
+        for node, held in by_node.items():
+            entry = self.registry.entry(node)
+            # what the node runs at once is what it declares, however few slots we fill there
+            extra = entry.assigned_now - min(entry.declared_slots(), SLOT_CAP)
+            if extra > 0:
+                held.sort(key=lambda j: j.current.issued if j.current else 0.0, reverse=True)
+                queued.extend(held[:extra])
+        return queued
+
+    async def _move_queued(self, jobs: list[ActiveJob]) -> None:
+        """A run with nothing left to hand out and a node with an idle slot: a job still queued
+        behind another node's work moves there (prefetching hid the round trip while there was
+        work to spare; at the end it would leave the idle node idle and the run waiting). The
+        old attempt is told to drop it; if it had started after all, the first result wins."""
+        for job in self._queued_behind(jobs):
+            old = job.current
+            if old is None or old.closed or job.done.is_set():
+                continue
+            node = self.registry.pick_idle(job.tried | job.avoid)
+            if node is None:
+                return  # no idle slot left anywhere
+            self._reserve(node)
+            try:
+                copy = await self._publish_attempt(job, node, backup=True)
+            except Exception as exc:
+                self._release(node)
+                log.warning("move_publish_failed", job_id=job.tele.job_id, error=str(exc))
+                return
+            if copy is None:
+                continue
+            if job.current is not old or old.closed:  # it ended or moved on while published
+                continue
+            self._close_attempt(old, SUPERSEDED)
+            self._tell_stop(old, SUPERSEDED)
+            job.current, job.backup, copy.backup = copy, None, False
+            job.tele.provider_pubkey = node
+            self.store.put(job.tele)
+            self._emit(JobChanged(job.tele))
+            self.backups["moved"] += 1
+            log.info("job_moved", job_id=job.tele.job_id, node=node[:12], from_node=(old.node or "")[:12])
 
     async def resync_loop(self) -> None:
         """Ask the relay again for news of attempts that have gone quiet.
