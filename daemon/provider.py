@@ -50,6 +50,7 @@ from pylon.home import node_dir, node_socket
 from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
+from pylon.loopwatch import LoopWatch
 from pylon.nostr import clock, fitting, nip13, nip90, private_jobs
 from pylon.nostr.event import InvalidEvent, NostrEvent, now_ms
 from pylon.nostr.filters import Filter
@@ -89,6 +90,7 @@ class ProviderNode:
         self.dir = node_dir(config.name)
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
+        self.loop_watch = LoopWatch("node")
         self.sealer = private_jobs.Sealer(self.keys)  # NIP-44: private jobs' inputs and results
         self.executor = executor or make_executor(
             config.executor,
@@ -164,6 +166,7 @@ class ProviderNode:
                     tg.start_soon(self._worker)
                 tg.start_soon(self._heartbeat_loop)
                 tg.start_soon(self._warm_executor)
+                tg.start_soon(self.loop_watch.run)
                 tg.start_soon(self._resync_loop)
                 tg.start_soon(self._flush_loop)
                 log.info(
@@ -560,6 +563,8 @@ class ProviderNode:
             uptime_s=round(time.time() - self.started_at, 1),
             failures=dict(self.counters.failures),
             dropped=dict(self.counters.dropped) | self.pool.dropped,
+            loop_stalls=self.loop_watch.stalls,
+            loop_max_ms=round(self.loop_watch.max_ms, 1),
         )
 
     async def set_state(self, state: NodeState) -> rpc.NodeStatus:

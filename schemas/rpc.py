@@ -265,6 +265,8 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     earned_msats: int = 0
     failures: dict[str, int] = {}
     dropped: dict[str, int] = {}
+    loop_stalls: int = 0  # times the event loop woke >100 ms late (pylon.loopwatch)
+    loop_max_ms: float = 0.0  # the worst of them
 
 
 class NodeJob(msgspec.Struct, kw_only=True):
@@ -290,6 +292,8 @@ class BuyerStatus(msgspec.Struct, kw_only=True):
     stopped: bool = False
     banned: list[str] = []
     dropped: dict[str, int] = {}
+    loop_stalls: int = 0  # times the event loop woke >100 ms late (pylon.loopwatch)
+    loop_max_ms: float = 0.0  # the worst of them
 
 
 class NodeInfo(msgspec.Struct, kw_only=True):

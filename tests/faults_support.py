@@ -86,6 +86,11 @@ def integrity_ok(path: Path) -> bool:
     return rows == [("ok",)]
 
 
+# An attempt the buyer closed itself because the job went elsewhere: another attempt's result
+# won, or the job was moved from a busy node's queue to an idle one. Not the node's failure.
+SUPERSEDED = "superseded"
+
+
 def attempts(m: LocalMarket) -> list[tuple[str, str, str | None, str | None, str | None]]:
     """(request_id, job_id, node, outcome, error) for every attempt the buyer made."""
     return db_rows(

@@ -29,6 +29,7 @@ from pylon.home import buyer_dir, buyer_socket
 from pylon.home_config import relay_limits
 from pylon.keys import load_or_create_keys
 from pylon.logs import get_logger
+from pylon.loopwatch import LoopWatch
 from pylon.nostr import clock
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.filters import Filter
@@ -49,6 +50,7 @@ class BuyerDaemon:
         self.pubkey = self.keys.pubkey
         self.pool = RelayPool(config.relays, keys=self.keys, limits=relay_limits())
         self.registry = NodeRegistry(config.heartbeat_s, config.allow_nodes)
+        self.loop_watch = LoopWatch("buyer")
         self.store: BuyerStore | None = None
         self._scheduler: Scheduler | None = None
         self.routes = Routes()
@@ -115,6 +117,7 @@ class BuyerDaemon:
                     sched.on_job_event,
                     sub_id="jobs",
                 )
+                tg.start_soon(self.loop_watch.run)
                 tg.start_soon(sched.scan_loop)
                 tg.start_soon(sched.dispatch_loop)
                 tg.start_soon(sched.resync_loop)
@@ -205,6 +208,8 @@ class BuyerDaemon:
             stopped=sched.stopped,
             banned=[pk for pk, e in self.registry.nodes.items() if e.banned],
             dropped=dict(sched.dropped) | self.pool.dropped,
+            loop_stalls=self.loop_watch.stalls,
+            loop_max_ms=round(self.loop_watch.max_ms, 1),
         )
 
     async def stats(self, provider: str | None) -> rpc.GlobalStats | rpc.ProviderStats:

@@ -1,0 +1,121 @@
+"""At a run's end a job still queued behind another node's work moves to an idle node (issue 11):
+prefetching hides the round trip while there is work to spare, but with nothing left to hand
+out it leaves the run waiting on a busy node while another sits idle."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from faults_support import SUPERSEDED
+from pylon.daemon.buyer.registry import NodeEntry, NodeRegistry
+from pylon.daemon.buyer.scheduler import Scheduler
+from pylon.daemon.buyer.store import BuyerStore
+from pylon.daemon.config import BuyerConfig
+from pylon.schemas.events import Announce, Heartbeat, NodeState
+
+from pylon.keys import NostrKeys
+from pylon.nostr import nip90
+from pylon.nostr.budget import DEFAULT as DEFAULT_BUDGET
+from pylon.nostr.event import NostrEvent
+from pylon.nostr.relay_client import PublishResult, RelayOutcome
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class QuietRelay:
+    """A relay that takes every event and says nothing back: the nodes never answer here."""
+
+    def __init__(self) -> None:
+        self.published: list[NostrEvent] = []
+
+    def budget(self):
+        return DEFAULT_BUDGET
+
+    def is_connected(self) -> bool:
+        return True
+
+    def uncharted(self, ev: NostrEvent) -> bool:
+        return False
+
+    def publish_nowait(self, ev: NostrEvent, **_: object) -> bool:
+        self.published.append(ev)
+        return True
+
+    async def publish_checked(self, ev: NostrEvent, timeout: float) -> PublishResult:
+        self.published.append(ev)
+        return PublishResult(event_id=ev.id, outcomes={"ws://r": RelayOutcome(relay="ws://r", accepted=True)})
+
+
+def online(registry: NodeRegistry, name: str, *, delivered: int = 0) -> NodeEntry:
+    e = registry.entry(NostrKeys.generate().pubkey)
+    e.announce = Announce(name=name, version="t", executors=["deterministic"], max_concurrency=1)
+    e.heartbeat = Heartbeat(
+        state=NodeState.ONLINE, queue_depth=0, running=0, completed=0, failed=0, uptime_s=1.0, interval_s=1.0
+    )
+    e.last_heartbeat = time.time()
+    e.completed_for_us = delivered  # a node that has delivered gets one job prefetched
+    return e
+
+
+async def test_a_job_queued_behind_a_busy_node_moves_to_an_idle_one(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    busy = online(registry, "busy", delivered=1)
+    relay = QuietRelay()
+    store = await BuyerStore.open(tmp_path / "telemetry.db")
+    try:
+        sched = Scheduler(
+            BuyerConfig(relays=["ws://r"]),
+            keys=NostrKeys.generate(),
+            pool=relay,
+            registry=registry,
+            store=store,
+        )  # type: ignore[arg-type]
+        run = sched.track_run("r" * 64, 2)
+        with anyio.fail_after(10):
+            running = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+            queued = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        # One slot and one prefetched: the second job waits in the busy node's queue.
+        assert running.current and queued.current
+        assert running.current.node == queued.current.node == busy.pubkey
+        old = queued.current
+
+        await sched._move_queued([running, queued])
+        assert sched.backups["moved"] == 0  # no idle node: nothing moves
+
+        idle = online(registry, "idle")
+        await sched._move_queued([running, queued])
+        assert sched.backups["moved"] == 1
+        assert queued.current is not old and queued.current.node == idle.pubkey and not queued.current.closed
+        assert queued.tele.provider_pubkey == idle.pubkey
+        assert old.closed and running.current.node == busy.pubkey and not running.current.closed
+        assert (busy.assigned_now, idle.assigned_now) == (1, 1)
+        # The busy node is told to drop it; the idle one got a request of its own.
+        cancels = [ev for ev in relay.published if nip90.is_cancel(ev)]
+        assert [ev.tag("p") for ev in cancels] == [["p", busy.pubkey]]
+        requests = [
+            ev for ev in relay.published if ev.tag("p") == ["p", idle.pubkey] and not nip90.is_cancel(ev)
+        ]
+        assert [nip90.parse_request(ev).path for ev in requests] == ["b.py"]
+        # The moved attempt is on the record as superseded, not as the busy node's failure.
+        rows = await store.attempts_of(queued.tele.job_id)
+        assert [(node, outcome) for _, node, _, outcome in rows] == [
+            (busy.pubkey, "failed"),
+            (idle.pubkey, None),
+        ]
+        assert busy.failed_for_us == 0
+        assert SUPERSEDED in {r[0] for r in await store._fetch("SELECT error FROM attempts", ())}
+
+        # The job the busy node is running stays there, however many idle nodes turn up.
+        online(registry, "another")
+        await sched._move_queued([running, queued])
+        assert sched.backups["moved"] == 1 and running.current.node == busy.pubkey
+    finally:
+        await store.close()
