@@ -4,23 +4,15 @@ out it leaves the run waiting on a busy node while another sits idle."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import anyio
 import pytest
 from faults_support import SUPERSEDED
-from pylon.daemon.buyer.registry import NodeEntry, NodeRegistry
-from pylon.daemon.buyer.scheduler import Scheduler
-from pylon.daemon.buyer.store import BuyerStore
-from pylon.daemon.config import BuyerConfig
-from pylon.schemas.events import Announce, Heartbeat, NodeState
+from pylon.daemon.buyer.registry import NodeRegistry
+from scheduler_support import QuietRelay, online, quiet_scheduler
 
-from pylon.keys import NostrKeys
 from pylon.nostr import nip90
-from pylon.nostr.budget import DEFAULT as DEFAULT_BUDGET
-from pylon.nostr.event import NostrEvent
-from pylon.nostr.relay_client import PublishResult, RelayOutcome
 
 pytestmark = pytest.mark.anyio
 
@@ -30,54 +22,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class QuietRelay:
-    """A relay that takes every event and says nothing back: the nodes never answer here."""
-
-    def __init__(self) -> None:
-        self.published: list[NostrEvent] = []
-
-    def budget(self):
-        return DEFAULT_BUDGET
-
-    def is_connected(self) -> bool:
-        return True
-
-    def uncharted(self, ev: NostrEvent) -> bool:
-        return False
-
-    def publish_nowait(self, ev: NostrEvent, **_: object) -> bool:
-        self.published.append(ev)
-        return True
-
-    async def publish_checked(self, ev: NostrEvent, timeout: float) -> PublishResult:
-        self.published.append(ev)
-        return PublishResult(event_id=ev.id, outcomes={"ws://r": RelayOutcome(relay="ws://r", accepted=True)})
-
-
-def online(registry: NodeRegistry, name: str, *, delivered: int = 0) -> NodeEntry:
-    e = registry.entry(NostrKeys.generate().pubkey)
-    e.announce = Announce(name=name, version="t", executors=["deterministic"], max_concurrency=1)
-    e.heartbeat = Heartbeat(
-        state=NodeState.ONLINE, queue_depth=0, running=0, completed=0, failed=0, uptime_s=1.0, interval_s=1.0
-    )
-    e.last_heartbeat = time.time()
-    e.completed_for_us = delivered  # a node that has delivered gets one job prefetched
-    return e
-
-
 async def test_a_job_queued_behind_a_busy_node_moves_to_an_idle_one(tmp_path: Path) -> None:
     registry = NodeRegistry(heartbeat_s=1.0)
     busy = online(registry, "busy", delivered=1)
     relay = QuietRelay()
-    store = await BuyerStore.open(tmp_path / "telemetry.db")
-    try:
-        sched = Scheduler(
-            BuyerConfig(relays=["ws://r"]),
-            keys=NostrKeys.generate(),
-            pool=relay,
-            registry=registry,
-            store=store,
-        )  # type: ignore[arg-type]
+    async with quiet_scheduler(tmp_path, registry, relay) as sched:
+        store = sched.store
         run = sched.track_run("r" * 64, 2)
         with anyio.fail_after(10):
             running = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
@@ -117,5 +67,3 @@ async def test_a_job_queued_behind_a_busy_node_moves_to_an_idle_one(tmp_path: Pa
         online(registry, "another")
         await sched._move_queued([running, queued])
         assert sched.backups["moved"] == 1 and running.current.node == busy.pubkey
-    finally:
-        await store.close()

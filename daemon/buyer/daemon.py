@@ -223,7 +223,7 @@ class BuyerDaemon:
                 jobs,
                 provider,
                 name=names.get(provider, ""),
-                online=bool(entry and entry.online(time.time(), self.config.heartbeat_s)),
+                online=self.registry.is_online(provider),
                 uptime_s=hb.uptime_s if hb else None,
                 failures_by_attempt=await self.store.failures_by_attempt(provider),
                 checks=entry.checks if entry else (0, 0),

@@ -4,6 +4,14 @@ A node's slots are what it declares (its heartbeat's `slots`, else its announce'
 max_concurrency), capped at SLOT_CAP and trusted only as far as it has delivered: it starts
 with START_SLOTS and earns one more per result accepted from it. One node claiming a huge
 concurrency therefore cannot attract every job; a fast node that delivers fills its slots.
+
+A node is judged by how long it has been silent, and silence is measured against the news: a
+relay (or a link) that falls behind delays every node's heartbeats alike, and that is no
+node's fault. While heartbeats still come in, a node is as silent as its last heartbeat is
+older (by send time, on our clock) than the freshest heartbeat read from anyone; when nothing
+comes in at all, silence is time since we last heard it. Whichever is shorter counts, so a
+backlog on the way to us never makes a node look lost, and a dead node among live ones is lost
+as soon as before.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class NodeEntry:
     announce: Announce | None = None
     heartbeat: Heartbeat | None = None
     last_heartbeat: float | None = None  # local receive time
+    heard_at: float | None = None  # its send time, on our clock (<= last_heartbeat)
     announced_at: int = 0
     heartbeat_at: int = 0
     assigned_now: int = 0  # this buyer's jobs outstanding on the node
@@ -59,10 +68,19 @@ class NodeEntry:
             return default
         return min(max(self.heartbeat.interval_s, 0.1), MAX_HEARTBEAT_INTERVAL_S)
 
-    def online(self, now: float, default_interval: float) -> bool:
+    def silence(self, now: float, news: HeartbeatNews | None, window: float, since: float = 0.0) -> float:
+        """Seconds this node has been silent (see the module docstring); `since`: heard no
+        earlier than then, at the latest (heartbeats missed while we were out of sight)."""
+        assert self.last_heartbeat is not None
+        quiet = now - max(self.last_heartbeat, since)
+        behind = news.behind(self.heard_at, now, window) if news is not None else None
+        return quiet if behind is None else min(quiet, behind)
+
+    def online(self, now: float, default_interval: float, news: HeartbeatNews | None = None) -> bool:
         if self.last_heartbeat is None:
             return False
-        return now - self.last_heartbeat <= ONLINE_INTERVALS * self.interval(default_interval)
+        window = ONLINE_INTERVALS * self.interval(default_interval)
+        return self.silence(now, news, window) <= window
 
     def declared_slots(self) -> int:
         if self.heartbeat is not None and self.heartbeat.slots:
@@ -84,12 +102,43 @@ class NodeEntry:
         prefetch = PREFETCH if self.completed_for_us > 0 and not self.missed_acks else 0
         return self.slots() + prefetch - self.assigned_now
 
-    def lost(self, now: float, default_interval: float, since: float = 0.0) -> bool:
-        """No heartbeat for LOST_INTERVALS intervals (counted from `since` at the earliest)."""
+    def lost(
+        self, now: float, default_interval: float, since: float = 0.0, news: HeartbeatNews | None = None
+    ) -> bool:
+        """Silent for LOST_INTERVALS intervals (counted from `since` at the earliest)."""
         if self.last_heartbeat is None:
             return False
-        heard = max(self.last_heartbeat, since)
-        return now - heard > LOST_INTERVALS * self.interval(default_interval) + LOST_SLACK_S
+        window = LOST_INTERVALS * self.interval(default_interval) + LOST_SLACK_S
+        return self.silence(now, news, window, since) > window
+
+
+@dataclass
+class HeartbeatNews:
+    """The freshest heartbeat read from any node: its send time on our clock, and when it came."""
+
+    newest_sent: float = 0.0
+    advanced_at: float = 0.0  # when (our clock) newest_sent last moved forward
+    newest_interval: float = 0.0  # the interval its sender declared
+
+    def note(self, sent_local: float, now: float, interval: float) -> None:
+        # Only a fresher heartbeat counts as news flowing: a node replaying one old stamp over
+        # and over must not keep the news "current" while everyone else has gone quiet.
+        if sent_local > self.newest_sent:
+            self.newest_sent, self.advanced_at, self.newest_interval = sent_local, now, interval
+
+    def lag(self, now: float, window: float) -> float:
+        """How far behind the news comes in: the freshest heartbeat's age beyond the interval it
+        was sent at (0 on a prompt relay), while heartbeats still come in within `window`."""
+        if not self.advanced_at or now - self.advanced_at > window:
+            return 0.0
+        return max(0.0, now - self.newest_sent - self.newest_interval)
+
+    def behind(self, heard_at: float | None, now: float, window: float) -> float | None:
+        """How far a heartbeat sent at `heard_at` is behind the news; None when no news has come
+        in for `window` seconds (then silence can only be measured by our own clock)."""
+        if heard_at is None or now - self.advanced_at > window:
+            return None
+        return max(0.0, self.newest_sent - heard_at)
 
 
 class NodeRegistry:
@@ -99,6 +148,7 @@ class NodeRegistry:
         self.nodes: dict[str, NodeEntry] = {}
         self.changed = False
         self.clocks = ClockOffsets()
+        self.news = HeartbeatNews()
 
     def entry(self, pubkey: str) -> NodeEntry:
         e = self.nodes.get(pubkey)
@@ -133,8 +183,14 @@ class NodeRegistry:
         e.heartbeat, e.heartbeat_at = hb, ev.created_at
         if newer or fresh:
             e.last_heartbeat = now
+            e.heard_at = now
             if hb.sent_ms:
                 self.clocks.observe(ev.pubkey, hb.sent_ms / 1000, now)
+                # offset = the largest (sent - received) seen, this one included, so the send
+                # time on our clock is never later than now, whatever the node's stamps say.
+                off = self.clocks.offset(ev.pubkey) or 0.0
+                e.heard_at = min(now, hb.sent_ms / 1000 - off)
+            self.news.note(e.heard_at, now, e.interval(self.heartbeat_s))
         self.changed = True
 
     def clock_offset(self, pubkey: str) -> float | None:
@@ -149,18 +205,27 @@ class NodeRegistry:
         return (
             not e.banned
             and (not self.allow or e.pubkey in self.allow)
-            and e.online(now, self.heartbeat_s)
+            and e.online(now, self.heartbeat_s, self.news)
             and e.heartbeat is not None
             and e.heartbeat.state == NodeState.ONLINE
         )
 
     def online_count(self) -> int:
         now = time.time()
-        return sum(1 for e in self.nodes.values() if e.online(now, self.heartbeat_s))
+        return sum(1 for e in self.nodes.values() if e.online(now, self.heartbeat_s, self.news))
+
+    def is_online(self, pubkey: str, now: float | None = None) -> bool:
+        e = self.nodes.get(pubkey)
+        return e is not None and e.online(time.time() if now is None else now, self.heartbeat_s, self.news)
+
+    def news_lag(self, now: float) -> float:
+        """Seconds the relays are behind in bringing us heartbeats (see HeartbeatNews.lag): what
+        travels through them now, requests and their answers, is that much late too."""
+        return self.news.lag(now, LOST_INTERVALS * self.heartbeat_s + LOST_SLACK_S)
 
     def lost(self, pubkey: str, now: float, since: float = 0.0) -> bool:
         e = self.nodes.get(pubkey)
-        return e is not None and e.lost(now, self.heartbeat_s, since)
+        return e is not None and e.lost(now, self.heartbeat_s, since, self.news)
 
     def pick_free(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """A usable node with a free slot, the least loaded (our jobs per slot) first, ties broken
@@ -236,7 +301,7 @@ class NodeRegistry:
                     pubkey=e.pubkey,
                     name=e.name,
                     state=hb.state.value if hb else "unknown",
-                    online=e.online(now, self.heartbeat_s),
+                    online=e.online(now, self.heartbeat_s, self.news),
                     queue_depth=hb.queue_depth if hb else 0,
                     running=hb.running if hb else 0,
                     completed=hb.completed if hb else 0,

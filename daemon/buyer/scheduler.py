@@ -949,13 +949,19 @@ class Scheduler:
             await self._send_backups(now)
 
     def _expire(self, now: float) -> None:
-        """Attempts past their deadline, or on a node that stopped heartbeating, are lost."""
+        """Attempts past their deadline, or on a node that stopped heartbeating, are lost.
+
+        While the relays bring heartbeats in late, deadlines stretch by that lag, twice (the
+        request and its answer both travel through them): a relay's backlog is no node's fault,
+        and a job re-issued over it only adds to the backlog. The lag is measured from the
+        freshest heartbeat, so no node can stretch it by lying about its own."""
+        late = 2 * self.registry.news_lag(now)
         for job in list(self.active.values()):
             for att in job.open_attempts():
                 gone = bool(att.node) and self.registry.lost(att.node, now, since=self._back_at)
-                if not gone and now <= att.deadline:
+                if not gone and now - late <= att.deadline:
                     continue
-                alive = bool(att.node) and self.registry.entry(att.node).online(now, self.config.heartbeat_s)
+                alive = bool(att.node) and self.registry.is_online(att.node or "", now)
                 reason = ErrorCode.PROVIDER_OFFLINE if gone or not alive else ErrorCode.TIMEOUT
                 if att is job.backup:
                     self._close_attempt(att, reason)

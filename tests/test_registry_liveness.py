@@ -1,0 +1,173 @@
+"""Liveness measured against the news (daemon/buyer/registry.py): a relay that falls behind
+delays every node's heartbeats alike, and must not make the buyer take back every node's jobs
+(the demo on 2 cores lost 35-89 of 371 files that way); a node that really stops is still lost.
+
+The relay here is a queue the test drains at a chosen rate, on a clock the test moves, so each
+case is exact: no sleeps, no dependence on this machine's speed."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import msgspec
+import pytest
+from pylon.daemon.buyer import registry as registry_mod
+from pylon.daemon.buyer.registry import NodeRegistry
+from pylon.schemas import kinds
+from pylon.schemas.events import Heartbeat, NodeState
+
+from pylon.keys import NostrKeys
+from pylon.nostr.event import NostrEvent, sign_event
+
+INTERVAL = 1.0  # heartbeat interval; lost after 2 intervals + 1 s = 3 s of silence
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(registry_mod, "time", SimpleNamespace(time=c.time))
+    return c
+
+
+def heartbeat(keys: NostrKeys, sent: float, skew: float = 0.0) -> NostrEvent:
+    hb = Heartbeat(
+        state=NodeState.ONLINE,
+        queue_depth=0,
+        running=0,
+        completed=0,
+        failed=0,
+        uptime_s=1.0,
+        interval_s=INTERVAL,
+        sent_ms=int((sent + skew) * 1000),
+    )
+    return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(sent + skew))
+
+
+def simulate(
+    clock: Clock,
+    nodes: int,
+    until: float,
+    deliver: Callable[[float, int], float | None],
+    *,
+    dies: dict[int, float] | None = None,
+    skews: dict[int, float] | None = None,
+) -> tuple[NodeRegistry, dict[int, float]]:
+    """Nodes heartbeat every INTERVAL (staggered); `deliver(sent, seq)` says when the relay
+    hands the seq-th heartbeat to the buyer (None: never). Returns when each node was first
+    judged lost, checked every 0.1 s of the clock."""
+    reg = NodeRegistry(heartbeat_s=INTERVAL)
+    keys = [NostrKeys.generate() for _ in range(nodes)]
+    dies, skews = dies or {}, skews or {}
+    sends = sorted(
+        (k * INTERVAL + i * INTERVAL / nodes, i)
+        for i in range(nodes)
+        for k in range(int(until / INTERVAL) + 1)
+        if k * INTERVAL + i * INTERVAL / nodes < dies.get(i, until)
+    )
+    arrivals: list[tuple[float, int, NostrEvent]] = []
+    for seq, (sent, i) in enumerate(sends):
+        at = deliver(sent, seq)
+        if at is not None:
+            heapq.heappush(arrivals, (T0 + at, seq, heartbeat(keys[i], T0 + sent, skews.get(i, 0.0))))
+    lost_at: dict[int, float] = {}
+    step = 0
+    while (t := T0 + step * 0.1) <= T0 + until:
+        while arrivals and arrivals[0][0] <= t:
+            clock.now = arrivals[0][0]
+            reg.on_heartbeat(heapq.heappop(arrivals)[2])
+        clock.now = t
+        for i, k in enumerate(keys):
+            if i not in lost_at and k.pubkey in reg.nodes and reg.lost(k.pubkey, t):
+                lost_at[i] = t - T0
+        step += 1
+    return reg, lost_at
+
+
+def fifo(rate_per_s: float, prompt_until: float) -> Callable[[float, int], float]:
+    """Prompt until `prompt_until`, then a relay that hands out one heartbeat per 1/rate s."""
+    last = [0.0]
+
+    def deliver(sent: float, seq: int) -> float:
+        at = sent if sent < prompt_until else max(sent, last[0] + 1 / rate_per_s)
+        last[0] = at
+        return at
+
+    return deliver
+
+
+def test_a_relay_falling_behind_makes_no_node_lost(clock: Clock) -> None:
+    # Ten nodes send 10 heartbeats a second; from t=3 the relay passes 2.5 a second: each
+    # node's heartbeats arrive 4 s apart (by receive time alone, all ten are lost at ~t=6.5).
+    reg, lost_at = simulate(clock, 10, 20.0, fifo(2.5, 3.0))
+    assert lost_at == {}
+    assert reg.online_count() == 10
+    # The backlog is real, and measured: the last heartbeat read is seconds old.
+    assert clock.now - reg.news.newest_sent > 5
+    assert reg.news_lag(clock.now) == pytest.approx(clock.now - reg.news.newest_sent - INTERVAL)
+
+
+def test_a_prompt_relay_has_no_lag_and_a_silent_one_earns_none(clock: Clock) -> None:
+    reg, _ = simulate(clock, 5, 10.0, lambda sent, seq: sent)
+    assert reg.news_lag(clock.now) == 0.0
+    # Nothing at all comes in: no news to measure a lag by, so none is granted.
+    reg, _ = simulate(clock, 5, 10.0, lambda sent, seq: sent if sent < 3.0 else None)
+    assert reg.news_lag(clock.now) == 0.0
+
+
+def test_a_node_that_stops_among_lagging_ones_is_still_lost(clock: Clock) -> None:
+    _, lost_at = simulate(clock, 10, 30.0, fifo(2.5, 3.0), dies={4: 5.0})
+    assert set(lost_at) == {4}
+    # Noticed once the news has moved 3 s past its last heartbeat (the backlog delays it).
+    assert 8.0 < lost_at[4] < 30.0
+
+
+def test_a_node_that_stops_on_a_prompt_relay_is_lost_as_before(clock: Clock) -> None:
+    _, lost_at = simulate(clock, 5, 12.0, lambda sent, seq: sent, dies={2: 4.0})
+    assert set(lost_at) == {2}
+    last_sent = max(
+        k * INTERVAL + 2 * INTERVAL / 5 for k in range(5) if k * INTERVAL + 2 * INTERVAL / 5 < 4.0
+    )
+    # As soon as the news passes its silence: at most one other node's heartbeat later.
+    assert last_sent + 3.0 - 0.05 <= lost_at[2] <= last_sent + 3.0 + INTERVAL / 5 + 0.15
+
+
+def test_a_silent_swarm_is_lost_by_our_own_clock(clock: Clock) -> None:
+    """When no heartbeat comes in at all there is no news to measure against: the lone node that
+    stops (or a relay that stops passing anything) is judged by time since we heard it."""
+    _, lost_at = simulate(clock, 1, 10.0, lambda sent, seq: sent, dies={0: 3.0})
+    assert lost_at[0] == pytest.approx(2.0 + 3.0, abs=0.15)
+    _, lost_at = simulate(clock, 3, 10.0, lambda sent, seq: sent if sent < 3.0 else None)
+    assert set(lost_at) == {0, 1, 2} and max(lost_at.values()) < 6.2
+
+
+def test_a_node_replaying_one_stamp_does_not_keep_the_news_current(clock: Clock) -> None:
+    """A node resending a heartbeat with the same send stamp is no news: the others' silence
+    (here they all stop at t=3) is judged as if it were not there."""
+    reg = NodeRegistry(heartbeat_s=INTERVAL)
+    honest, replayer = NostrKeys.generate(), NostrKeys.generate()
+    stale = heartbeat(replayer, T0 + 0.5)
+    for step in range(100):
+        t = T0 + step * 0.1
+        clock.now = t
+        if step % 10 == 0 and t < T0 + 3.0:
+            reg.on_heartbeat(heartbeat(honest, t))
+        if step % 5 == 0:
+            reg.on_heartbeat(stale)
+    assert reg.lost(honest.pubkey, clock.now)
+
+
+def test_skewed_clocks_do_not_make_a_node_look_behind(clock: Clock) -> None:
+    # One node's clock runs 40 s behind ours, another's 90 s ahead; the relay lags as above.
+    _, lost_at = simulate(clock, 10, 20.0, fifo(2.5, 3.0), skews={1: -40.0, 2: 90.0})
+    assert lost_at == {}
