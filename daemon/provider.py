@@ -91,6 +91,7 @@ class ProviderNode:
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
         self.loop_watch = LoopWatch("node")
+        self.warming = True  # until _warm_executor has started the parse workers (or given up)
         self.sealer = private_jobs.Sealer(self.keys)  # NIP-44: private jobs' inputs and results
         self.executor = executor or make_executor(
             config.executor,
@@ -191,12 +192,13 @@ class ProviderNode:
         """Parse workers started now, not by the first jobs (a swarm's first wave waited seconds
         on twenty nodes starting interpreters at once). A failure only costs that head start."""
         warm = getattr(self.executor, "warm", None)
-        if warm is None:
-            return
         try:
-            await warm(max(1, self.config.max_concurrency))
+            if warm is not None:
+                await warm(max(1, self.config.max_concurrency))
         except Exception as exc:
             log.warning("executor_warm_failed", error=str(exc)[:300])
+        finally:
+            self.warming = False
 
     async def drain_and_stop(self, tg_scope: anyio.CancelScope) -> None:
         """SIGTERM: take no new work, finish what is queued and running (bounded), then stop."""
@@ -565,6 +567,7 @@ class ProviderNode:
             dropped=dict(self.counters.dropped) | self.pool.dropped,
             loop_stalls=self.loop_watch.stalls,
             loop_max_ms=round(self.loop_watch.max_ms, 1),
+            warming=self.warming,
         )
 
     async def set_state(self, state: NodeState) -> rpc.NodeStatus:
