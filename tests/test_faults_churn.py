@@ -95,12 +95,13 @@ def test_killed_and_frozen_nodes(tmp_path: Path) -> None:
         assert not {s["provider_pubkey"] for s in states.values()} & {dead, frozen}
 
         atts = attempts(m)
-        # Each stranded job left one closed attempt there: failed, or moved away (superseded) while
-        # it still sat in the node's queue.
-        off = [(node, outcome, error) for _, jid, node, outcome, error in atts if node in (dead, frozen)]
-        assert len(off) == len(stranded)
-        assert all(o == "failed" and e in FAILED_ATTEMPT | {SUPERSEDED} for _, o, e in off), off
-        bad = [x for x in off if x[2] != SUPERSEDED]
+        # Each stranded job left a closed attempt there: failed, or moved away (superseded) while
+        # it still sat in the node's queue. A job re-issued from one of them may have gone to the
+        # other (it still counts online for up to 3 intervals); no other job went there.
+        off = [(jid, node, outcome, error) for _, jid, node, outcome, error in atts if node in (dead, frozen)]
+        assert {jid for jid, *_ in off} == stranded
+        assert all(o == "failed" and e in FAILED_ATTEMPT | {SUPERSEDED} for _, _, o, e in off), off
+        bad = [(node, o, e) for _, node, o, e in off if e != SUPERSEDED]
         assert bad, "every stranded job was moved before its node was judged lost; nothing was lost"
         reissued = Counter(jid for _, jid, *_ in atts)
         assert all(reissued[j] >= 2 for j in stranded)
