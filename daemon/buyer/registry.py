@@ -7,11 +7,11 @@ concurrency therefore cannot attract every job; a fast node that delivers fills 
 
 A node is judged by how long it has been silent, and silence is measured against the news: a
 relay (or a link) that falls behind delays every node's heartbeats alike, and that is no
-node's fault. While heartbeats still come in, a node is as silent as its last heartbeat is
-older (by send time, on our clock) than the freshest heartbeat read from anyone; when nothing
-comes in at all, silence is time since we last heard it. Whichever is shorter counts, so a
-backlog on the way to us never makes a node look lost, and a dead node among live ones is lost
-as soon as before.
+node's fault. While heartbeats still come in late, a node is only as silent as its last
+heartbeat is older (by send time, on our clock) than the freshest heartbeat read from anyone,
+or as its time unheard exceeds that lag; on a prompt relay, or when nothing comes in at all,
+silence is time since we last heard it. So a backlog on the way to us never makes a node look
+lost, and a dead node among live ones is lost exactly as before when there is none.
 """
 
 from __future__ import annotations
@@ -74,7 +74,12 @@ class NodeEntry:
         assert self.last_heartbeat is not None
         quiet = now - max(self.last_heartbeat, since)
         behind = news.behind(self.heard_at, now, window) if news is not None else None
-        return quiet if behind is None else min(quiet, behind)
+        if behind is None or news is None:
+            return quiet
+        # On a prompt relay (no lag) this is `quiet` exactly, as if there were no news rule;
+        # under a backlog a node is as silent as it is behind the news, or as its quiet beyond
+        # the backlog, whichever is more.
+        return min(quiet, max(behind, quiet - news.lag(now, window)))
 
     def online(self, now: float, default_interval: float, news: HeartbeatNews | None = None) -> bool:
         if self.last_heartbeat is None:

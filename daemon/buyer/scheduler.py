@@ -23,6 +23,7 @@ Its interface is narrow: `submit` (a job handle whose `done` fires at the end), 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections import Counter, deque
@@ -86,6 +87,7 @@ class Attempt:
     node: str | None
     issued: float
     picked_up: bool = False
+    picked_up_ms: int | None = None  # the node's stamp on its `processing` feedback (its clock)
     closed: bool = False
     deadline: float = 0.0  # no pickup (or no result, once picked up) by then: lost
     backup: bool = False  # a straggler's copy, running beside the job's current attempt
@@ -847,6 +849,7 @@ class Scheduler:
         if fb.status == FeedbackStatus.PROCESSING:
             if not att.picked_up:
                 att.picked_up = True
+                att.picked_up_ms = fb.at_ms or None
                 att.deadline = time.time() + self.config.result_timeout_s
                 if att is job.current:
                     job.tele.state = JobState.PROCESSING
@@ -907,7 +910,12 @@ class Scheduler:
             job.current = att
             t.provider_pubkey = att.node or ev.pubkey
         job.backup = None
-        apply_result(t, ev, parsed, lambda x: self.registry.to_local(ev.pubkey, x))
+        # Every stamp of the job from the winning attempt's node, put on our clock with one
+        # offset: a pickup shown from another attempt (a move, a backup, a re-issue), or
+        # converted with an older offset, could fall after this node's own publish stamp.
+        to_local = functools.partial(self.registry.to_local, ev.pubkey)
+        t.picked_up = to_local(att.picked_up_ms / 1000) if att.picked_up_ms else None
+        apply_result(t, ev, parsed, to_local)
         t.received = now
         if att.node:
             delivered = self.registry.entry(att.node)

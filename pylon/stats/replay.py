@@ -61,6 +61,7 @@ class _Attempt:
     req: JobRequest
     issued_ms: int
     picked: bool = False
+    picked_ms: int | None = None  # the node's stamp on its `processing` feedback
     outcome: str | None = None  # completed | failed
     error: str | None = None
 
@@ -386,6 +387,7 @@ def _replay_job(job: _Job, now: float, stale_after_s: float) -> JobTelemetry:
                 continue
             if fb.status == FeedbackStatus.PROCESSING and not att.picked:
                 att.picked = True
+                att.picked_ms = fb.at_ms or None
                 t.state = JobState.PROCESSING
                 t.picked_up = (fb.at_ms / 1000) if fb.at_ms else ev.created_at
             elif fb.status == FeedbackStatus.ERROR and att.outcome is None:
@@ -399,6 +401,8 @@ def _replay_job(job: _Job, now: float, stale_after_s: float) -> JobTelemetry:
         if att is not current:
             current.close(ErrorCode.TIMEOUT)
             current = att
+        # As live: the pickup is the winning attempt's own stamp (else its `received` tag).
+        t.picked_up = att.picked_ms / 1000 if att.picked_ms else None
         _complete(t, ev, parsed)
         att.close("completed")
         won = att
