@@ -43,12 +43,24 @@ class QuietRelay:
         return PublishResult(event_id=ev.id, outcomes={"ws://r": RelayOutcome(relay="ws://r", accepted=True)})
 
 
+def idle_heartbeat(interval_s: float = 1.0, **fields: object) -> Heartbeat:
+    """What an online node with nothing to do says every `interval_s` seconds."""
+    return Heartbeat(
+        state=NodeState.ONLINE,
+        queue_depth=0,
+        running=0,
+        completed=0,
+        failed=0,
+        uptime_s=1.0,
+        interval_s=interval_s,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
 def online(registry: NodeRegistry, name: str, *, delivered: int = 0) -> NodeEntry:
     e = registry.entry(NostrKeys.generate().pubkey)
     e.announce = Announce(name=name, version="t", executors=["deterministic"], max_concurrency=1)
-    e.heartbeat = Heartbeat(
-        state=NodeState.ONLINE, queue_depth=0, running=0, completed=0, failed=0, uptime_s=1.0, interval_s=1.0
-    )
+    e.heartbeat = idle_heartbeat()
     e.last_heartbeat = time.time()
     e.completed_for_us = delivered  # a node that has delivered gets one job prefetched
     return e

@@ -13,8 +13,9 @@ import msgspec
 import pytest
 from pylon.daemon.buyer.registry import NodeRegistry
 from pylon.schemas import kinds
-from pylon.schemas.events import FileResult, Heartbeat, NodeState, ResultTiming
+from pylon.schemas.events import FileResult, ResultTiming
 from pylon.schemas.telemetry import JobTelemetry
+from scheduler_support import idle_heartbeat
 
 from pylon.keys import NostrKeys
 from pylon.nostr import clock
@@ -28,21 +29,9 @@ from pylon.stats.compute import apply_result
 SKEW = 300
 
 
-def _hb(interval: float = 1.0) -> Heartbeat:
-    return Heartbeat(
-        state=NodeState.ONLINE,
-        queue_depth=0,
-        running=0,
-        completed=0,
-        failed=0,
-        uptime_s=1,
-        interval_s=interval,
-    )
-
-
 def _heartbeat_at(keys: NostrKeys, node_now: float, interval: float = 1.0) -> NostrEvent:
     """A heartbeat as a node whose clock reads `node_now` makes it (build_heartbeat's content)."""
-    hb = msgspec.structs.replace(_hb(interval), sent_ms=int(node_now * 1000))
+    hb = msgspec.structs.replace(idle_heartbeat(interval), sent_ms=int(node_now * 1000))
     tags = [["d", "n"], ["expiration", str(clock.expires_at(interval * 3, node_now))], ["status", "online"]]
     return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), tags, created_at=int(node_now))
 
@@ -91,7 +80,7 @@ def test_liveness_lapses_by_the_buyers_clock() -> None:
 
 @pytest.mark.parametrize("relay_skew", [-SKEW, +SKEW])
 def test_heartbeat_expiration_leaves_room_for_a_relay_minutes_off(relay_skew: int) -> None:
-    ev = build_heartbeat(NostrKeys.generate(), "n", _hb())
+    ev = build_heartbeat(NostrKeys.generate(), "n", idle_heartbeat())
     assert not is_expired(ev, now=time.time() + relay_skew)
     assert parse_heartbeat(ev).sent_ms > 0
     # ... yet a dead node's heartbeat does expire.

@@ -16,7 +16,7 @@ import pytest
 from pylon.daemon.buyer import registry as registry_mod
 from pylon.daemon.buyer.registry import NodeRegistry
 from pylon.schemas import kinds
-from pylon.schemas.events import Heartbeat, NodeState
+from scheduler_support import idle_heartbeat
 
 from pylon.keys import NostrKeys
 from pylon.nostr.event import NostrEvent, sign_event
@@ -41,16 +41,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def heartbeat(keys: NostrKeys, sent: float, skew: float = 0.0) -> NostrEvent:
-    hb = Heartbeat(
-        state=NodeState.ONLINE,
-        queue_depth=0,
-        running=0,
-        completed=0,
-        failed=0,
-        uptime_s=1.0,
-        interval_s=INTERVAL,
-        sent_ms=int((sent + skew) * 1000),
-    )
+    hb = idle_heartbeat(INTERVAL, sent_ms=int((sent + skew) * 1000))
     return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(sent + skew))
 
 

@@ -19,10 +19,10 @@ from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas.events import Announce, FileResult, Heartbeat, NodeState, ResultTiming
 from pylon.schemas.telemetry import JobState
+from scheduler_support import QuietRelay
 
 from pylon.keys import NostrKeys
 from pylon.nostr import nip90
-from pylon.nostr.budget import DEFAULT as DEFAULT_BUDGET
 from pylon.nostr.event import NostrEvent
 from pylon.nostr.relay_client import PublishResult, RelayOutcome
 
@@ -34,26 +34,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class AnswerBeforeOk:
+class AnswerBeforeOk(QuietRelay):
     """Relays that publish no limits; the node's answer to a request lands before the OK."""
 
     def __init__(self, node: NostrKeys, answers: int) -> None:
+        super().__init__()
         self.node = node
         self.answers = answers  # how many of the node's events (feedback, result) come early
         self.scheduler: Scheduler | None = None
-        self.nowait: list[NostrEvent] = []
-
-    def budget(self):
-        return DEFAULT_BUDGET
-
-    def is_connected(self) -> bool:
-        return True
 
     def uncharted(self, ev: NostrEvent) -> bool:
-        return True
-
-    def publish_nowait(self, ev: NostrEvent, **_: object) -> bool:
-        self.nowait.append(ev)
         return True
 
     async def publish_checked(self, ev: NostrEvent, timeout: float) -> PublishResult:
@@ -160,7 +150,7 @@ async def test_a_job_that_finishes_while_its_copy_awaits_the_ok_ends_once(tmp_pa
         assert job.tele.job_id not in sched.active
         assert (run.completed, run.done.is_set()) == (1, False)  # one of two files, counted once
         assert e.assigned_now == 0  # the copy's slot is free again
-        cancels = [ev for ev in pool.nowait if nip90.is_cancel(ev)]
+        cancels = [ev for ev in pool.published if nip90.is_cancel(ev)]
         assert [ev.tag("p") for ev in cancels][-1:] == [["p", copier.pubkey]]  # told to drop it
         assert not sched._early
     finally:

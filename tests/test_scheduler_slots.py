@@ -16,7 +16,8 @@ from pylon.daemon.buyer.scheduler import Scheduler
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import rpc
-from pylon.schemas.events import Announce, Heartbeat, NodeState
+from pylon.schemas.events import Announce
+from scheduler_support import idle_heartbeat
 
 from pylon.keys import NostrKeys
 from pylon.localmarket.launcher import LocalMarket
@@ -29,16 +30,7 @@ from pylon.rpc.client import RpcClient
 def heard(pubkey: str, declared: int, *, slots_in_heartbeat: int = 0) -> NodeEntry:
     e = NodeEntry(pubkey=pubkey)
     e.announce = Announce(name=pubkey, version="t", executors=["deterministic"], max_concurrency=declared)
-    e.heartbeat = Heartbeat(
-        state=NodeState.ONLINE,
-        queue_depth=0,
-        running=0,
-        completed=0,
-        failed=0,
-        uptime_s=1.0,
-        interval_s=1.0,
-        slots=slots_in_heartbeat,
-    )
+    e.heartbeat = idle_heartbeat(1.0, slots=slots_in_heartbeat)
     e.last_heartbeat = time.time()
     return e
 
@@ -162,16 +154,7 @@ def test_a_fake_node_declaring_huge_concurrency_does_not_attract_the_jobs(tmp_pa
                 await pool.publish(build_announce(fake, "greedy", ann), wait_ok=10)
                 # A long heartbeat interval: its silence (no ack) costs it nothing until the
                 # pickup timeout, so its slots stay taken while every job is submitted.
-                hb = Heartbeat(
-                    state=NodeState.ONLINE,
-                    queue_depth=0,
-                    running=0,
-                    completed=0,
-                    failed=0,
-                    uptime_s=1.0,
-                    interval_s=30.0,
-                    name="greedy",
-                )
+                hb = idle_heartbeat(30.0, name="greedy")
                 await pool.publish(build_heartbeat(fake, "greedy", hb), wait_ok=10)
                 wait_s = 30.0
                 async with await RpcClient.connect(m.socket_of("buyer")) as client:

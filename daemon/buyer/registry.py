@@ -73,13 +73,7 @@ class NodeEntry:
         earlier than then, at the latest (heartbeats missed while we were out of sight)."""
         assert self.last_heartbeat is not None
         quiet = now - max(self.last_heartbeat, since)
-        behind = news.behind(self.heard_at, now, window) if news is not None else None
-        if behind is None or news is None:
-            return quiet
-        # On a prompt relay (no lag) this is `quiet` exactly, as if there were no news rule;
-        # under a backlog a node is as silent as it is behind the news, or as its quiet beyond
-        # the backlog, whichever is more.
-        return min(quiet, max(behind, quiet - news.lag(now, window)))
+        return quiet if news is None else news.silence(quiet, self.heard_at, now, window)
 
     def online(self, now: float, default_interval: float, news: HeartbeatNews | None = None) -> bool:
         if self.last_heartbeat is None:
@@ -131,19 +125,25 @@ class HeartbeatNews:
         if sent_local > self.newest_sent:
             self.newest_sent, self.advanced_at, self.newest_interval = sent_local, now, interval
 
+    def flowing(self, now: float, window: float) -> bool:
+        """Heartbeats still come in: one fresher than any before arrived within `window`."""
+        return bool(self.advanced_at) and now - self.advanced_at <= window
+
     def lag(self, now: float, window: float) -> float:
         """How far behind the news comes in: the freshest heartbeat's age beyond the interval it
-        was sent at (0 on a prompt relay), while heartbeats still come in within `window`."""
-        if not self.advanced_at or now - self.advanced_at > window:
+        was sent at (0 on a prompt relay); 0 too when it no longer flows."""
+        if not self.flowing(now, window):
             return 0.0
         return max(0.0, now - self.newest_sent - self.newest_interval)
 
-    def behind(self, heard_at: float | None, now: float, window: float) -> float | None:
-        """How far a heartbeat sent at `heard_at` is behind the news; None when no news has come
-        in for `window` seconds (then silence can only be measured by our own clock)."""
-        if heard_at is None or now - self.advanced_at > window:
-            return None
-        return max(0.0, self.newest_sent - heard_at)
+    def silence(self, quiet: float, heard_at: float | None, now: float, window: float) -> float:
+        """A node unheard for `quiet` s, its last heartbeat sent at `heard_at` (our clock): on a
+        prompt relay, or with no news to measure against, `quiet` itself; under a backlog, as
+        far as that heartbeat is behind the news, or its quiet beyond the lag, whichever is more."""
+        if heard_at is None or not self.flowing(now, window):
+            return quiet
+        behind = max(0.0, self.newest_sent - heard_at)
+        return min(quiet, max(behind, quiet - self.lag(now, window)))
 
 
 class NodeRegistry:

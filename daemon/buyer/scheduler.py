@@ -969,7 +969,7 @@ class Scheduler:
                 gone = bool(att.node) and self.registry.lost(att.node, now, since=self._back_at)
                 if not gone and now - late <= att.deadline:
                     continue
-                alive = bool(att.node) and self.registry.is_online(att.node or "", now)
+                alive = att.node is not None and self.registry.is_online(att.node, now)
                 reason = ErrorCode.PROVIDER_OFFLINE if gone or not alive else ErrorCode.TIMEOUT
                 if att is job.backup:
                     self._close_attempt(att, reason)
