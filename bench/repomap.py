@@ -18,12 +18,16 @@ Figures, each printed as one JSON line, then a table:
    `--executor ollama --concurrency C` (C = 1, 2, 4 by default) against ONE fake Ollama process
    (tests/ollama_fake.py) that answers every chat after --delay seconds, with no limit on
    parallel chats.
-   ideal = files × delay / (nodes × C); efficiency = ideal / the map's wall (target ≥ 0.8).
-   `--mixed` adds a run with half the nodes on a second fake 3× slower (one slot each); its
-   ideal comes from the total capacity: files / Σ(slots_i / delay_i).
-   With a model node in the swarm the map also runs the LLM reduce step (one more chat, one
-   more delay), so the efficiency of the fan-out alone (first request → last file result) is
-   printed beside it.
+   The fan-out's ideal = files × delay / (nodes × C). `--mixed` adds a run with half the nodes
+   on a second fake 3× slower (one slot each); its ideal comes from the total capacity:
+   files / Σ(slots_i / delay_i).
+   With a model node in the swarm the map also runs the LLM reduce step: one more chat, which
+   cannot start before the last file is mapped. So the whole map's ideal is the fan-out's
+   ideal + delay (the reduce goes to the node that finishes it soonest, a fast one), and
+   the whole map's efficiency = that ideal / `pylon map`'s wall_s (snapshot to artifacts),
+   judged against issue 11's targets: ≥ 0.9 with one slot, ≥ 0.8 with two (and more), ≥ 0.85
+   with mixed speeds. Beside it: the fan-out's alone (its ideal / first request → last file
+   result) and the plain ratio of the fan-out's ideal to the map's wall.
 """
 
 from __future__ import annotations
@@ -355,9 +359,16 @@ def sim(
         # All the CPU the map took, spread over every core: no wall time can beat this here.
         "cpu_s": cpu,
         "cpu_floor_s": round(cpu["total"] / (os.cpu_count() or 1), 2) if cpu else None,
-        "target": 0.8,
-        "ok": ideal / summary["wall_s"] >= 0.8,
+        "target": target_efficiency(concurrency, mixed),
+        "ok": (ideal + delay) / summary["wall_s"] >= target_efficiency(concurrency, mixed),
     }
+
+
+def target_efficiency(concurrency: int, mixed: bool) -> float:
+    """Issue 11's targets for the whole map's efficiency."""
+    if mixed:
+        return 0.85
+    return 0.9 if concurrency == 1 else 0.8
 
 
 def table(figs: dict[str, dict[str, Any]]) -> None:
@@ -396,17 +407,19 @@ def table(figs: dict[str, dict[str, Any]]) -> None:
     for m in (f for k, f in figs.items() if k.startswith("sim")):
         rows.append(
             (
-                f"efficiency, {m['files']} files × {m['delay_s']:g} s, {m['nodes']}×{m['concurrency']} slots"
+                f"whole-map efficiency, {m['files']} files × {m['delay_s']:g} s, "
+                f"{m['nodes']}×{m['concurrency']} slots"
                 + (" (mixed speeds)" if m.get("mixed_speeds") else ""),
-                f"{m['efficiency']:.2f} (map {m['map_wall_s']:.2f} s vs ideal {m['ideal_s']:.2f} s)",
-                "≥ 0.8",
+                f"{m['efficiency_with_reduce']:.2f} (map {m['map_wall_s']:.2f} s vs ideal "
+                f"{m['ideal_s'] + m['delay_s']:.2f} s)",
+                f"≥ {m['target']:g}",
                 "yes" if m["ok"] else "no",
             )
         )
         rows.append(
             (
-                "  vs ideal + one reduce call; fan-out alone; CPU floor",
-                f"{m['efficiency_with_reduce']:.2f}; {m['fan_out_efficiency']:.2f} ({m['fan_out_s']:.2f} s); "
+                "  fan-out alone; fan-out ideal / map wall; CPU floor",
+                f"{m['fan_out_efficiency']:.2f} ({m['fan_out_s']:.2f} s); {m['efficiency']:.2f}; "
                 f"{m['cpu_floor_s']} s",
                 "-",
                 "-",

@@ -230,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeOllama
     protocol_version = "HTTP/1.1"
     server_version = "FakeOllama"
+    # Headers and body go out as two writes: with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms a chat on Linux). Go's net/http, which Ollama is, sets TCP_NODELAY too.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass

@@ -28,7 +28,7 @@ from pylon.schemas.telemetry import JobState
 from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import private_jobs
-from pylon.repomap.aggregate import build_artifacts
+from pylon.repomap.aggregate import MapFacts, gather_facts, write_data, write_overview
 from pylon.repomap.gitsafe import public_repo
 from pylon.repomap.llm_map import DEFAULT_TOKENS
 from pylon.repomap.privacy import is_private
@@ -315,25 +315,38 @@ class MapCoordinator:
         tokens: int = DEFAULT_TOKENS,
     ) -> dict[str, str]:
         """The fan-in: the model's narrative when a model node is about, the artifacts, and the
-        run marked done. Returns the artifacts' paths."""
-        narrative = (
-            await self.narrative(results, snap, run_id, failed) if self.buyer.narrator is not None else None
+        run marked done. Returns the artifacts' paths.
+
+        The facts are gathered once; the map, its Markdown and the index are written while the
+        model writes the narrative, and only the overview waits for it."""
+        facts = await anyio.to_thread.run_sync(
+            lambda: gather_facts(out, run_id=run_id, snapshot=snap, results=results, failed=failed)
         )
-        artifacts = await anyio.to_thread.run_sync(
-            lambda: build_artifacts(
-                out,
-                run_id=run_id,
-                snapshot=snap,
-                results=results,
-                failed=failed,
+        data: dict[str, str] = {}
+
+        async def write() -> None:
+            data.update(await anyio.to_thread.run_sync(lambda: write_data(facts, tokens=tokens)))
+
+        narrative: Narrative | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            if self.buyer.narrator is not None and results:
+                narrative = await self.narrative(facts, run_id)
+        overview = await anyio.to_thread.run_sync(
+            lambda: write_overview(
+                facts,
                 narrative=narrative.text if narrative is not None else None,
                 narrative_by=narrative.by if narrative is not None else "",
-                tokens=tokens,
             )
         )
         self.buyer.scheduler.end_run(run_id)
         self._store().finish_run(run_id, time.time())
-        return artifacts
+        return {
+            "repo_map": data["repo_map"],
+            "repo_map_md": data["repo_map_md"],
+            "overview": overview,
+            "index": data["index"],
+        }
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
         checks = self.buyer.spot_checks
@@ -351,16 +364,10 @@ class MapCoordinator:
                 failed[path] = error or state
         return results, failed
 
-    async def narrative(
-        self,
-        results: dict[str, tuple[FileResult, str, str]],
-        snap: Snapshot,
-        run_id: str,
-        failed: dict[str, str],
-    ) -> Narrative | None:
+    async def narrative(self, facts: MapFacts, run_id: str) -> Narrative | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
         try:
-            return await self.buyer.narrator(results, snapshot=snap, run_id=run_id, failed=failed)
+            return await self.buyer.narrator(facts, run_id=run_id)
         except Exception as exc:  # the facts stand on their own; the narrative is a bonus
             log.warning("narrative_failed", error=str(exc))
             return None

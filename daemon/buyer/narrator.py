@@ -10,19 +10,15 @@ its facts alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
-from pylon.schemas.events import REDUCE_TASK, FileResult
-from pylon.schemas.repomap import Snapshot
+from pylon.schemas.events import REDUCE_TASK
 from pylon.schemas.telemetry import JobState
 
 from pylon.logs import get_logger
-from pylon.repomap.aggregate import build_repo_map, find_entry_points, render_overview
-from pylon.repomap.graph import build_graph
+from pylon.repomap.aggregate import MapFacts, facts_text
 from pylon.repomap.prose import MAX_NARRATIVE_CHARS, attribution
 
 if TYPE_CHECKING:
@@ -36,24 +32,6 @@ MAX_FACTS_CHARS = 24_000
 # A 1.5B model writes a few paragraphs in well under a minute on a laptop; past this the map
 # is written without a narrative rather than held up.
 REDUCE_TIMEOUT_S = 180.0
-
-Results = Mapping[str, tuple[FileResult, str, str]]
-
-
-def facts_markdown(
-    results: Results, *, snapshot: Snapshot, run_id: str, failed: Mapping[str, str] | None = None
-) -> str:
-    """The deterministic overview.md of the map, without a narrative: what the model writes from."""
-    failed = dict(failed or {})
-    graph = build_graph({p: r for p, (r, _, _) in results.items()}, paths=failed)
-    repo_map = build_repo_map(run_id=run_id, snapshot=snapshot, results=results, failed=failed, graph=graph)
-    text = render_overview(
-        repo_map, entry_points=find_entry_points(repo_map, Path(snapshot.root)), narrative=None
-    )
-    if len(text) > MAX_FACTS_CHARS:
-        cut = text.rfind("\n", 0, MAX_FACTS_CHARS)
-        text = text[: cut if cut > 0 else MAX_FACTS_CHARS] + "\n\n(facts truncated)\n"
-    return text
 
 
 @dataclass(frozen=True)
@@ -70,37 +48,21 @@ class Narrator:
         self.timeout_s = timeout_s
 
     def model_node(self) -> str | None:
-        """The least-loaded live node that announced a model executor with a model, or None."""
-        now = time.time()
-        registry = self.buyer.registry
-        best: tuple[float, str] | None = None
-        for e in registry.nodes.values():
-            ann = e.announce
-            if (
-                ann is None
-                or MODEL_EXECUTOR not in ann.executors
-                or not ann.models
-                or not registry.usable(e, now)
-            ):
-                continue
-            load = e.assigned_now / e.slots()
-            if best is None or load < best[0]:
-                best = (load, e.pubkey)
-        return best[1] if best else None
+        """The live node with a model that would finish the narrative soonest (the scheduler's
+        forecast: what it holds of ours and how fast it has been), or None."""
+        return self.buyer.scheduler.soonest(
+            [pubkey for pubkey in self.buyer.registry.nodes if self._has_model(pubkey)]
+        )
 
     def _has_model(self, pubkey: str | None) -> bool:
         e = self.buyer.registry.nodes.get(pubkey or "")
         return bool(e and e.announce and MODEL_EXECUTOR in e.announce.executors and e.announce.models)
 
-    async def __call__(
-        self, results: Results, *, snapshot: Snapshot, run_id: str, failed: Mapping[str, str] | None = None
-    ) -> Narrative | None:
+    async def __call__(self, map_facts: MapFacts, *, run_id: str) -> Narrative | None:
         node = self.model_node()
-        if node is None or not results:
+        if node is None or not map_facts.repo_map.files:
             return None
-        facts = await anyio.to_thread.run_sync(
-            lambda: facts_markdown(results, snapshot=snapshot, run_id=run_id, failed=failed)
-        )
+        facts = await anyio.to_thread.run_sync(lambda: facts_text(map_facts, MAX_FACTS_CHARS))
         t0 = time.perf_counter()
         sched = self.buyer.scheduler
         job = await sched.submit(

@@ -20,6 +20,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from pylon.daemon.buyer.forecast import ServiceClock
 from pylon.schemas import rpc
 from pylon.schemas.events import Announce, Heartbeat, NodeState, NutzapInfo
 
@@ -52,6 +53,7 @@ class NodeEntry:
     completed_for_us: int = 0
     failed_for_us: int = 0
     missed_acks: int = 0  # assignments it let expire unacknowledged since it last delivered
+    service: ServiceClock = field(default_factory=ServiceClock)  # how long our jobs take there
     first_seen: float = field(default_factory=time.time)
 
     @property
@@ -247,6 +249,10 @@ class NodeRegistry:
             elif abs(load - best_load) <= 1e-9:
                 best.append(e)
         return random.choice(best).pubkey if best else None
+
+    def usable_entries(self, now: float, exclude: set[str] | frozenset[str] = frozenset()) -> list[NodeEntry]:
+        """Every node a job may go to now (some may have no free slot)."""
+        return [e for e in self.nodes.values() if e.pubkey not in exclude and self.usable(e, now)]
 
     def pick_idle(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """A usable node with a slot that runs nothing of ours (prefetch credit does not count),

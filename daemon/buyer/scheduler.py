@@ -11,10 +11,14 @@ else is dropped and counted.
 Failure is noticed in seconds: an attempt not acknowledged within ~2 of its node's heartbeat
 intervals, or whose node has stopped heartbeating for 2 intervals, is re-issued to another node
 (and the node is told to stop it: a cancel). A failure another node would repeat (bad
-input, too large, a deterministic executor's error) fails the job at once. When a run has
-nothing left to hand out and a task has run well past the run's typical time, a backup copy
-goes to an idle node; the first valid result wins and is the only one accepted (and paid), the
-other attempt is cancelled.
+input, too large, a deterministic executor's error) fails the job at once.
+
+Near a run's end the scheduler follows what nodes take (pylon.daemon.buyer.forecast): a free
+slot on a node that would finish a job later than a faster node's next free lane is declined,
+for a bounded time. When a run has nothing left to hand out and a task has run well past the
+run's typical time, or an idle node would finish it well before its own node is due, a backup
+copy goes to an idle node; the first valid result wins and is the only one accepted (and paid),
+the other attempt is cancelled.
 
 Its interface is narrow: `submit` (a job handle whose `done` fires at the end), `cancel`,
 `stop_all`, `job`/`telemetry` to look, and typed events out (`JobChanged`, `ResultAccepted`,
@@ -24,16 +28,18 @@ Its interface is narrow: `submit` (a job handle whose `done` fires at the end), 
 from __future__ import annotations
 
 import functools
+import random
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
 import msgspec
 from pylon.daemon import private_runs
-from pylon.daemon.buyer.registry import SLOT_CAP, NodeRegistry
+from pylon.daemon.buyer import forecast
+from pylon.daemon.buyer.registry import SLOT_CAP, NodeEntry, NodeRegistry
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import kinds
@@ -64,6 +70,9 @@ ACK_FLOOR_S = 3.0  # ... but never sooner than this (a busy relay, a loaded mach
 BACKUP_FACTOR = 2.0  # a task this many times the run's typical time is a straggler
 BACKUP_MIN_S = 1.0  # below this a backup costs more than it can save
 BACKUP_MIN_SAMPLES = 3  # results of the run needed before "typical" means anything
+# A backup (or a move) by the forecast must finish this share of the idle node's service time
+# before the attempt it copies is due: a copy that saves a few milliseconds is not worth its work.
+FORECAST_GAIN = 0.5
 SUPERSEDED = "superseded"  # an attempt closed because another one's result won
 _result_encoder = msgspec.json.Encoder()
 _result_decoder = msgspec.json.Decoder(FileResult)
@@ -91,6 +100,7 @@ class Attempt:
     closed: bool = False
     deadline: float = 0.0  # no pickup (or no result, once picked up) by then: lost
     backup: bool = False  # a straggler's copy, running beside the job's current attempt
+    started: float | None = None  # when it could start on its node (None: queued behind others)
 
 
 @dataclass
@@ -140,6 +150,25 @@ class RunTracker:
         if len(self.turnarounds) < BACKUP_MIN_SAMPLES:
             return None
         return statistics.median(self.turnarounds)
+
+
+@dataclass
+class _View:
+    """The forecast at one moment (Scheduler._forecast): per node its lanes, service time, how
+    many of our jobs it runs at once, and the attempts of ours it holds."""
+
+    lanes_of: dict[str, list[float]] = field(default_factory=dict)
+    service_of: dict[str, float] = field(default_factory=dict)
+    width: dict[str, int] = field(default_factory=dict)
+    held: dict[str, list[Attempt]] = field(default_factory=dict)
+    open_in_run: int = 0
+
+    def finish(self, node: str) -> float:
+        return forecast.finish_at(self.lanes_of[node], self.service_of[node])
+
+    def soonest(self, nodes: Iterable[str]) -> str | None:
+        """Of `nodes` (all in the view), the one that finishes a job handed to it now first."""
+        return min(nodes, key=lambda n: (self.finish(n), random.random()), default=None)
 
 
 # --- events out -------------------------------------------------------------------------------
@@ -200,6 +229,7 @@ class Scheduler:
         self._early: dict[str, list[NostrEvent]] = {}
         self.reissues: Counter[str] = Counter()  # by reason
         self.backups = Counter[str]()  # sent, won, lost; moved: queued jobs moved to idle slots
+        self.slots_declined = 0  # free slots a job left for a node the forecast has finishing sooner
         self.completed = 0
         self.failed = 0
         self.stopped = False
@@ -283,13 +313,19 @@ class Scheduler:
         self.registry.entry(node).assigned_now += 1
         return node
 
-    async def _claim_slot(self, timeout: float, avoid: frozenset[str] = frozenset()) -> str | None:
+    async def _claim_slot(
+        self, timeout: float, avoid: frozenset[str] = frozenset(), run_id: str | None = None
+    ) -> str | None:
         """A node with a free slot, reserved; waits up to `timeout` for one to free.
 
-        Re-issues go first. With no free slot in time the job goes to the least-loaded live
-        node's queue (a swarm that is all busy still takes work); with no node, None.
+        Re-issues go first. Near the end of a run a free slot the forecast leaves unused (a
+        slow node, when faster ones will finish the rest sooner) is not taken; the job waits
+        for the lane the forecast gave it, at most as long as waiting can still gain. With no
+        free slot in time the job goes to the least-loaded live node's queue (a swarm that is
+        all busy still takes work); with no node, None.
         """
         deadline = time.monotonic() + timeout
+        patience_until: float | None = None
         while True:
             # Judged now, not by the scan loop's last verdict: a buyer that has just come up is
             # "held" until its next scan, and a job taken then must still respect the slots.
@@ -300,15 +336,87 @@ class Scheduler:
                 if node is not None:
                     return self._reserve(node)
             elif not self._requeue:
-                node = self.registry.pick_free(avoid)
-                if node is not None:
-                    return self._reserve(node)
+                choice = self._choose_free(avoid, run_id)
+                if choice is not None:
+                    node, planned, patience_s = choice
+                    now = time.monotonic()
+                    if planned or (patience_until is not None and now >= patience_until):
+                        return self._reserve(node)
+                    if patience_until is None:
+                        self.slots_declined += 1
+                        patience_until = now + patience_s
+                        log.debug("slot_declined", node=node[:12], patience_s=round(patience_s, 3))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            await self._wait_slots(min(remaining, SLOT_POLL_S))
+            wait = min(remaining, SLOT_POLL_S)
+            if patience_until is not None:
+                wait = max(0.0, min(wait, patience_until - time.monotonic()))
+            await self._wait_slots(wait)
         node = self.registry.pick(avoid)
         return self._reserve(node) if node is not None else None
+
+    def _choose_free(self, avoid: frozenset[str], run_id: str | None) -> tuple[str, bool, float] | None:
+        """The free slot for a job: (node, whether the forecast plans to use it, how long the
+        job may wait for a better one), or None when no slot is free.
+
+        Outside a run, the least-loaded node. In a run, the jobs it has still to send are
+        planned by earliest finish (pylon.daemon.buyer.forecast); of the free nodes the plan
+        uses, the one that finishes soonest. Where the plan uses none, the soonest free one,
+        which the job may take once waiting longer gains nothing: the difference between its
+        service time and that of the node the plan gave the job."""
+        tracker = self.runs.get(run_id) if run_id else None
+        if tracker is None:
+            node = self.registry.pick_free(avoid)
+            return (node, True, 0.0) if node is not None else None
+        now = time.time()
+        entries = self.registry.usable_entries(now, avoid)
+        free = [e.pubkey for e in entries if e.free_slots() > 0]
+        if not free:
+            return None
+        view = self._forecast(now, entries, run_id)
+        lanes_of, service_of = view.lanes_of, view.service_of
+        unsent = tracker.total - tracker.completed - tracker.failed - view.open_in_run
+        to_go = max(1, unsent) + len(self._requeue)
+        given = forecast.plan(lanes_of, service_of, to_go)
+
+        def finish(node: str) -> tuple[float, float]:
+            return (forecast.finish_at(lanes_of[node], service_of[node]), random.random())
+
+        planned = [n for n in free if given[n] > 0]
+        if planned:
+            return min(planned, key=finish), True, 0.0
+        best = min(free, key=finish)
+        first = min(lanes_of, key=finish)
+        return best, False, max(0.0, service_of[best] - service_of[first])
+
+    def _forecast(self, now: float, entries: list[NodeEntry], run_id: str | None = None) -> _View:
+        """Each node's lanes and service time (pylon.daemon.buyer.forecast), the attempts each
+        holds, and how many jobs of `run_id` are out."""
+        view = _View()
+        for job in self.active.values():
+            if run_id is not None and job.tele.run_id == run_id:
+                view.open_in_run += 1
+            for att in job.open_attempts():
+                if att.node:
+                    view.held.setdefault(att.node, []).append(att)
+        typical = forecast.typical_service(e.service for e in self.registry.nodes.values())
+        for e in entries:
+            s = view.service_of[e.pubkey] = e.service.service_s or typical
+            view.width[e.pubkey] = e.slots()
+            view.lanes_of[e.pubkey] = forecast.lanes(
+                now, e.slots(), s, (forecast.Held(a.started) for a in view.held.get(e.pubkey, ()))
+            )
+        return view
+
+    def soonest(self, nodes: list[str]) -> str | None:
+        """Of these nodes, the one that would finish a job handed to it now soonest (by the
+        forecast: its queue of our jobs and its service time), or None if none is usable."""
+        now = time.time()
+        entries = [e for e in self.registry.usable_entries(now) if e.pubkey in set(nodes)]
+        if not entries:
+            return None
+        return self._forecast(now, entries).soonest(e.pubkey for e in entries)
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -357,6 +465,7 @@ class Scheduler:
                     job_id=t.job_id,
                     node=node,
                     issued=issued,
+                    started=issued,
                     picked_up=t.state == JobState.PROCESSING,
                     closed=outcome is not None,
                     deadline=issued + timeout,
@@ -430,7 +539,7 @@ class Scheduler:
         lang = language or detect_language(path, text) or "text"
         if node is None:
             node = await self._claim_slot(
-                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s, avoid
+                self.config.pickup_timeout_s if wait_node_s is None else wait_node_s, avoid, run_id
             )
         else:
             self._reserve(node)
@@ -603,6 +712,8 @@ class Scheduler:
             issued=now,
             deadline=now + self._ack_timeout(node),
             backup=backup,
+            # Its slot is already reserved: beyond what the node runs at once it waits its turn.
+            started=now if not node or self.registry.entry(node).assigned_now <= self._width(node) else None,
         )
         self.attempts[req.id] = att
         self.active[job.tele.job_id] = job
@@ -610,6 +721,19 @@ class Scheduler:
             job.tried.add(node)
         self.store.open_attempt(req.id, job.tele.job_id, node, now)
         return att
+
+    def _width(self, node: str) -> int:
+        """How many of our jobs the node runs at once."""
+        entry = self.registry.entry(node)
+        return min(entry.declared_slots(), SLOT_CAP)
+
+    def _next_starts(self, node: str, now: float) -> None:
+        """A job of ours on `node` ended: the oldest one queued there starts now."""
+        queued = [
+            a for j in self.active.values() for a in j.open_attempts() if a.node == node and a.started is None
+        ]
+        if queued:
+            min(queued, key=lambda a: a.issued).started = now
 
     def _release(self, node: str) -> None:
         entry = self.registry.entry(node)
@@ -782,6 +906,8 @@ class Scheduler:
             entry.assigned_now = max(0, entry.assigned_now - 1)
             if value not in ("completed", SUPERSEDED, ErrorCode.CANCELLED.value):
                 entry.failed_for_us += 1
+            if att.started is not None:
+                self._next_starts(att.node, time.time())
         self.store.close_attempt(att.request_id, None if value == "completed" else value)
         self.slots_changed()
 
@@ -921,6 +1047,8 @@ class Scheduler:
             delivered = self.registry.entry(att.node)
             delivered.completed_for_us += 1
             delivered.missed_acks = 0
+            if att.started is not None:
+                delivered.service.observe(now - att.started)
         tracker = self.runs.get(t.run_id or "")
         if tracker is not None:
             tracker.turnarounds.append(now - att.issued)
@@ -982,7 +1110,12 @@ class Scheduler:
                 self._reissue(job, reason, f"no {phase} in time")
 
     async def _send_backups(self, now: float) -> None:
-        """A run with nothing left to hand out: copies of its stragglers go to idle nodes."""
+        """A run with nothing left to hand out: its queued jobs move to idle nodes that finish
+        them sooner, and copies of its stragglers go to idle nodes.
+
+        A straggler is a task running past BACKUP_FACTOR × the run's typical turnaround (a node
+        that got slow or stuck), or one that an idle node would finish, by the forecast, well
+        before its own node is due to (the last job on a node three times slower)."""
         if self._requeue or self.stopped or not self.runs:
             return
         for tracker in list(self.runs.values()):
@@ -990,23 +1123,22 @@ class Scheduler:
             open_jobs = [j for j in self.active.values() if j.tele.run_id == tracker.run_id]
             if not open_jobs or len(open_jobs) < remaining:
                 continue  # files still to be submitted: slots are better spent on them
-            typical = tracker.typical_s()
-            if typical is None:
-                await self._move_queued(open_jobs)
-                continue
             await self._move_queued(open_jobs)
-            after = max(BACKUP_MIN_S, BACKUP_FACTOR * typical)
+            typical = tracker.typical_s()
+            after = max(BACKUP_MIN_S, BACKUP_FACTOR * typical) if typical is not None else None
+            view: _View | None = None
             for job in open_jobs:
                 att = job.current
                 if att is None or att.closed or job.backup is not None or not att.picked_up:
                     continue
-                if now - att.issued < after:
-                    continue
-                node = self.registry.pick_free(job.tried | job.avoid) or self.registry.pick_free(
-                    {att.node or ""} | job.avoid
-                )
-                if node is None:
+                if not any(e.free_slots() > 0 for e in self.registry.usable_entries(now)):
                     return  # no idle node left
+                view = view or self._forecast(now, self.registry.usable_entries(now))
+                straggling = after is not None and now - att.issued >= after
+                node = self._sooner_than(att, job, now, straggling, view)
+                if node is None:
+                    continue
+                view = None  # that node's lanes change
                 self._reserve(node)
                 try:
                     copy = await self._publish_attempt(job, node, backup=True)
@@ -1022,8 +1154,32 @@ class Scheduler:
                     job_id=job.tele.job_id,
                     node=node[:12],
                     running_s=round(now - att.issued, 2),
-                    typical_s=round(typical, 2),
+                    typical_s=round(typical, 2) if typical is not None else None,
+                    straggling=straggling,
                 )
+
+    def _sooner_than(
+        self, att: Attempt, job: ActiveJob, now: float, straggling: bool, view: _View
+    ) -> str | None:
+        """An idle node (a free slot, untried by the job if there is one) for a copy of `att`:
+        the soonest to finish, for a straggler; else only one that the forecast has finishing
+        well before `att` is due. None: no copy."""
+        nodes = [
+            e.pubkey
+            for e in self.registry.usable_entries(now, job.avoid | {att.node or ""})
+            if e.free_slots() > 0 and e.pubkey in view.lanes_of
+        ]
+        untried = [n for n in nodes if n not in job.tried]
+        best = view.soonest(untried or nodes)
+        if best is None or att.node is None:
+            return None
+        if straggling:
+            return best
+        if att.started is None or att.node not in view.service_of:
+            return None  # still queued (a move's business), or its node is out of sight
+        due = att.started + view.service_of[att.node]
+        gain = due - view.finish(best)
+        return best if gain > FORECAST_GAIN * view.service_of[best] else None
 
     def _queued_behind(self, jobs: list[ActiveJob]) -> list[ActiveJob]:
         """Jobs that wait in a node's queue: on a node holding more of ours than it runs at once
@@ -1038,24 +1194,50 @@ class Scheduler:
         for node, held in by_node.items():
             entry = self.registry.entry(node)
             # what the node runs at once is what it declares, however few slots we fill there
-            extra = entry.assigned_now - min(entry.declared_slots(), SLOT_CAP)
+            extra = entry.assigned_now - self._width(node)
             if extra > 0:
                 held.sort(key=lambda j: j.current.issued if j.current else 0.0, reverse=True)
                 queued.extend(held[:extra])
         return queued
 
+    def _idle_sooner(self, old: Attempt, job: ActiveJob, now: float, view: _View) -> str | None:
+        """An idle node (a slot that runs nothing of ours) that would finish a job queued behind
+        `old`'s node's work sooner than that node, by the forecast; None if there is none."""
+        if old.node is None:
+            return None
+        idle = [
+            e.pubkey
+            for e in self.registry.usable_entries(now, job.tried | job.avoid)
+            if e.assigned_now < e.slots() and e.pubkey in view.lanes_of
+        ]
+        best = view.soonest(idle)
+        if best is None:
+            return None
+        if old.node not in view.service_of:
+            return best  # its node is out of sight: anywhere is sooner
+        # where the queued job stands: its node's lanes without it, then its own service time
+        service = view.service_of[old.node]
+        others = (forecast.Held(a.started) for a in view.held.get(old.node, ()) if a is not old)
+        due = forecast.finish_at(forecast.lanes(now, view.width[old.node], service, others), service)
+        return best if view.finish(best) < due else None
+
     async def _move_queued(self, jobs: list[ActiveJob]) -> None:
-        """A run with nothing left to hand out and a node with an idle slot: a job still queued
-        behind another node's work moves there (prefetching hid the round trip while there was
-        work to spare; at the end it would leave the idle node idle and the run waiting). The
-        old attempt is told to drop it; if it had started after all, the first result wins."""
+        """A run with nothing left to hand out and a node with an idle slot that would finish it
+        sooner: a job still queued behind another node's work moves there (prefetching hid the
+        round trip while there was work to spare; at the end it would leave the idle node idle
+        and the run waiting). The old attempt is told to drop it; if it had started after all,
+        the first result wins."""
+        view: _View | None = None
         for job in self._queued_behind(jobs):
             old = job.current
             if old is None or old.closed or job.done.is_set():
                 continue
-            node = self.registry.pick_idle(job.tried | job.avoid)
+            now = time.time()
+            view = view or self._forecast(now, self.registry.usable_entries(now))
+            node = self._idle_sooner(old, job, now, view)
             if node is None:
-                return  # no idle slot left anywhere
+                continue
+            view = None
             self._reserve(node)
             try:
                 copy = await self._publish_attempt(job, node, backup=True)

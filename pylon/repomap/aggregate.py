@@ -7,6 +7,7 @@ import re
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import msgspec
@@ -102,6 +103,85 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class MapFacts:
+    """What a run's artifacts are written from, computed once: the map and the overview's facts."""
+
+    out_dir: Path
+    repo_map: RepoMap
+    entry_points: list[tuple[str, str]]
+    commands: list[tuple[str, str]]
+
+
+def gather_facts(
+    out_dir: Path,
+    *,
+    run_id: str,
+    snapshot: Snapshot,
+    results: Mapping[str, tuple[FileResult, str, str]],
+    failed: Mapping[str, str] | None = None,
+) -> MapFacts:
+    """The repo map (graph and ranks included), its entry points and commands; writes nothing."""
+    failed = dict(failed or {})
+    graph = build_graph({p: r for p, (r, _, _) in results.items()}, paths=failed)
+    repo_map = build_repo_map(run_id=run_id, snapshot=snapshot, results=results, failed=failed, graph=graph)
+    root = Path(snapshot.root)
+    return MapFacts(
+        out_dir=Path(out_dir),
+        repo_map=repo_map,
+        entry_points=find_entry_points(repo_map, root),
+        commands=build_commands(root),
+    )
+
+
+def write_data(facts: MapFacts, *, tokens: int = DEFAULT_TOKENS) -> dict[str, str]:
+    """repo_map.json, repo_map.md (fitted to `tokens`) and index.sqlite: every artifact but the
+    overview, so they can be written while the model writes the overview's narrative."""
+    out_dir = facts.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    repo_map = facts.repo_map
+    map_path = out_dir / REPO_MAP_NAME
+    _write(map_path, msgspec.json.format(msgspec.json.encode(repo_map), indent=2) + b"\n")
+    md_path = out_dir / REPO_MAP_MD_NAME
+    md_text, md_tokens = render_llm_map(repo_map, tokens)
+    _write(md_path, md_text.encode("utf-8"))
+    index = build_index(out_dir / INDEX_NAME, repo_map)
+    log.info(
+        "artifacts",
+        run_id=repo_map.run_id,
+        out_dir=str(out_dir),
+        files=len(repo_map.files),
+        failed=len(repo_map.failed),
+        repo_map_md_tokens=md_tokens,
+    )
+    return {"repo_map": str(map_path), "repo_map_md": str(md_path), "index": str(index)}
+
+
+def write_overview(facts: MapFacts, *, narrative: str | None = None, narrative_by: str = "") -> str:
+    """overview.md, with the model's narrative when there is one; returns its path."""
+    facts.out_dir.mkdir(parents=True, exist_ok=True)
+    path = facts.out_dir / OVERVIEW_NAME
+    text = render_overview(
+        facts.repo_map,
+        entry_points=facts.entry_points,
+        narrative=narrative,
+        narrative_by=narrative_by,
+        commands=facts.commands,
+    )
+    _write(path, text.encode("utf-8"))
+    return str(path)
+
+
+def facts_text(facts: MapFacts, limit: int) -> str:
+    """The overview without a narrative, cut at a line within `limit` chars: what a model writes
+    the narrative from (its commands left out: they are the repo's, not the map's findings)."""
+    text = render_overview(facts.repo_map, entry_points=facts.entry_points, narrative=None)
+    if len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        text = text[: cut if cut > 0 else limit] + "\n\n(facts truncated)\n"
+    return text
+
+
 def build_artifacts(
     out_dir: Path,
     *,
@@ -119,38 +199,14 @@ def build_artifacts(
     results: path -> (accepted result, provider pubkey, result event id);
     failed: path -> error code of the files that got no valid result.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failed = dict(failed or {})
-    graph = build_graph({p: r for p, (r, _, _) in results.items()}, paths=failed)
-    repo_map = build_repo_map(run_id=run_id, snapshot=snapshot, results=results, failed=failed, graph=graph)
-
-    map_path = out_dir / REPO_MAP_NAME
-    _write(map_path, msgspec.json.format(msgspec.json.encode(repo_map), indent=2) + b"\n")
-    overview_path = out_dir / OVERVIEW_NAME
-    entry_points = find_entry_points(repo_map, Path(snapshot.root))
-    commands = build_commands(Path(snapshot.root))
-    text = render_overview(
-        repo_map, entry_points=entry_points, narrative=narrative, narrative_by=narrative_by, commands=commands
-    )
-    _write(overview_path, text.encode("utf-8"))
-    md_path = out_dir / REPO_MAP_MD_NAME
-    md_text, md_tokens = render_llm_map(repo_map, tokens)
-    _write(md_path, md_text.encode("utf-8"))
-    index = build_index(out_dir / INDEX_NAME, repo_map)
-    log.info(
-        "artifacts",
-        run_id=run_id,
-        out_dir=str(out_dir),
-        files=len(repo_map.files),
-        failed=len(failed),
-        repo_map_md_tokens=md_tokens,
-    )
+    facts = gather_facts(out_dir, run_id=run_id, snapshot=snapshot, results=results, failed=failed)
+    paths = write_data(facts, tokens=tokens)
+    overview = write_overview(facts, narrative=narrative, narrative_by=narrative_by)
     return {
-        "repo_map": str(map_path),
-        "repo_map_md": str(md_path),
-        "overview": str(overview_path),
-        "index": str(index),
+        "repo_map": paths["repo_map"],
+        "repo_map_md": paths["repo_map_md"],
+        "overview": overview,
+        "index": paths["index"],
     }
 
 

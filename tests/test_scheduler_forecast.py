@@ -1,0 +1,153 @@
+"""Near a run's end the scheduler follows what nodes take (issue 11): a slow node's free slot is
+left to a faster node that will finish the job sooner, for a bounded time; a job on a slow node
+gets a copy on an idle fast one; a queued job does not move to a node that would finish it later;
+the reduce step goes to the node that would finish it first."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from pylon.daemon.buyer.registry import NodeEntry, NodeRegistry
+from scheduler_support import QuietRelay, online, quiet_scheduler
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def timed(registry: NodeRegistry, name: str, service_s: float) -> NodeEntry:
+    """A node that has delivered (one slot, one job prefetched) and takes `service_s` a job."""
+    e = online(registry, name, delivered=1)
+    e.service.observe(service_s)
+    return e
+
+
+async def test_the_last_job_waits_for_the_fast_node(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    fast, slow = timed(registry, "fast", 1.0), timed(registry, "slow", 30.0)
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        run = sched.track_run("r" * 64, 3)
+        with anyio.fail_after(10):
+            first = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+            second = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        # The fast node runs one and holds the next: both done (at 1 and 2 s) before the slow one
+        # could finish one (30 s), though it sits idle.
+        assert first.current and second.current
+        assert first.current.node == second.current.node == fast.pubkey
+        assert second.current.started is None  # queued behind the first
+
+        got: list[str] = []
+
+        async def third() -> None:
+            job = await sched.submit("c.py", "c = 3\n", language="python", run_id=run.run_id)
+            assert job.current and job.current.node
+            got.append(job.current.node)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(third)
+            with anyio.fail_after(10):
+                while sched.slots_declined == 0:  # the slow node's slot is declined...
+                    await anyio.sleep(0.01)
+            assert not got and slow.assigned_now == 0
+            # ...and the fast node delivers: its queued job starts, and the last job is queued there.
+            sched._close_attempt(first.current, "completed")
+            assert second.current.started is not None
+        assert got == [fast.pubkey]
+
+
+async def test_a_declined_slot_is_taken_once_waiting_gains_nothing(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    fast, slow = timed(registry, "fast", 0.2), timed(registry, "slow", 0.8)
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        run = sched.track_run("r" * 64, 3)
+        with anyio.fail_after(10):
+            await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+            await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+            # The fast node never delivers: the last job waits no longer than the difference in
+            # service times (0.6 s), then takes the slow node's slot.
+            t0 = time.monotonic()
+            job = await sched.submit("c.py", "c = 3\n", language="python", run_id=run.run_id)
+        assert job.current and job.current.node == slow.pubkey
+        assert time.monotonic() - t0 >= 0.5
+        assert sched.slots_declined == 1 and fast.assigned_now == 2
+
+
+async def test_mid_run_every_free_slot_is_used(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    fast, slow = timed(registry, "fast", 1.0), timed(registry, "slow", 3.0)
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        run = sched.track_run("r" * 64, 100)
+        with anyio.fail_after(10):
+            jobs = [
+                await sched.submit(f"f{i}.py", f"x = {i}\n", language="python", run_id=run.run_id)
+                for i in range(4)
+            ]
+        # 96 more to go: the slow node's slots are worth filling too.
+        assert sorted(j.current.node for j in jobs if j.current) == sorted(
+            [fast.pubkey] * 2 + [slow.pubkey] * 2
+        )
+        assert sched.slots_declined == 0
+
+
+async def test_a_copy_of_a_slow_nodes_job_goes_to_an_idle_fast_node(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    slow = timed(registry, "slow", 30.0)
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        run = sched.track_run("r" * 64, 1)
+        with anyio.fail_after(10):
+            job = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+        assert job.current and job.current.node == slow.pubkey
+        job.current.picked_up = True
+        # A node as slow (or one that is busy) gets no copy: it would not finish sooner.
+        same = timed(registry, "same", 30.0)
+        await sched._send_backups(time.time())
+        assert job.backup is None and sched.backups["sent"] == 0
+        same.banned = True
+        fast = timed(registry, "fast", 1.0)
+        await sched._send_backups(time.time())
+        assert job.backup is not None and job.backup.node == fast.pubkey
+        assert sched.backups["sent"] == 1 and job.current.node == slow.pubkey
+
+
+async def test_a_queued_job_stays_rather_than_move_to_a_slower_node(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    fast = timed(registry, "fast", 1.0)
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        run = sched.track_run("r" * 64, 2)
+        with anyio.fail_after(10):
+            running = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+            queued = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        assert queued.current and queued.current.node == fast.pubkey
+        timed(registry, "slow", 5.0)  # idle, but it would finish at 5 s, the fast node at 2 s
+        await sched._move_queued([running, queued])
+        assert sched.backups["moved"] == 0 and queued.current.node == fast.pubkey
+        quick = timed(registry, "quick", 0.5)  # idle and done at 0.5 s: the job moves there
+        await sched._move_queued([running, queued])
+        assert sched.backups["moved"] == 1 and queued.current.node == quick.pubkey
+
+
+async def test_soonest_is_the_node_that_finishes_first(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    fast, slow = timed(registry, "fast", 1.0), timed(registry, "slow", 3.0)
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        assert sched.soonest([fast.pubkey, slow.pubkey]) == fast.pubkey
+        run = sched.track_run("r" * 64, 10)
+        with anyio.fail_after(10):
+            for i in range(1):  # the fast node busy for 1 s: done at 2 s, the slow one at 3 s
+                await sched.submit(
+                    f"f{i}.py", "x = 1\n", language="python", run_id=run.run_id, node=fast.pubkey
+                )
+        assert sched.soonest([fast.pubkey, slow.pubkey]) == fast.pubkey
+        with anyio.fail_after(10):
+            for i in range(1, 4):  # 4 s of work there: done at 5 s, so the slow node is sooner
+                await sched.submit(
+                    f"f{i}.py", "x = 1\n", language="python", run_id=run.run_id, node=fast.pubkey
+                )
+        assert sched.soonest([fast.pubkey, slow.pubkey]) == slow.pubkey
+        assert sched.soonest(["nobody"]) is None
