@@ -8,6 +8,7 @@ execution, publish), and each node's peak RSS. The peer is nostrdvm 1.1.8 servin
 kind of microjob (../shared/peers/nostrdvm_bench.py) in its own venv (bench/.peer-venv).
 
     .venv/bin/python bench/loop.py [--jobs 500] [--nodes 1,3,10,20] [--no-peer] [--lmdb]
+                                   [--concurrency 4]
 
 Both sides use an in-memory relay by default (the peer's own set-up); --lmdb runs Pylon's
 relay on LMDB as `pylon relay up` does by default.
@@ -98,14 +99,14 @@ async def wait_done(sock: Path, ids: list[str], timeout: float) -> list[dict]:
         await client.aclose()
 
 
-def run_pylon(nodes: int, jobs: int, lmdb: bool) -> dict:
+def run_pylon(nodes: int, jobs: int, lmdb: bool, concurrency: int = 4) -> dict:
     home = Path(tempfile.mkdtemp(prefix="pylon-bench-"))
     market = LocalMarket(
         home=home,
         nodes=nodes,
         memory_relay=not lmdb,
         heartbeat_s=2.0,
-        node_args=["--concurrency", "4"],
+        node_args=["--concurrency", str(concurrency)],
         # A node's memory as a provider runs it (one `pylon node up` of its own), not a fork
         # sharing the spawner's pages, which RSS would count in full anyway.
         fork_nodes=False,
@@ -130,6 +131,7 @@ def run_pylon(nodes: int, jobs: int, lmdb: bool) -> dict:
     return {
         "system": "pylon",
         "nodes": nodes,
+        "node_concurrency": concurrency,
         "jobs": jobs,
         "completed": len(done),
         "failed": sum(t["state"] == "failed" for t in tele),
@@ -197,13 +199,19 @@ def main() -> None:
     ap.add_argument("--nodes", default="1,3,10,20")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--lmdb", action="store_true")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="slots each node declares (each holds that many of the buyer's jobs, and one more)",
+    )
     args = ap.parse_args()
     peer = None if args.no_peer else run_peer(args.jobs)
     if peer:
         print(json.dumps(peer), flush=True)
     rows = []
     for n in [int(x) for x in args.nodes.split(",") if x]:
-        row = run_pylon(n, args.jobs, args.lmdb)
+        row = run_pylon(n, args.jobs, args.lmdb, args.concurrency)
         if peer and peer.get("jobs_per_s"):
             row["vs_peer"] = {
                 "jobs_per_s_ratio": round(row["jobs_per_s"] / peer["jobs_per_s"], 2),

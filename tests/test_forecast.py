@@ -29,6 +29,8 @@ def test_the_plan_leaves_a_slow_node_out_only_at_the_end() -> None:
     # A busy fast node (free at 2.5) loses the last job to an idle slow one.
     assert plan({"fast": [2.5], "slow": [0.0]}, service, 1) == {"slow": 1}
     assert plan({}, service, 5) == {}
+    # Planned only as far as asked: until the slow node has a job.
+    assert plan(lanes_of, service, 40, until=["slow"]) == {"fast": 3, "slow": 1}
 
 
 def test_service_time_is_smoothed_and_the_unknown_take_the_median() -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 SERVICE_WEIGHT = 0.3  # of a new sample in the smoothed service time
@@ -76,9 +76,15 @@ def lanes(now: float, width: int, service_s: float, held: Iterable[Held]) -> lis
     return free
 
 
-def plan(lanes_of: Mapping[str, list[float]], service_of: Mapping[str, float], jobs: int) -> Counter[str]:
+def plan(
+    lanes_of: Mapping[str, list[float]],
+    service_of: Mapping[str, float],
+    jobs: int,
+    until: Collection[str] = (),
+) -> Counter[str]:
     """How many of `jobs` identical jobs each node gets when each goes, in turn, to the lane that
-    would finish it earliest."""
+    would finish it earliest; with `until`, planned only as far as every node in it has one."""
+    waiting = set(until)
     heap: list[tuple[float, str]] = []
     free = {node: list(ls) for node, ls in lanes_of.items()}
     for node, ls in free.items():
@@ -91,6 +97,10 @@ def plan(lanes_of: Mapping[str, list[float]], service_of: Mapping[str, float], j
             break
         finish, node = heapq.heappop(heap)
         given[node] += 1
+        if waiting:
+            waiting.discard(node)
+            if not waiting:
+                break
         ls = free[node]
         heapq.heapreplace(ls, finish)
         heapq.heappush(heap, (ls[0] + service_of[node], node))

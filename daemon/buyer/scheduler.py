@@ -378,7 +378,7 @@ class Scheduler:
         lanes_of, service_of = view.lanes_of, view.service_of
         unsent = tracker.total - tracker.completed - tracker.failed - view.open_in_run
         to_go = max(1, unsent) + len(self._requeue)
-        given = forecast.plan(lanes_of, service_of, to_go)
+        given = forecast.plan(lanes_of, service_of, to_go, until=free)  # mid-run: a few steps
 
         def finish(node: str) -> tuple[float, float]:
             return (forecast.finish_at(lanes_of[node], service_of[node]), random.random())
