@@ -295,6 +295,10 @@ class BuyerStatus(msgspec.Struct, kw_only=True):
     dropped: dict[str, int] = {}
     loop_stalls: int = 0  # times the event loop woke >100 ms late (pylon.loopwatch)
     loop_max_ms: float = 0.0  # the worst of them
+    # sent, won, lost: straggler copies; moved: queued jobs moved to a node that finishes sooner
+    backups: dict[str, int] = {}
+    slots_declined: int = 0  # free slots left for a node the forecast has finishing sooner
+    reissued: dict[str, int] = {}  # attempts re-issued, by why the last one was lost
 
 
 class NodeInfo(msgspec.Struct, kw_only=True):
@@ -316,6 +320,7 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     checks_passed: int = 0
     checks_failed: int = 0
     clock_offset_s: float | None = None  # node clock minus buyer clock, from its heartbeats
+    service_s: float | None = None  # how long our jobs take there, on our clock (smoothed)
 
 
 class SubmitResult(msgspec.Struct):

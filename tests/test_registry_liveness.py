@@ -162,3 +162,38 @@ def test_skewed_clocks_do_not_make_a_node_look_behind(clock: Clock) -> None:
     # One node's clock runs 40 s behind ours, another's 90 s ahead; the relay lags as above.
     _, lost_at = simulate(clock, 10, 20.0, fifo(2.5, 3.0), skews={1: -40.0, 2: 90.0})
     assert lost_at == {}
+
+
+def test_new_work_goes_to_nodes_heard_lately_and_never_to_lost_ones(clock: Clock) -> None:
+    # Two nodes heartbeat every 2 s; one stops after t=2. It stays "online" for 3 intervals (6 s),
+    # but once lost for its jobs (5 s of silence) it takes no new ones either, and once it has
+    # missed a heartbeat (over 1 interval + 1 s) the node still heard from is preferred.
+    reg = NodeRegistry(heartbeat_s=2.0)
+    live, dead = NostrKeys.generate(), NostrKeys.generate()
+
+    def beat(keys: NostrKeys, t: float) -> None:
+        clock.now = T0 + t
+        hb = idle_heartbeat(2.0, sent_ms=int((T0 + t) * 1000))
+        reg.on_heartbeat(
+            sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(T0 + t))
+        )
+
+    for t in (0.0, 2.0):
+        beat(live, t)
+        beat(dead, t)
+    for e in reg.nodes.values():
+        e.completed_for_us = 1
+    clock.now = T0 + 3.0  # both fresh: either may take work
+    assert {reg.pick_free() for _ in range(50)} == {live.pubkey, dead.pubkey}
+    beat(live, 4.0)
+    clock.now = T0 + 5.5  # dead: 3.5 s unheard, stale: only when the live node has no room
+    assert {reg.pick_free() for _ in range(20)} == {live.pubkey}
+    reg.nodes[live.pubkey].assigned_now = 99
+    assert reg.pick_free() == dead.pubkey
+    reg.nodes[live.pubkey].assigned_now = 0
+    beat(live, 6.0)
+    clock.now = T0 + 7.5  # 5.5 s unheard: lost, though still "online" (under 3 intervals)
+    assert reg.nodes[dead.pubkey].online(clock.now, 2.0, reg.news)
+    assert reg.lost(dead.pubkey, clock.now)
+    reg.nodes[live.pubkey].assigned_now = 99
+    assert reg.pick_free() is None and reg.pick() == live.pubkey

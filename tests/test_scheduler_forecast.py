@@ -11,7 +11,12 @@ from pathlib import Path
 import anyio
 import pytest
 from pylon.daemon.buyer.registry import NodeEntry, NodeRegistry
+from pylon.schemas.events import FileResult, ResultTiming
 from scheduler_support import QuietRelay, online, quiet_scheduler
+
+from pylon.keys import NostrKeys
+from pylon.nostr import nip90
+from pylon.nostr.event import NostrEvent
 
 pytestmark = pytest.mark.anyio
 
@@ -151,3 +156,41 @@ async def test_soonest_is_the_node_that_finishes_first(tmp_path: Path) -> None:
                 )
         assert sched.soonest([fast.pubkey, slow.pubkey]) == slow.pubkey
         assert sched.soonest(["nobody"]) is None
+
+
+def _answer(node: NostrKeys, request: NostrEvent) -> NostrEvent:
+    req = nip90.parse_request(request)
+    now_ms = int(time.time() * 1000)
+    result = FileResult(path=req.path, language="python", lines=1, symbols=[], imports=[], summary="")
+    timing = ResultTiming(received_ms=now_ms, started_ms=now_ms, finished_ms=now_ms, published_ms=now_ms)
+    return nip90.build_result(node, request=req, result=result, timing=timing)
+
+
+async def test_service_time_is_measured_from_when_a_job_could_start(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    keys = NostrKeys.generate()
+    node = online(registry, "n", delivered=1)
+    registry.nodes[keys.pubkey] = node
+    del registry.nodes[node.pubkey]
+    node.pubkey = keys.pubkey
+    relay = QuietRelay()
+    async with quiet_scheduler(tmp_path, registry, relay) as sched:
+        run = sched.track_run("r" * 64, 2)
+        with anyio.fail_after(10):
+            first = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+            second = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        assert first.current and second.current and second.current.started is None
+        requests = {nip90.parse_request(ev).path: ev for ev in relay.published}
+        issued = first.current.started
+        assert issued is not None
+        sched._accept_result(_answer(keys, requests["a.py"]), ())
+        took = time.time() - issued
+        # The first job's service is its issue → its result; the queued one starts as it ends.
+        assert node.service.samples == 1 and 0 < (node.service.service_s or 0) <= max(took, 0.001)
+        assert second.current.started is not None and second.current.started >= issued
+        started = second.current.started
+        sched._accept_result(_answer(keys, requests["b.py"]), ())
+        assert node.service.samples == 2
+        # Smoothed from the second job's own start, not from when it was handed over.
+        assert (node.service.service_s or 0) <= max(took, time.time() - started, 0.001)
+        assert run.done.is_set()

@@ -210,6 +210,9 @@ class BuyerDaemon:
             dropped=dict(sched.dropped) | self.pool.dropped,
             loop_stalls=self.loop_watch.stalls,
             loop_max_ms=round(self.loop_watch.max_ms, 1),
+            backups=dict(sched.backups),
+            slots_declined=sched.slots_declined,
+            reissued=dict(sched.reissues),
         )
 
     async def stats(self, provider: str | None) -> rpc.GlobalStats | rpc.ProviderStats:

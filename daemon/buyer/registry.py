@@ -35,6 +35,7 @@ START_SLOTS = 2  # before it has delivered anything
 PREFETCH = 1  # jobs handed to a delivering node beyond its slots, so it never waits on us
 LOST_INTERVALS = 2.0  # heartbeats missed before a node's jobs are taken back
 LOST_SLACK_S = 1.0  # a heartbeat late by a scheduling hiccup is not a lost node
+FRESH_INTERVALS = 1.0  # heard within this many intervals (+ the slack): a node new work prefers
 
 
 @dataclass
@@ -102,6 +103,14 @@ class NodeEntry:
         gets no such credit)."""
         prefetch = PREFETCH if self.completed_for_us > 0 and not self.missed_acks else 0
         return self.slots() + prefetch - self.assigned_now
+
+    def fresh(self, now: float, default_interval: float, news: HeartbeatNews | None = None) -> bool:
+        """Heard within about an interval: a node that has missed a heartbeat may be dead, and
+        new work goes to it only when no fresher node has room."""
+        if self.last_heartbeat is None:
+            return False
+        window = FRESH_INTERVALS * self.interval(default_interval) + LOST_SLACK_S
+        return self.silence(now, news, window) <= window
 
     def lost(
         self, now: float, default_interval: float, since: float = 0.0, news: HeartbeatNews | None = None
@@ -209,13 +218,21 @@ class NodeRegistry:
         return self.clocks.to_local(pubkey, node_time_s)
 
     def usable(self, e: NodeEntry, now: float) -> bool:
+        """A node new work may go to: online, and not silent past the window in which its jobs
+        are taken back (a node lost for them is lost for new ones too)."""
         return (
             not e.banned
             and (not self.allow or e.pubkey in self.allow)
             and e.online(now, self.heartbeat_s, self.news)
+            and not e.lost(now, self.heartbeat_s, news=self.news)
             and e.heartbeat is not None
             and e.heartbeat.state == NodeState.ONLINE
         )
+
+    def fresh_first(self, entries: list[NodeEntry], now: float) -> list[NodeEntry]:
+        """Those of `entries` heard within about an interval, or all of them if none was."""
+        fresh = [e for e in entries if e.fresh(now, self.heartbeat_s, self.news)]
+        return fresh or entries
 
     def online_count(self) -> int:
         now = time.time()
@@ -240,9 +257,8 @@ class NodeRegistry:
         now = time.time()
         best: list[NodeEntry] = []
         best_load = float("inf")
-        for e in self.nodes.values():
-            if e.pubkey in exclude or e.free_slots() <= 0 or not self.usable(e, now):
-                continue
+        free = [e for e in self.usable_entries(now, exclude) if e.free_slots() > 0]
+        for e in self.fresh_first(free, now):
             load = e.assigned_now / e.slots()
             if load < best_load - 1e-9:
                 best, best_load = [e], load
@@ -258,11 +274,9 @@ class NodeRegistry:
         """A usable node with a slot that runs nothing of ours (prefetch credit does not count),
         the least loaded first; None if there is none."""
         now = time.time()
-        idle = [
-            e
-            for e in self.nodes.values()
-            if e.pubkey not in exclude and e.assigned_now < e.slots() and self.usable(e, now)
-        ]
+        idle = self.fresh_first(
+            [e for e in self.usable_entries(now, exclude) if e.assigned_now < e.slots()], now
+        )
         if not idle:
             return None
         return min(idle, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
@@ -327,6 +341,7 @@ class NodeRegistry:
                     checks_passed=e.checks[0],
                     checks_failed=e.checks[1],
                     clock_offset_s=_rounded(self.clocks.offset(e.pubkey)),
+                    service_s=_rounded(e.service.service_s),
                 )
             )
         out.sort(key=lambda n: (not n.online, n.name))

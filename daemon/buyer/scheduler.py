@@ -235,6 +235,7 @@ class Scheduler:
         self.stopped = False
         self._listeners: list[Listener] = []
         self._requeue: deque[ActiveJob] = deque()  # re-issues waiting for a free slot
+        self._queued_at: dict[str, deque[Attempt]] = {}  # by node: attempts waiting their turn there
         self._slots = anyio.Event()  # set (and replaced) whenever a slot may have freed
         self._held = False  # the swarm is out of sight (no relay, no node): clocks stop
         self._back_at = 0.0  # when the swarm came back in sight (heartbeat ages count from then)
@@ -371,7 +372,7 @@ class Scheduler:
             return (node, True, 0.0) if node is not None else None
         now = time.time()
         entries = self.registry.usable_entries(now, avoid)
-        free = [e.pubkey for e in entries if e.free_slots() > 0]
+        free = [e.pubkey for e in self.registry.fresh_first([e for e in entries if e.free_slots() > 0], now)]
         if not free:
             return None
         view = self._forecast(now, entries, run_id)
@@ -413,7 +414,8 @@ class Scheduler:
         """Of these nodes, the one that would finish a job handed to it now soonest (by the
         forecast: its queue of our jobs and its service time), or None if none is usable."""
         now = time.time()
-        entries = [e for e in self.registry.usable_entries(now) if e.pubkey in set(nodes)]
+        wanted = set(nodes)
+        entries = [e for e in self.registry.usable_entries(now) if e.pubkey in wanted]
         if not entries:
             return None
         return self._forecast(now, entries).soonest(e.pubkey for e in entries)
@@ -719,6 +721,8 @@ class Scheduler:
         self.active[job.tele.job_id] = job
         if node:
             job.tried.add(node)
+            if att.started is None:
+                self._queued_at.setdefault(node, deque()).append(att)
         self.store.open_attempt(req.id, job.tele.job_id, node, now)
         return att
 
@@ -729,11 +733,20 @@ class Scheduler:
 
     def _next_starts(self, node: str, now: float) -> None:
         """A job of ours on `node` ended: the oldest one queued there starts now."""
-        queued = [
-            a for j in self.active.values() for a in j.open_attempts() if a.node == node and a.started is None
-        ]
-        if queued:
-            min(queued, key=lambda a: a.issued).started = now
+        queue = self._queued_at.get(node)
+        while queue:
+            att = queue.popleft()
+            if not att.closed and att.started is None:
+                att.started = now
+                return
+
+    def _drop_closed(self, node: str) -> None:
+        """Forget the closed attempts at the head of `node`'s queue (a dead node's stay no longer)."""
+        queue = self._queued_at.get(node)
+        while queue and queue[0].closed:
+            queue.popleft()
+        if not queue:
+            self._queued_at.pop(node, None)
 
     def _release(self, node: str) -> None:
         entry = self.registry.entry(node)
@@ -908,6 +921,8 @@ class Scheduler:
                 entry.failed_for_us += 1
             if att.started is not None:
                 self._next_starts(att.node, time.time())
+            else:
+                self._drop_closed(att.node)
         self.store.close_attempt(att.request_id, None if value == "completed" else value)
         self.slots_changed()
 
@@ -1166,8 +1181,15 @@ class Scheduler:
         well before `att` is due. None: no copy."""
         nodes = [
             e.pubkey
-            for e in self.registry.usable_entries(now, job.avoid | {att.node or ""})
-            if e.free_slots() > 0 and e.pubkey in view.lanes_of
+            for e in self.registry.fresh_first(
+                [
+                    e
+                    for e in self.registry.usable_entries(now, job.avoid | {att.node or ""})
+                    if e.free_slots() > 0
+                ],
+                now,
+            )
+            if e.pubkey in view.lanes_of
         ]
         untried = [n for n in nodes if n not in job.tried]
         best = view.soonest(untried or nodes)
@@ -1207,8 +1229,15 @@ class Scheduler:
             return None
         idle = [
             e.pubkey
-            for e in self.registry.usable_entries(now, job.tried | job.avoid)
-            if e.assigned_now < e.slots() and e.pubkey in view.lanes_of
+            for e in self.registry.fresh_first(
+                [
+                    e
+                    for e in self.registry.usable_entries(now, job.tried | job.avoid)
+                    if e.assigned_now < e.slots()
+                ],
+                now,
+            )
+            if e.pubkey in view.lanes_of
         ]
         best = view.soonest(idle)
         if best is None:
