@@ -194,3 +194,19 @@ async def test_service_time_is_measured_from_when_a_job_could_start(tmp_path: Pa
         # Smoothed from the second job's own start, not from when it was handed over.
         assert (node.service.service_s or 0) <= max(took, time.time() - started, 0.001)
         assert run.done.is_set()
+
+
+async def test_nodes_not_measured_yet_get_work_first(tmp_path: Path) -> None:
+    registry = NodeRegistry(heartbeat_s=1.0)
+    quick = timed(registry, "quick", 0.01)
+    new = [online(registry, f"new{i}") for i in range(3)]
+    async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
+        run = sched.track_run("r" * 64, 100)
+        with anyio.fail_after(10):
+            jobs = [
+                await sched.submit(f"f{i}.py", f"x = {i}\n", language="python", run_id=run.run_id)
+                for i in range(3)
+            ]
+        # The quick node would finish each soonest, but the new ones have never been measured.
+        assert {j.current.node for j in jobs if j.current} == {e.pubkey for e in new}
+        assert quick.assigned_now == 0

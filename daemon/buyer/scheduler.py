@@ -384,9 +384,14 @@ class Scheduler:
         def finish(node: str) -> tuple[float, float]:
             return (forecast.finish_at(lanes_of[node], service_of[node]), random.random())
 
+        def measured_then_finish(node: str) -> tuple[bool, float, float]:
+            # A node we have no measure of yet goes first while the plan has work for it: how
+            # else would it ever be measured (and the swarm's new nodes get a share)?
+            return (self.registry.entry(node).service.samples > 0, *finish(node))
+
         planned = [n for n in free if given[n] > 0]
         if planned:
-            return min(planned, key=finish), True, 0.0
+            return min(planned, key=measured_then_finish), True, 0.0
         best = min(free, key=finish)
         first = min(lanes_of, key=finish)
         return best, False, max(0.0, service_of[best] - service_of[first])
