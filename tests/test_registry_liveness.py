@@ -197,3 +197,25 @@ def test_new_work_goes_to_nodes_heard_lately_and_never_to_lost_ones(clock: Clock
     assert reg.lost(dead.pubkey, clock.now)
     reg.nodes[live.pubkey].assigned_now = 99
     assert reg.pick_free() is None and reg.pick() == live.pubkey
+
+
+def test_out_of_sight_the_outbox_prefers_nodes_heard_last(clock: Clock) -> None:
+    # The relay is gone and nobody is heard; a job for the outbox goes to a node that was still
+    # heartbeating when the lights went out, not to one that had gone quiet an interval before.
+    reg = NodeRegistry(heartbeat_s=2.0)
+    early, late = NostrKeys.generate(), NostrKeys.generate()
+
+    def beat(keys: NostrKeys, t: float) -> None:
+        clock.now = T0 + t
+        hb = idle_heartbeat(2.0, sent_ms=int((T0 + t) * 1000))
+        reg.on_heartbeat(
+            sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(T0 + t))
+        )
+
+    beat(early, 0.0)
+    beat(late, 0.0)
+    beat(late, 2.0)
+    beat(late, 4.0)  # early last heard at 0, 4 s behind: stopped before the outage
+    clock.now = T0 + 20.0  # everyone silent by our clock
+    assert {reg.pick_recent(60.0) for _ in range(20)} == {late.pubkey}
+    assert reg.pick_recent(60.0, exclude={late.pubkey}) == early.pubkey  # better than nothing

@@ -297,7 +297,15 @@ class NodeRegistry:
         ]
         if not heard:
             return None
-        return min(heard, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
+        # Out of sight everyone is silent by our clock, but not by the news: a node whose last
+        # heartbeat was already an interval behind the freshest one had likely stopped before.
+        recent = [
+            e
+            for e in heard
+            if self.news.newest_sent - (e.heard_at or e.last_heartbeat or 0.0)
+            <= FRESH_INTERVALS * e.interval(self.heartbeat_s) + LOST_SLACK_S
+        ]
+        return min(recent or heard, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
 
     def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The least-loaded usable node (our outstanding jobs per slot), ties broken at random."""
