@@ -416,7 +416,9 @@ class _RelayConn:
                 continue
             log.warning("relay_disconnected", relay=self.url, error=self.last_error, retry_in=round(delay, 2))
             await anyio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, 10.0)
+            # Gentler than doubling: a relay restarted in a second or two is found again within
+            # a few hundred ms, not after a 1.6 s or 3.2 s wait (the jitter spreads the retries).
+            delay = min(delay * 1.5, 10.0)
 
 
 class RelayPool:
