@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from pylon.daemon.buyer.registry import NodeEntry, NodeRegistry
-from pylon.daemon.buyer.scheduler import Scheduler
+from pylon.daemon.buyer.scheduler import ActiveJob, RunTracker, Scheduler
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas.events import Announce, Heartbeat, NodeState
@@ -82,3 +83,14 @@ async def quiet_scheduler(
         )  # type: ignore[arg-type]
     finally:
         await store.close()
+
+
+async def submit_run(sched: Scheduler, total: int, *paths: str) -> tuple[RunTracker, list[ActiveJob]]:
+    """A run of `total` files, the first ones (`paths`, tiny Python files) submitted in order."""
+    run = sched.track_run("r" * 64, total)
+    with anyio.fail_after(10):
+        jobs = [
+            await sched.submit(p, f"x = {i}\n", language="python", run_id=run.run_id)
+            for i, p in enumerate(paths)
+        ]
+    return run, jobs

@@ -40,8 +40,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-def heartbeat(keys: NostrKeys, sent: float, skew: float = 0.0) -> NostrEvent:
-    hb = idle_heartbeat(INTERVAL, sent_ms=int((sent + skew) * 1000))
+def heartbeat(keys: NostrKeys, sent: float, skew: float = 0.0, interval: float = INTERVAL) -> NostrEvent:
+    hb = idle_heartbeat(interval, sent_ms=int((sent + skew) * 1000))
     return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(sent + skew))
 
 
@@ -164,6 +164,12 @@ def test_skewed_clocks_do_not_make_a_node_look_behind(clock: Clock) -> None:
     assert lost_at == {}
 
 
+def beat(reg: NodeRegistry, clock: Clock, keys: NostrKeys, t: float, interval: float = 2.0) -> None:
+    """`keys`'s heartbeat sent and heard at T0 + t (a prompt relay)."""
+    clock.now = T0 + t
+    reg.on_heartbeat(heartbeat(keys, T0 + t, interval=interval))
+
+
 def test_new_work_goes_to_nodes_heard_lately_and_never_to_lost_ones(clock: Clock) -> None:
     # Two nodes heartbeat every 2 s; one stops after t=2. It stays "online" for 3 intervals (6 s),
     # but once lost for its jobs (5 s of silence) it takes no new ones either, and once it has
@@ -171,27 +177,20 @@ def test_new_work_goes_to_nodes_heard_lately_and_never_to_lost_ones(clock: Clock
     reg = NodeRegistry(heartbeat_s=2.0)
     live, dead = NostrKeys.generate(), NostrKeys.generate()
 
-    def beat(keys: NostrKeys, t: float) -> None:
-        clock.now = T0 + t
-        hb = idle_heartbeat(2.0, sent_ms=int((T0 + t) * 1000))
-        reg.on_heartbeat(
-            sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(T0 + t))
-        )
-
     for t in (0.0, 2.0):
-        beat(live, t)
-        beat(dead, t)
+        beat(reg, clock, live, t)
+        beat(reg, clock, dead, t)
     for e in reg.nodes.values():
         e.completed_for_us = 1
     clock.now = T0 + 3.0  # both fresh: either may take work
     assert {reg.pick_free() for _ in range(50)} == {live.pubkey, dead.pubkey}
-    beat(live, 4.0)
+    beat(reg, clock, live, 4.0)
     clock.now = T0 + 5.5  # dead: 3.5 s unheard, stale: only when the live node has no room
     assert {reg.pick_free() for _ in range(20)} == {live.pubkey}
     reg.nodes[live.pubkey].assigned_now = 99
     assert reg.pick_free() == dead.pubkey
     reg.nodes[live.pubkey].assigned_now = 0
-    beat(live, 6.0)
+    beat(reg, clock, live, 6.0)
     clock.now = T0 + 7.5  # 5.5 s unheard: lost, though still "online" (under 3 intervals)
     assert reg.nodes[dead.pubkey].online(clock.now, 2.0, reg.news)
     assert reg.lost(dead.pubkey, clock.now)
@@ -205,17 +204,10 @@ def test_out_of_sight_the_outbox_prefers_nodes_heard_last(clock: Clock) -> None:
     reg = NodeRegistry(heartbeat_s=2.0)
     early, late = NostrKeys.generate(), NostrKeys.generate()
 
-    def beat(keys: NostrKeys, t: float) -> None:
-        clock.now = T0 + t
-        hb = idle_heartbeat(2.0, sent_ms=int((T0 + t) * 1000))
-        reg.on_heartbeat(
-            sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), [["d", "n"]], int(T0 + t))
-        )
-
-    beat(early, 0.0)
-    beat(late, 0.0)
-    beat(late, 2.0)
-    beat(late, 4.0)  # early last heard at 0, 4 s behind: stopped before the outage
+    beat(reg, clock, early, 0.0)
+    beat(reg, clock, late, 0.0)
+    beat(reg, clock, late, 2.0)
+    beat(reg, clock, late, 4.0)  # early last heard at 0, 4 s behind: stopped before the outage
     clock.now = T0 + 20.0  # everyone silent by our clock
     assert {reg.pick_recent(60.0) for _ in range(20)} == {late.pubkey}
     assert reg.pick_recent(60.0, exclude={late.pubkey}) == early.pubkey  # better than nothing

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from pylon.daemon.buyer.registry import NodeEntry, NodeRegistry
 from pylon.schemas.events import FileResult, ResultTiming
-from scheduler_support import QuietRelay, online, quiet_scheduler
+from scheduler_support import QuietRelay, online, quiet_scheduler, submit_run
 
 from pylon.keys import NostrKeys
 from pylon.nostr import nip90
@@ -37,10 +37,7 @@ async def test_the_last_job_waits_for_the_fast_node(tmp_path: Path) -> None:
     registry = NodeRegistry(heartbeat_s=1.0)
     fast, slow = timed(registry, "fast", 1.0), timed(registry, "slow", 30.0)
     async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
-        run = sched.track_run("r" * 64, 3)
-        with anyio.fail_after(10):
-            first = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
-            second = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        run, [first, second] = await submit_run(sched, 3, "a.py", "b.py")
         # The fast node runs one and holds the next: both done (at 1 and 2 s) before the slow one
         # could finish one (30 s), though it sits idle.
         assert first.current and second.current
@@ -70,10 +67,8 @@ async def test_a_declined_slot_is_taken_once_waiting_gains_nothing(tmp_path: Pat
     registry = NodeRegistry(heartbeat_s=1.0)
     fast, slow = timed(registry, "fast", 0.2), timed(registry, "slow", 0.8)
     async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
-        run = sched.track_run("r" * 64, 3)
+        run, _ = await submit_run(sched, 3, "a.py", "b.py")
         with anyio.fail_after(10):
-            await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
-            await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
             # The fast node never delivers: the last job waits no longer than the difference in
             # service times (0.6 s), then takes the slow node's slot.
             t0 = time.monotonic()
@@ -87,12 +82,7 @@ async def test_mid_run_every_free_slot_is_used(tmp_path: Path) -> None:
     registry = NodeRegistry(heartbeat_s=1.0)
     fast, slow = timed(registry, "fast", 1.0), timed(registry, "slow", 3.0)
     async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
-        run = sched.track_run("r" * 64, 100)
-        with anyio.fail_after(10):
-            jobs = [
-                await sched.submit(f"f{i}.py", f"x = {i}\n", language="python", run_id=run.run_id)
-                for i in range(4)
-            ]
+        _, jobs = await submit_run(sched, 100, *(f"f{i}.py" for i in range(4)))
         # 96 more to go: the slow node's slots are worth filling too.
         assert sorted(j.current.node for j in jobs if j.current) == sorted(
             [fast.pubkey] * 2 + [slow.pubkey] * 2
@@ -104,9 +94,7 @@ async def test_a_copy_of_a_slow_nodes_job_goes_to_an_idle_fast_node(tmp_path: Pa
     registry = NodeRegistry(heartbeat_s=1.0)
     slow = timed(registry, "slow", 30.0)
     async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
-        run = sched.track_run("r" * 64, 1)
-        with anyio.fail_after(10):
-            job = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
+        _, [job] = await submit_run(sched, 1, "a.py")
         assert job.current and job.current.node == slow.pubkey
         job.current.picked_up = True
         # A node as slow (or one that is busy) gets no copy: it would not finish sooner.
@@ -124,10 +112,7 @@ async def test_a_queued_job_stays_rather_than_move_to_a_slower_node(tmp_path: Pa
     registry = NodeRegistry(heartbeat_s=1.0)
     fast = timed(registry, "fast", 1.0)
     async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
-        run = sched.track_run("r" * 64, 2)
-        with anyio.fail_after(10):
-            running = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
-            queued = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        _, [running, queued] = await submit_run(sched, 2, "a.py", "b.py")
         assert queued.current and queued.current.node == fast.pubkey
         timed(registry, "slow", 5.0)  # idle, but it would finish at 5 s, the fast node at 2 s
         await sched._move_queued([running, queued])
@@ -175,10 +160,7 @@ async def test_service_time_is_measured_from_when_a_job_could_start(tmp_path: Pa
     node.pubkey = keys.pubkey
     relay = QuietRelay()
     async with quiet_scheduler(tmp_path, registry, relay) as sched:
-        run = sched.track_run("r" * 64, 2)
-        with anyio.fail_after(10):
-            first = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
-            second = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        run, [first, second] = await submit_run(sched, 2, "a.py", "b.py")
         assert first.current and second.current and second.current.started is None
         requests = {nip90.parse_request(ev).path: ev for ev in relay.published}
         issued = first.current.started
@@ -201,12 +183,7 @@ async def test_nodes_not_measured_yet_get_work_first(tmp_path: Path) -> None:
     quick = timed(registry, "quick", 0.01)
     new = [online(registry, f"new{i}") for i in range(3)]
     async with quiet_scheduler(tmp_path, registry, QuietRelay()) as sched:
-        run = sched.track_run("r" * 64, 100)
-        with anyio.fail_after(10):
-            jobs = [
-                await sched.submit(f"f{i}.py", f"x = {i}\n", language="python", run_id=run.run_id)
-                for i in range(3)
-            ]
+        _, jobs = await submit_run(sched, 100, "f0.py", "f1.py", "f2.py")
         # The quick node would finish each soonest, but the new ones have never been measured.
         assert {j.current.node for j in jobs if j.current} == {e.pubkey for e in new}
         assert quick.assigned_now == 0

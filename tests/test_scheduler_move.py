@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import pytest
 from faults_support import SUPERSEDED
 from pylon.daemon.buyer.registry import NodeRegistry
-from scheduler_support import QuietRelay, online, quiet_scheduler
+from scheduler_support import QuietRelay, online, quiet_scheduler, submit_run
 
 from pylon.nostr import nip90
 
@@ -28,10 +27,7 @@ async def test_a_job_queued_behind_a_busy_node_moves_to_an_idle_one(tmp_path: Pa
     relay = QuietRelay()
     async with quiet_scheduler(tmp_path, registry, relay) as sched:
         store = sched.store
-        run = sched.track_run("r" * 64, 2)
-        with anyio.fail_after(10):
-            running = await sched.submit("a.py", "a = 1\n", language="python", run_id=run.run_id)
-            queued = await sched.submit("b.py", "b = 2\n", language="python", run_id=run.run_id)
+        _, [running, queued] = await submit_run(sched, 2, "a.py", "b.py")
         # One slot and one prefetched: the second job waits in the busy node's queue.
         assert running.current and queued.current
         assert running.current.node == queued.current.node == busy.pubkey
