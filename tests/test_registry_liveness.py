@@ -173,7 +173,7 @@ def beat(reg: NodeRegistry, clock: Clock, keys: NostrKeys, t: float, interval: f
 def test_new_work_goes_to_nodes_heard_lately_and_never_to_lost_ones(clock: Clock) -> None:
     # Two nodes heartbeat every 2 s; one stops after t=2. It stays "online" for 3 intervals (6 s),
     # but once lost for its jobs (5 s of silence) it takes no new ones either, and once it has
-    # missed a heartbeat (over 1 interval + 1 s) the node still heard from is preferred.
+    # missed a heartbeat (over 1.5 intervals + 1 s) the node still heard from is preferred.
     reg = NodeRegistry(heartbeat_s=2.0)
     live, dead = NostrKeys.generate(), NostrKeys.generate()
 
@@ -185,12 +185,14 @@ def test_new_work_goes_to_nodes_heard_lately_and_never_to_lost_ones(clock: Clock
     clock.now = T0 + 3.0  # both fresh: either may take work
     assert {reg.pick_free() for _ in range(50)} == {live.pubkey, dead.pubkey}
     beat(reg, clock, live, 4.0)
-    clock.now = T0 + 5.5  # dead: 3.5 s unheard, stale: only when the live node has no room
+    clock.now = T0 + 5.5  # dead: 3.5 s unheard, a heartbeat late but not yet stale
+    assert dead.pubkey in {reg.pick_free() for _ in range(50)}
+    beat(reg, clock, live, 6.0)
+    clock.now = T0 + 6.5  # dead: 4.5 s unheard, stale: only when the live node has no room
     assert {reg.pick_free() for _ in range(20)} == {live.pubkey}
     reg.nodes[live.pubkey].assigned_now = 99
     assert reg.pick_free() == dead.pubkey
     reg.nodes[live.pubkey].assigned_now = 0
-    beat(reg, clock, live, 6.0)
     clock.now = T0 + 7.5  # 5.5 s unheard: lost, though still "online" (under 3 intervals)
     assert reg.nodes[dead.pubkey].online(clock.now, 2.0, reg.news)
     assert reg.lost(dead.pubkey, clock.now)
@@ -207,7 +209,8 @@ def test_out_of_sight_the_outbox_prefers_nodes_heard_last(clock: Clock) -> None:
     beat(reg, clock, early, 0.0)
     beat(reg, clock, late, 0.0)
     beat(reg, clock, late, 2.0)
-    beat(reg, clock, late, 4.0)  # early last heard at 0, 4 s behind: stopped before the outage
+    beat(reg, clock, late, 4.0)
+    beat(reg, clock, late, 6.0)  # early last heard at 0, 6 s behind: stopped before the outage
     clock.now = T0 + 20.0  # everyone silent by our clock
     assert {reg.pick_recent(60.0) for _ in range(20)} == {late.pubkey}
     assert reg.pick_recent(60.0, exclude={late.pubkey}) == early.pubkey  # better than nothing

@@ -35,7 +35,7 @@ START_SLOTS = 2  # before it has delivered anything
 PREFETCH = 1  # jobs handed to a delivering node beyond its slots, so it never waits on us
 LOST_INTERVALS = 2.0  # heartbeats missed before a node's jobs are taken back
 LOST_SLACK_S = 1.0  # a heartbeat late by a scheduling hiccup is not a lost node
-FRESH_INTERVALS = 1.0  # heard within this many intervals (+ the slack): a node new work prefers
+FRESH_INTERVALS = 1.5  # heard within this many intervals (+ the slack): a node new work prefers
 
 
 @dataclass
