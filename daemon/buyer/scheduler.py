@@ -73,6 +73,11 @@ BACKUP_MIN_SAMPLES = 3  # results of the run needed before "typical" means anyth
 # A backup (or a move) by the forecast must finish this share of the idle node's service time
 # before the attempt it copies is due: a copy that saves a few milliseconds is not worth its work.
 FORECAST_GAIN = 0.5
+# Finishes that differ by less than this (or this share of a job's service time) are alike: the
+# forecast does not choose between them, nor move a job for it (jobs of milliseconds on a busy
+# host measure mostly noise, and choosing by noise piles the work on a few nodes).
+MATERIAL_S = 0.25
+MATERIAL_SHARE = 0.2
 SUPERSEDED = "superseded"  # an attempt closed because another one's result won
 _result_encoder = msgspec.json.Encoder()
 _result_decoder = msgspec.json.Decoder(FileResult)
@@ -165,6 +170,11 @@ class _View:
 
     def finish(self, node: str) -> float:
         return forecast.finish_at(self.lanes_of[node], self.service_of[node])
+
+    def material(self) -> float:
+        """The least difference in finishes worth acting on (MATERIAL_S, MATERIAL_SHARE)."""
+        typical = statistics.median(self.service_of.values()) if self.service_of else 0.0
+        return max(MATERIAL_S, MATERIAL_SHARE * typical)
 
     def soonest(self, nodes: Iterable[str]) -> str | None:
         """Of `nodes` (all in the view), the one that finishes a job handed to it now first."""
@@ -389,7 +399,20 @@ class Scheduler:
             # else would it ever be measured (and the swarm's new nodes get a share)?
             return (self.registry.entry(node).service.samples > 0, *finish(node))
 
+        def measured_then_load(node: str) -> tuple[bool, float, float]:
+            e = self.registry.entry(node)
+            return (e.service.samples > 0, e.assigned_now / e.slots(), random.random())
+
         planned = [n for n in free if given[n] > 0]
+        # Alike: every free slot finishes within `material` of the best any lane could (busy ones too).
+        soonest = min(forecast.finish_at(ls, service_of[n]) for n, ls in lanes_of.items())
+        latest_free = max(forecast.finish_at(lanes_of[n], service_of[n]) for n in free)
+        alike = latest_free - soonest < view.material()
+        if alike or len(planned) == len(free):
+            # Every free slot is to be filled whichever job takes it (mid-run), or they are all
+            # alike (jobs of milliseconds, where measures are noise): the work is spread, least
+            # loaded first, and speed decides only who waits near the end.
+            return min(free, key=measured_then_load), True, 0.0
         if planned:
             return min(planned, key=measured_then_finish), True, 0.0
         best = min(free, key=finish)
@@ -1206,7 +1229,8 @@ class Scheduler:
             return None  # still queued (a move's business), or its node is out of sight
         due = att.started + view.service_of[att.node]
         gain = due - view.finish(best)
-        return best if gain > FORECAST_GAIN * view.service_of[best] else None
+        # As for stragglers, a copy that saves less than BACKUP_MIN_S costs more than it can save.
+        return best if gain > max(BACKUP_MIN_S, FORECAST_GAIN * view.service_of[best]) else None
 
     def _queued_behind(self, jobs: list[ActiveJob]) -> list[ActiveJob]:
         """Jobs that wait in a node's queue: on a node holding more of ours than it runs at once
@@ -1253,7 +1277,7 @@ class Scheduler:
         service = view.service_of[old.node]
         others = (forecast.Held(a.started) for a in view.held.get(old.node, ()) if a is not old)
         due = forecast.finish_at(forecast.lanes(now, view.width[old.node], service, others), service)
-        return best if view.finish(best) < due else None
+        return best if view.finish(best) < due - view.material() else None
 
     async def _move_queued(self, jobs: list[ActiveJob]) -> None:
         """A run with nothing left to hand out and a node with an idle slot that would finish it
