@@ -1169,16 +1169,17 @@ class Scheduler:
             await self._move_queued(open_jobs)
             typical = tracker.typical_s()
             after = max(BACKUP_MIN_S, BACKUP_FACTOR * typical) if typical is not None else None
+            usable = self.registry.usable_entries(now)  # judged once a pass; their slots are live
             view: _View | None = None
             for job in open_jobs:
                 att = job.current
                 if att is None or att.closed or job.backup is not None or not att.picked_up:
                     continue
-                if not any(e.free_slots() > 0 for e in self.registry.usable_entries(now)):
+                if not any(e.free_slots() > 0 for e in usable):
                     return  # no idle node left
-                view = view or self._forecast(now, self.registry.usable_entries(now))
+                view = view or self._forecast(now, usable)
                 straggling = after is not None and now - att.issued >= after
-                node = self._sooner_than(att, job, now, straggling, view)
+                node = self._sooner_than(att, job, now, straggling, view, usable)
                 if node is None:
                     continue
                 view = None  # that node's lanes change
@@ -1202,23 +1203,14 @@ class Scheduler:
                 )
 
     def _sooner_than(
-        self, att: Attempt, job: ActiveJob, now: float, straggling: bool, view: _View
+        self, att: Attempt, job: ActiveJob, now: float, straggling: bool, view: _View, usable: list[NodeEntry]
     ) -> str | None:
-        """An idle node (a free slot, untried by the job if there is one) for a copy of `att`:
-        the soonest to finish, for a straggler; else only one that the forecast has finishing
-        well before `att` is due. None: no copy."""
-        nodes = [
-            e.pubkey
-            for e in self.registry.fresh_first(
-                [
-                    e
-                    for e in self.registry.usable_entries(now, job.avoid | {att.node or ""})
-                    if e.free_slots() > 0
-                ],
-                now,
-            )
-            if e.pubkey in view.lanes_of
-        ]
+        """An idle node of `usable` (a free slot, untried by the job if there is one) for a copy
+        of `att`: the soonest to finish, for a straggler; else only one that the forecast has
+        finishing well before `att` is due. None: no copy."""
+        barred = job.avoid | {att.node or ""}
+        free = [e for e in usable if e.pubkey not in barred and e.free_slots() > 0]
+        nodes = [e.pubkey for e in self.registry.fresh_first(free, now) if e.pubkey in view.lanes_of]
         untried = [n for n in nodes if n not in job.tried]
         best = view.soonest(untried or nodes)
         if best is None or att.node is None:
