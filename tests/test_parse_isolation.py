@@ -13,6 +13,7 @@ import time
 
 import anyio
 import pytest
+from anyio.abc import Process
 from pylon.schemas.errors import ErrorCode
 
 from pylon.executors import parse_pool
@@ -140,6 +141,28 @@ async def test_warmed_workers_take_the_first_files_and_die_with_the_pool() -> No
         await ex.aclose()
     assert not any(alive(p) for p in pids)
     assert await ex.pool.warm(2) == 0  # a closed pool starts nothing
+
+
+async def test_a_worker_that_cannot_parse_its_warm_up_file_is_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """warm() counts a worker once it has parsed a file, not once its process exists: one that
+    dies first (here an interpreter that exits at once) fails the warm-up and leaves nothing."""
+    started: list[int] = []
+    real_start = anyio.open_process
+
+    async def exits_at_once(cmd: list[str], **kw: object) -> Process:
+        proc = await real_start([cmd[0], "-c", "pass"], **kw)  # type: ignore[arg-type]
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(parse_pool.anyio, "open_process", exits_at_once)
+    pool = parse_pool.ParsePool(workers=2)
+    with pytest.raises(ExecError) as err:
+        await pool.warm(2)
+    assert err.value.code == ErrorCode.EXEC_ERROR and "warm-up" in err.value.message
+    assert pool.started == 0 and pool._idle == [] and len(started) == 1
+    assert not alive(started[0])
 
 
 async def test_an_ollama_node_warms_its_parser_and_a_scripted_one_does_not() -> None:

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 from faults_support import attempts, wait_for
-from pylon.daemon.buyer.registry import SLOT_CAP, START_SLOTS, NodeEntry, NodeRegistry
+from pylon.daemon.buyer.registry import SLOT_CAP, START_SLOTS, NodeEntry, NodeRegistry, Outage
 from pylon.daemon.buyer.scheduler import Scheduler
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
@@ -80,8 +80,28 @@ def test_a_node_stops_counting_as_alive_after_two_missed_heartbeats() -> None:
     now = time.time()
     assert not e.lost(now + 2.5, 1.0)
     assert e.lost(now + 3.5, 1.0)
-    # Counted from when the swarm came back in sight (a relay restart), not from before it.
-    assert not e.lost(now + 3.5, 1.0, since=now + 2.0)
+
+
+def test_silence_before_an_outage_counts_and_the_outage_not_at_all() -> None:
+    e = heard("a" * 64, 1)  # heard at `now`, a 1 s interval: lost after 3 s of silence
+    now = time.time()
+    # Quiet 1.5 s when the relay went away; out of sight for 4 s.
+    outage = Outage(start=now + 1.5, end=now + 5.5)
+    # The outage proves nothing: 5 s after the last heartbeat, of which 1.5 s counted.
+    assert not e.lost(now + 5.5, 1.0, outage)
+    # The 1.5 s before it count: lost 1.5 s after it is back, not 3 s (a whole new window).
+    assert not e.lost(now + 6.9, 1.0, outage)
+    assert e.lost(now + 7.1, 1.0, outage)
+    # Quiet long before it: still the slack (1 s) after it is back to be heard, no less.
+    assert not e.lost(now + 11.9, 1.0, Outage(start=now + 6, end=now + 11))
+    assert e.lost(now + 12.1, 1.0, Outage(start=now + 6, end=now + 11))
+    # Heard just before it: as long as ever (3 s, less what it was quiet) once it is back.
+    assert not e.lost(now + 5.5 + 2.4, 1.0, Outage(start=now + 0.5, end=now + 5.5))
+    assert e.lost(now + 5.5 + 2.6, 1.0, Outage(start=now + 0.5, end=now + 5.5))
+    # Heard again after it: the outage is over for that node.
+    past = Outage(start=now - 10, end=now - 5)
+    assert not e.lost(now + 2.5, 1.0, past)
+    assert e.lost(now + 3.5, 1.0, past)
 
 
 class ConnectedPool:

@@ -38,6 +38,25 @@ LOST_SLACK_S = 1.0  # a heartbeat late by a scheduling hiccup is not a lost node
 FRESH_INTERVALS = 1.5  # heard within this many intervals (+ the slack): a node new work prefers
 
 
+@dataclass(frozen=True)
+class Outage:
+    """A span in which the swarm was out of sight (no relay, or not one node heard), our clock."""
+
+    start: float = 0.0
+    end: float = 0.0
+
+    def quiet(self, last_heard: float, now: float, credit: float) -> float:
+        """Seconds a node last heard at `last_heard` has been silent, the outage left out.
+
+        Heartbeats missed inside the outage prove nothing. The silence before it does, up to
+        `credit`: a node already quiet when the relay went away, and still quiet once it is
+        back, is not given a whole new window (with a relay restart that would add the
+        outage and the window again to every job lost with a dead node)."""
+        if last_heard >= self.end:
+            return now - last_heard
+        return max(0.0, now - self.end) + min(max(0.0, self.start - last_heard), credit)
+
+
 @dataclass
 class NodeEntry:
     pubkey: str
@@ -71,11 +90,21 @@ class NodeEntry:
             return default
         return min(max(self.heartbeat.interval_s, 0.1), MAX_HEARTBEAT_INTERVAL_S)
 
-    def silence(self, now: float, news: HeartbeatNews | None, window: float, since: float = 0.0) -> float:
-        """Seconds this node has been silent (see the module docstring); `since`: heard no
-        earlier than then, at the latest (heartbeats missed while we were out of sight)."""
+    def silence(
+        self,
+        now: float,
+        news: HeartbeatNews | None,
+        window: float,
+        outage: Outage | None = None,
+        credit: float = 0.0,
+    ) -> float:
+        """Seconds this node has been silent (see the module docstring), the swarm's last
+        `outage` left out (the silence before it counting for `credit` at most)."""
         assert self.last_heartbeat is not None
-        quiet = now - max(self.last_heartbeat, since)
+        if outage is None:
+            quiet = now - self.last_heartbeat
+        else:
+            quiet = outage.quiet(self.last_heartbeat, now, credit)
         return quiet if news is None else news.silence(quiet, self.heard_at, now, window)
 
     def online(self, now: float, default_interval: float, news: HeartbeatNews | None = None) -> bool:
@@ -113,13 +142,21 @@ class NodeEntry:
         return self.silence(now, news, window) <= window
 
     def lost(
-        self, now: float, default_interval: float, since: float = 0.0, news: HeartbeatNews | None = None
+        self,
+        now: float,
+        default_interval: float,
+        outage: Outage | None = None,
+        news: HeartbeatNews | None = None,
     ) -> bool:
-        """Silent for LOST_INTERVALS intervals (counted from `since` at the earliest)."""
+        """Silent for LOST_INTERVALS intervals (+ the slack), the swarm's last `outage` left
+        out. The silence before it counts, up to the intervals: a node heard just before it
+        has as long as ever to be heard again once it is back (one a reconnect backoff behind
+        us still makes it), and one quiet since well before is lost after the slack."""
         if self.last_heartbeat is None:
             return False
-        window = LOST_INTERVALS * self.interval(default_interval) + LOST_SLACK_S
-        return self.silence(now, news, window, since) > window
+        interval = self.interval(default_interval)
+        window = LOST_INTERVALS * interval + LOST_SLACK_S
+        return self.silence(now, news, window, outage, credit=LOST_INTERVALS * interval) > window
 
 
 @dataclass
@@ -247,9 +284,9 @@ class NodeRegistry:
         travels through them now, requests and their answers, is that much late too."""
         return self.news.lag(now, LOST_INTERVALS * self.heartbeat_s + LOST_SLACK_S)
 
-    def lost(self, pubkey: str, now: float, since: float = 0.0) -> bool:
+    def lost(self, pubkey: str, now: float, outage: Outage | None = None) -> bool:
         e = self.nodes.get(pubkey)
-        return e is not None and e.lost(now, self.heartbeat_s, since, self.news)
+        return e is not None and e.lost(now, self.heartbeat_s, outage, self.news)
 
     def pick_free(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """A usable node with a free slot, the least loaded (our jobs per slot) first, ties broken

@@ -39,7 +39,7 @@ import anyio
 import msgspec
 from pylon.daemon import private_runs
 from pylon.daemon.buyer import forecast
-from pylon.daemon.buyer.registry import SLOT_CAP, NodeEntry, NodeRegistry
+from pylon.daemon.buyer.registry import SLOT_CAP, NodeEntry, NodeRegistry, Outage
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import kinds
@@ -248,7 +248,7 @@ class Scheduler:
         self._queued_at: dict[str, deque[Attempt]] = {}  # by node: attempts waiting their turn there
         self._slots = anyio.Event()  # set (and replaced) whenever a slot may have freed
         self._held = False  # the swarm is out of sight (no relay, no node): clocks stop
-        self._back_at = 0.0  # when the swarm came back in sight (heartbeat ages count from then)
+        self._outage: Outage | None = None  # the swarm's last time out of sight
 
     # --- the interface --------------------------------------------------------------------
 
@@ -1120,9 +1120,9 @@ class Scheduler:
                 for j in self.active.values():
                     for att in j.open_attempts():
                         att.deadline += paused
+                self._outage = Outage(start=held_since, end=now)  # missed heartbeats prove nothing then
                 held_since = None
                 self._held = False
-                self._back_at = now  # heartbeats missed while out of sight prove nothing
                 log.info("swarm_back", held_s=round(paused, 2), active=len(self.active))
             self._expire(now)
             await self._send_backups(now)
@@ -1137,7 +1137,7 @@ class Scheduler:
         late = 2 * self.registry.news_lag(now)
         for job in list(self.active.values()):
             for att in job.open_attempts():
-                gone = bool(att.node) and self.registry.lost(att.node, now, since=self._back_at)
+                gone = bool(att.node) and self.registry.lost(att.node, now, self._outage)
                 if not gone and now - late <= att.deadline:
                     continue
                 alive = att.node is not None and self.registry.is_online(att.node, now)

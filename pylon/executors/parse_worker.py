@@ -20,6 +20,10 @@ MAX_JOB_BYTES = 32 * 1024 * 1024  # text is ≤ 8 MiB (deterministic.MAX_BYTES);
 # Address space a worker may use: a parse of the biggest accepted file needs a few hundred MiB;
 # a runaway allocation fails in the worker (MemoryError → exec_error) instead of swapping the node.
 MAX_WORKER_AS_BYTES = 4 * 1024 * 1024 * 1024
+# A first file, parsed by each worker the pool warms: the Python query compiled and every first
+# call of the extractor run before a job pays for them.
+WARM_UP_PATH = "warm_up.py"
+WARM_UP_TEXT = 'import os\n\n\nclass A:\n    """A."""\n\n    def f(self, x: int) -> int:\n        return x\n'
 
 
 class ParseJob(msgspec.Struct, frozen=True):
@@ -94,7 +98,8 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
 
 def main() -> None:
     _limit_memory()
-    # Warm the grammars before the first job arrives: the pool starts workers ahead of need.
+    # Warm the grammars before the first job arrives: the pool starts workers ahead of need
+    # (and ParsePool.warm then sends each one WARM_UP_TEXT).
     from pylon.executors import deterministic  # noqa: F401
 
     # stdout is the reply channel: anything else printing there would corrupt it.
