@@ -135,7 +135,8 @@ def test_a_node_that_stops_on_a_prompt_relay_is_lost_as_before(clock: Clock) -> 
 
 def test_a_silent_swarm_is_lost_by_our_own_clock(clock: Clock) -> None:
     """When no heartbeat comes in at all there is no news to measure against: the lone node that
-    stops (or a relay that stops passing anything) is judged by time since we heard it."""
+    stops (or a relay that stops passing anything) is judged by time since we heard it. (The
+    scheduler holds every clock meanwhile when several nodes went quiet at once: news_stalled.)"""
     _, lost_at = simulate(clock, 1, 10.0, lambda sent, seq: sent, dies={0: 3.0})
     assert lost_at[0] == pytest.approx(2.0 + 3.0, abs=0.15)
     _, lost_at = simulate(clock, 3, 10.0, lambda sent, seq: sent if sent < 3.0 else None)
@@ -214,3 +215,28 @@ def test_out_of_sight_the_outbox_prefers_nodes_heard_last(clock: Clock) -> None:
     clock.now = T0 + 20.0  # everyone silent by our clock
     assert {reg.pick_recent(60.0) for _ in range(20)} == {late.pubkey}
     assert reg.pick_recent(60.0, exclude={late.pubkey}) == early.pubkey  # better than nothing
+
+
+def test_news_from_nobody_of_several_nodes_is_a_stall_not_their_loss(clock: Clock) -> None:
+    """The soak's blackout: a relay that keeps the connection but passes nothing for 5 s made
+    the buyer take back the jobs of 45 live nodes of 50 at once. Several nodes heard just
+    before all news stopped means the relay (or our link) stalled: the scheduler holds every
+    clock (as for a relay restart) instead of judging each node by its silence."""
+    reg, _ = simulate(clock, 5, 10.0, lambda sent, seq: sent if sent < 3.0 else None)
+    last = T0 + 2.8  # the last heartbeat sent before 3.0 (node 4, k = 2)
+    assert reg.news.advanced_at == pytest.approx(last)
+    window = reg.stall_window()  # 1.5 intervals + 1 s
+    assert not reg.news_stalled(last + window - 0.1)
+    assert reg.news_stalled(last + window + 0.1)
+    # Out of sight from the last news on, when noticed in time; a long-quiet swarm: from now.
+    assert reg.quiet_since(last + window + 0.2) == pytest.approx(last)
+    assert reg.quiet_since(last + 60.0) == last + 60.0
+
+
+def test_one_node_falling_silent_is_no_stall(clock: Clock) -> None:
+    # Among others still heard: the news flows on.
+    reg, lost_at = simulate(clock, 5, 10.0, lambda sent, seq: sent, dies={2: 4.0})
+    assert set(lost_at) == {2} and not reg.news_stalled(clock.now)
+    # Alone: nobody to tell a dead node from a stalled relay by; it is judged on its own.
+    reg, lost_at = simulate(clock, 1, 10.0, lambda sent, seq: sent, dies={0: 3.0})
+    assert set(lost_at) == {0} and not reg.news_stalled(clock.now)

@@ -103,6 +103,7 @@ NODES: list[dict[str, Any]] = [
     ]
 ]
 NODE_PK = {n["name"]: pk(n["name"]) for n in NODES}
+SERVICE_S = {"n0": 0.41, "n1": 0.38, "n2": 0.52, "n3": 1.27, "n4": 2.9, "mac-studio": 0.19}
 
 RUN_FILES = {
     RUN_DONE: [
@@ -159,6 +160,9 @@ def node_infos() -> list[dict[str, Any]]:
                 "models": ["qwen2.5-coder:1.5b"] if n["name"] == "mac-studio" else [],
                 "price_msats": 1000,
                 "assigned_now": n["running"],
+                "slots": max(1, n["running"]) + (1 if n["completed"] > 100 else 0),
+                # how long our jobs take there (never measured on a node that ran none of them)
+                "service_s": SERVICE_S.get(n["name"]),
                 "banned": n["banned"],
             }
         )
@@ -225,6 +229,9 @@ def buyer_answers() -> dict[type, Any]:
         "stopped": False,
         "banned": [NODE_PK["n6"]],
         "dropped": {},
+        "backups": {"sent": 3, "won": 2, "lost": 1, "moved": 5},
+        "slots_declined": 7,
+        "reissued": {"provider_offline": 9, "timeout": 2},
     }
     stats = {
         "online_nodes": status["online_nodes"],

@@ -1107,11 +1107,19 @@ class Scheduler:
         while True:
             await anyio.sleep(SCAN_INTERVAL_S)
             now = time.time()
-            # No relay, or not one node heard from: the swarm is out of sight (a relay restart,
-            # our own network) and that is no node's fault. Hold every job's clock instead of
-            # burning its attempts, for up to OUTAGE_HOLD_S; after that fail over as usual.
-            if not self.pool.is_connected() or self.registry.online_count() == 0:
-                held_since = held_since or now
+            # No relay, not one node heard from, or news from nobody of several nodes heard
+            # just before: the swarm is out of sight (a relay restart or stall, our own
+            # network) and that is no node's fault. Hold every job's clock instead of burning
+            # its attempts, for up to OUTAGE_HOLD_S; after that fail over as usual.
+            if (
+                not self.pool.is_connected()
+                or self.registry.online_count() == 0
+                or self.registry.news_stalled(now)
+            ):
+                if held_since is None:
+                    # Out of sight from the last news on: a stall is noticed only a fresh
+                    # node's silence after it, and nothing missed since proves anything.
+                    held_since = self.registry.quiet_since(now)
                 self._held = True
                 if now - held_since < OUTAGE_HOLD_S:
                     continue
@@ -1120,7 +1128,7 @@ class Scheduler:
                 for j in self.active.values():
                     for att in j.open_attempts():
                         att.deadline += paused
-                self._outage = Outage(start=held_since, end=now)  # missed heartbeats prove nothing then
+                self._outage = Outage(start=held_since, end=now)
                 held_since = None
                 self._held = False
                 log.info("swarm_back", held_s=round(paused, 2), active=len(self.active))
@@ -1148,6 +1156,17 @@ class Scheduler:
                     job.backup = None
                     continue
                 phase = "heartbeat" if gone else ("result" if att.picked_up else "acknowledgement")
+                entry = self.registry.nodes.get(att.node or "")
+                log.info(
+                    "attempt_lost",
+                    job_id=job.tele.job_id,
+                    node=(att.node or "")[:12],
+                    phase=phase,
+                    reason=reason.value,
+                    age_s=round(now - att.issued, 2),
+                    heard_s=round(now - entry.last_heartbeat, 2) if entry and entry.last_heartbeat else None,
+                    news_lag_s=round(late / 2, 2),
+                )
                 if phase == "acknowledgement" and att.node:
                     self.registry.entry(att.node).missed_acks += 1
                 self._reissue(job, reason, f"no {phase} in time")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pylon.tui.fmt import age, state_text
+from pylon.tui.fmt import age, secs, state_text
 from pylon.tui.messages import OpenProvider
 from pylon.tui.model import short
 from pylon.tui.widgets.live_table import Cells, LiveTable
@@ -30,6 +30,15 @@ def _checks(node: Mapping[str, Any]) -> Text:
     return t
 
 
+def _ours(node: Mapping[str, Any]) -> Text:
+    """Our jobs on the node over the slots we fill there (its declared slots, earned by
+    delivering); full in bold: the node is taking all we give it."""
+    ours, slots = int(node.get("assigned_now") or 0), int(node.get("slots") or 0)
+    if not slots:
+        return Text(str(ours))
+    return Text(f"{ours}/{slots}", style="bold" if ours >= slots else "")
+
+
 class NodesTable(LiveTable):
     COLUMNS = (
         ("name", "name", 14),
@@ -37,7 +46,8 @@ class NodesTable(LiveTable):
         ("state", "state", 9),
         ("queue", "queue", 6),
         ("running", "running", 8),
-        ("assigned", "ours", 5),
+        ("assigned", "ours/slots", 10),
+        ("service", "service", 8),
         ("completed", "completed", 10),
         ("failed", "failures", 9),
         ("checks", "checks ✓/✗", 10),
@@ -60,7 +70,8 @@ class NodesTable(LiveTable):
             state_text(node_state(item)),
             str(item.get("queue_depth", 0)),
             str(item.get("running", 0)),
-            str(item.get("assigned_now", 0)),
+            _ours(item),
+            secs(item.get("service_s")),
             str(item.get("completed", 0)),
             Text(str(item.get("failed", 0)), style="red" if item.get("failed") else ""),
             _checks(item),

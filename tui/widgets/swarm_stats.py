@@ -16,7 +16,8 @@ from textual.widgets import Sparkline, Static
 
 
 class Figures(Static):
-    """Big numbers: online nodes, outstanding, completed, failed, success rate, latency, rate."""
+    """Big numbers: online nodes, outstanding, completed, failed, success rate, latency, rate,
+    and what the scheduler did about the swarm (re-issues, backups, moves, slots declined)."""
 
     _last: tuple[str, ...] | None = None
 
@@ -33,6 +34,7 @@ class Figures(Static):
             secs(stats.get("p50_e2e_s")),
             secs(stats.get("p95_e2e_s")),
             f"{stats.get('jobs_per_min', 0.0):.1f}" if stats else "-",
+            *_scheduler_values(st),
         )
         if values == self._last:
             return  # the same figures: skip the redraw
@@ -46,6 +48,10 @@ class Figures(Static):
             "bold",
             "bold",
             "bold cyan",
+            "bold yellow" if values[8] not in ("0", "-") else "bold",
+            "bold",
+            "bold",
+            "bold",
         )
         labels = (
             "online nodes",
@@ -56,6 +62,10 @@ class Figures(Static):
             "p50 end-to-end",
             "p95 end-to-end",
             "jobs/min",
+            "re-issued",
+            "backups won/sent",
+            "moved sooner",
+            "slots declined",
         )
         figs = [
             Text.assemble((f"{label}\n", "dim"), (value, style))
@@ -66,8 +76,24 @@ class Figures(Static):
             grid.add_column(justify="left")
         grid.add_row(*figs[:4])
         grid.add_row(Text(""), Text(""), Text(""), Text(""))
-        grid.add_row(*figs[4:])
+        grid.add_row(*figs[4:8])
+        grid.add_row(Text(""), Text(""), Text(""), Text(""))
+        grid.add_row(*figs[8:])
         self.update(grid, layout=False)  # a fixed-height panel: new figures need no layout pass
+
+
+def _scheduler_values(st: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Re-issued attempts, straggler copies that won / were sent, queued jobs moved to a node
+    that finishes them sooner, free slots left for a sooner one; '-' from a buyer too old to say."""
+    if "reissued" not in st:
+        return ("-", "-", "-", "-")
+    backups = st.get("backups") or {}
+    return (
+        str(sum((st.get("reissued") or {}).values())),
+        f"{backups.get('won', 0)}/{backups.get('sent', 0)}",
+        str(backups.get("moved", 0)),
+        str(st.get("slots_declined", 0)),
+    )
 
 
 class RateSpark(Vertical):
