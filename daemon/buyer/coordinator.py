@@ -28,7 +28,7 @@ from pylon.schemas.telemetry import JobState
 from pylon.home import buyer_dir, pylon_home
 from pylon.logs import get_logger
 from pylon.nostr import private_jobs
-from pylon.repomap.aggregate import MapFacts, gather_facts, write_data, write_overview
+from pylon.repomap.aggregate import MapFacts, artifact_paths, gather_facts, write_data, write_overview
 from pylon.repomap.gitsafe import public_repo
 from pylon.repomap.llm_map import DEFAULT_TOKENS
 from pylon.repomap.privacy import is_private
@@ -341,12 +341,7 @@ class MapCoordinator:
         )
         self.buyer.scheduler.end_run(run_id)
         self._store().finish_run(run_id, time.time())
-        return {
-            "repo_map": data["repo_map"],
-            "repo_map_md": data["repo_map_md"],
-            "overview": overview,
-            "index": data["index"],
-        }
+        return artifact_paths(data, overview)
 
     async def collect(self, run_id: str) -> tuple[dict[str, tuple[FileResult, str, str]], dict[str, str]]:
         checks = self.buyer.spot_checks

@@ -43,9 +43,15 @@ FRESH_INTERVALS = 1.5  # heard within this many intervals (+ the slack): a node 
 STALL_NODES = 2  # heard just before all news stopped: the relay stalled, not every node at once
 
 
+def fresh_window(interval: float) -> float:
+    """Silence within which a node counts as heard lately (it has missed no heartbeat)."""
+    return FRESH_INTERVALS * interval + LOST_SLACK_S
+
+
 @dataclass(frozen=True)
 class Outage:
-    """A span in which the swarm was out of sight (no relay, or not one node heard), our clock."""
+    """A span in which the swarm was out of sight (no relay, not one node heard, or the news
+    stalled), on our clock."""
 
     start: float = 0.0
     end: float = 0.0
@@ -143,7 +149,7 @@ class NodeEntry:
         new work goes to it only when no fresher node has room."""
         if self.last_heartbeat is None:
             return False
-        window = FRESH_INTERVALS * self.interval(default_interval) + LOST_SLACK_S
+        window = fresh_window(self.interval(default_interval))
         return self.silence(now, news, window) <= window
 
     def lost(
@@ -308,7 +314,7 @@ class NodeRegistry:
 
     def stall_window(self) -> float:
         """How long no news from anyone takes to be a stall: a fresh node's silence."""
-        return FRESH_INTERVALS * (self.news.newest_interval or self.heartbeat_s) + LOST_SLACK_S
+        return fresh_window(self.news.newest_interval or self.heartbeat_s)
 
     def quiet_since(self, now: float) -> float:
         """When the news stopped, for a swarm going out of sight now: the last heartbeat from
@@ -339,17 +345,6 @@ class NodeRegistry:
         """Every node a job may go to now (some may have no free slot)."""
         return [e for e in self.nodes.values() if e.pubkey not in exclude and self.usable(e, now)]
 
-    def pick_idle(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-        """A usable node with a slot that runs nothing of ours (prefetch credit does not count),
-        the least loaded first; None if there is none."""
-        now = time.time()
-        idle = self.fresh_first(
-            [e for e in self.usable_entries(now, exclude) if e.assigned_now < e.slots()], now
-        )
-        if not idle:
-            return None
-        return min(idle, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
-
     def pick_recent(self, within_s: float, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The least-loaded node heard from within `within_s`, online or not (for the outbox)."""
         now = time.time()
@@ -372,7 +367,7 @@ class NodeRegistry:
             e
             for e in heard
             if self.news.newest_sent - (e.heard_at or e.last_heartbeat or 0.0)
-            <= FRESH_INTERVALS * e.interval(self.heartbeat_s) + LOST_SLACK_S
+            <= fresh_window(e.interval(self.heartbeat_s))
         ]
         return min(recent or heard, key=lambda e: (e.assigned_now / e.slots(), random.random())).pubkey
 

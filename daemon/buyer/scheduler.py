@@ -392,7 +392,7 @@ class Scheduler:
         given = forecast.plan(lanes_of, service_of, to_go, until=free)  # mid-run: a few steps
 
         def finish(node: str) -> tuple[float, float]:
-            return (forecast.finish_at(lanes_of[node], service_of[node]), random.random())
+            return (view.finish(node), random.random())
 
         def measured_then_finish(node: str) -> tuple[bool, float, float]:
             # A node we have no measure of yet goes first while the plan has work for it: how
@@ -405,8 +405,8 @@ class Scheduler:
 
         planned = [n for n in free if given[n] > 0]
         # Alike: every free slot finishes within `material` of the best any lane could (busy ones too).
-        soonest = min(forecast.finish_at(ls, service_of[n]) for n, ls in lanes_of.items())
-        latest_free = max(forecast.finish_at(lanes_of[n], service_of[n]) for n in free)
+        soonest = min(view.finish(n) for n in lanes_of)
+        latest_free = max(view.finish(n) for n in free)
         alike = latest_free - soonest < view.material()
         if alike or len(planned) == len(free):
             # Every free slot is to be filled whichever job takes it (mid-run), or they are all
@@ -1267,19 +1267,10 @@ class Scheduler:
         `old`'s node's work sooner than that node, by the forecast; None if there is none."""
         if old.node is None:
             return None
-        idle = [
-            e.pubkey
-            for e in self.registry.fresh_first(
-                [
-                    e
-                    for e in self.registry.usable_entries(now, job.tried | job.avoid)
-                    if e.assigned_now < e.slots()
-                ],
-                now,
-            )
-            if e.pubkey in view.lanes_of
-        ]
-        best = view.soonest(idle)
+        # a slot that runs nothing of ours (prefetch credit does not count)
+        usable = self.registry.usable_entries(now, job.tried | job.avoid)
+        idle = self.registry.fresh_first([e for e in usable if e.assigned_now < e.slots()], now)
+        best = view.soonest(e.pubkey for e in idle if e.pubkey in view.lanes_of)
         if best is None:
             return None
         if old.node not in view.service_of:

@@ -35,6 +35,8 @@ KILL_GRACE_S = 1.0
 WARM_UP_TIMEOUT_S = 30.0  # twenty nodes' workers starting at once on two cores take seconds
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ParseReply)
+# What a pipe to a worker that died (or was killed) raises.
+_WORKER_GONE = (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, OSError)
 
 
 def default_workers() -> int:
@@ -76,9 +78,7 @@ class _Worker:
         with anyio.move_on_after(WARM_UP_TIMEOUT_S + KILL_GRACE_S):
             try:
                 return (await self.call(job)).result is not None
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, OSError):
-                return False
-            except (ExecError, msgspec.DecodeError):
+            except (*_WORKER_GONE, ExecError, msgspec.DecodeError):
                 return False
         return False
 
@@ -126,7 +126,7 @@ class ParsePool:
                     raise ExecError(
                         ErrorCode.TIMEOUT, f"parsing exceeded {timeout_s:g}s; the parser was killed"
                     )
-            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, OSError) as exc:
+            except _WORKER_GONE as exc:
                 raise ExecError(
                     ErrorCode.EXEC_ERROR, f"the parse worker died ({type(exc).__name__})"
                 ) from exc

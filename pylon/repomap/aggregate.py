@@ -200,13 +200,17 @@ def build_artifacts(
     failed: path -> error code of the files that got no valid result.
     """
     facts = gather_facts(out_dir, run_id=run_id, snapshot=snapshot, results=results, failed=failed)
-    paths = write_data(facts, tokens=tokens)
-    overview = write_overview(facts, narrative=narrative, narrative_by=narrative_by)
+    data = write_data(facts, tokens=tokens)
+    return artifact_paths(data, write_overview(facts, narrative=narrative, narrative_by=narrative_by))
+
+
+def artifact_paths(data: Mapping[str, str], overview: str) -> dict[str, str]:
+    """A run's artifact paths, in the order users see them: write_data's and the overview's."""
     return {
-        "repo_map": paths["repo_map"],
-        "repo_map_md": paths["repo_map_md"],
+        "repo_map": data["repo_map"],
+        "repo_map_md": data["repo_map_md"],
         "overview": overview,
-        "index": paths["index"],
+        "index": data["index"],
     }
 
 
