@@ -10,7 +10,14 @@ import os
 
 import msgspec
 
-from pylon.defaults import DEFAULT_MODEL, DEFAULT_OLLAMA_HOST, DEFAULT_RELAY, default_mint, default_relays
+from pylon.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_OLLAMA_HOST,
+    DEFAULT_RELAY,
+    DEFAULT_SLOTS,
+    default_mint,
+    default_relays,
+)
 
 __all__ = ["DEFAULT_RELAY", "BuyerConfig", "NodeConfig", "default_mint", "default_relays"]
 
@@ -23,7 +30,7 @@ class NodeConfig(msgspec.Struct, kw_only=True):
         default_factory=lambda: os.environ.get("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)
     )
     model: str = msgspec.field(default_factory=lambda: os.environ.get("PYLON_MODEL", DEFAULT_MODEL))
-    max_concurrency: int = 4
+    max_concurrency: int = DEFAULT_SLOTS
     queue_size: int = 4096
     heartbeat_s: float = 10.0
     price_msats: int = 0

@@ -1,4 +1,5 @@
-"""Where a local market listens by default: the one place these defaults live.
+"""Where a local market listens by default, and a node's default width: the one place these
+defaults live.
 
 The core (relay, mint, Ollama executor) and the daemons' settings (`pylon.daemon.config`) both
 read them from here, and the CLI's flags show them.
@@ -14,6 +15,9 @@ DEFAULT_RELAY = f"ws://{RELAY_HOST}:{RELAY_PORT}"
 MINT_PORT = 3338
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "qwen2.5-coder:1.5b"
+# Jobs a node runs at once unless its operator says otherwise; a buyer trusts a node it has
+# not seen deliver with as many (pylon.daemon.buyer.registry.START_SLOTS).
+DEFAULT_SLOTS = 4
 
 
 def default_relays() -> list[str]:

@@ -2,8 +2,10 @@
 
 A node's slots are what it declares (its heartbeat's `slots`, else its announce's
 max_concurrency), capped at SLOT_CAP and trusted only as far as it has delivered: it starts
-with START_SLOTS and earns one more per result accepted from it. One node claiming a huge
-concurrency therefore cannot attract every job; a fast node that delivers fills its slots.
+with START_SLOTS (a default node's width, so a fresh swarm of default nodes is used in full
+from its first round: with 2 s jobs, two slots a node at the start cost a 40-file map on six
+nodes a whole round) and earns one more per result accepted from it. One node claiming a
+huge concurrency therefore cannot attract every job; a fast node that delivers fills its slots.
 
 A node is judged by how long it has been silent, and silence is measured against the news: a
 relay (or a link) that falls behind delays every node's heartbeats alike, and that is no
@@ -28,6 +30,7 @@ from pylon.daemon.buyer.forecast import ServiceClock
 from pylon.schemas import rpc
 from pylon.schemas.events import Announce, Heartbeat, NodeState, NutzapInfo
 
+from pylon.defaults import DEFAULT_SLOTS
 from pylon.nostr.clock import ClockOffsets
 from pylon.nostr.event import InvalidEvent, NostrEvent
 from pylon.nostr.heartbeat import ONLINE_INTERVALS, parse_heartbeat
@@ -35,7 +38,7 @@ from pylon.nostr.nip89 import parse_announce
 
 MAX_HEARTBEAT_INTERVAL_S = 120.0
 SLOT_CAP = 32  # whatever a node declares
-START_SLOTS = 2  # before it has delivered anything
+START_SLOTS = DEFAULT_SLOTS  # before it has delivered anything
 PREFETCH = 1  # jobs handed to a delivering node beyond its slots, so it never waits on us
 LOST_INTERVALS = 2.0  # heartbeats missed before a node's jobs are taken back
 LOST_SLACK_S = 1.0  # a heartbeat late by a scheduling hiccup is not a lost node
