@@ -51,6 +51,7 @@ from pylon.nostr.event import (
     verify_event,
 )
 from pylon.nostr.filters import Filter
+from pylon.nostr.quickack import PromptAcks
 from pylon.nostr.refusals import Refusal, classify, stated_limit
 
 log = get_logger("pylon.relay_client")
@@ -398,8 +399,10 @@ class _RelayConn:
                         tg.start_soon(self._watch_recycle, self._recycle, tg.cancel_scope)
                         try:
                             await self.pool._on_connect(self)
+                            acks = PromptAcks(ws.transport)
                             async for message in ws:
                                 self.pool._on_message(self, message)
+                                acks.after_message()
                         except (OSError, websockets.WebSocketException) as exc:
                             # Caught here: escaping the task group would wrap it in a group.
                             self.last_error = f"{type(exc).__name__}: {exc}"
