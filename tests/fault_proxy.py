@@ -47,6 +47,7 @@ from typing import Any
 Matcher = bytes | Callable[[bytes], bool]
 
 _READ_CHUNK = 16 * 1024
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux
 _MATCH_WINDOW = 64 * 1024
 
 
@@ -144,13 +145,18 @@ class _Pipe:
         self.room.set()
         self.eof = False
 
-    async def read_loop(self, reader: asyncio.StreamReader) -> None:
+    async def read_loop(self, reader: asyncio.StreamReader, sock: socket.socket | None) -> None:
         p = self.proxy
         try:
             while True:
                 data = await reader.read(_READ_CHUNK)
                 if not data:
                     break
+                # A wire acknowledges nothing itself: the proxy's own delayed ACKs must not hold
+                # a Nagling relay's frames back for 40 ms (pylon/nostr/quickack.py says why).
+                if sock is not None and _QUICKACK is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
                 f = p.faults
                 delay = f.latency_s + (p.rng.uniform(-f.jitter_s, f.jitter_s) if f.jitter_s else 0.0)
                 # TCP keeps order: a chunk is never delivered before the one read before it.
@@ -371,9 +377,9 @@ class FaultProxy:
         self.stats_.active += 1
         up, down = _Pipe(self, conn, up=True), _Pipe(self, conn, up=False)
         conn.tasks = [
-            asyncio.create_task(up.read_loop(creader)),
+            asyncio.create_task(up.read_loop(creader, cwriter.get_extra_info("socket"))),
             asyncio.create_task(up.write_loop(uwriter)),
-            asyncio.create_task(down.read_loop(ureader)),
+            asyncio.create_task(down.read_loop(ureader, uwriter.get_extra_info("socket"))),
             asyncio.create_task(down.write_loop(cwriter)),
         ]
         f = self.faults
