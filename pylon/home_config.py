@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,20 @@ def relay_limits(home: Path | None = None) -> dict[str, Limits]:
         return {}  # a daemon already started past the config; its CLI reported the error
 
 
-def write(relay_urls: list[str], mint_url: str | None, home: Path | None = None) -> Path:
-    """Write the file (keeping per-relay limit sections of the old one)."""
+def write(
+    relay_urls: list[str],
+    mint_url: str | None,
+    home: Path | None = None,
+    limits: Mapping[str, Limits] | None = None,
+) -> Path:
+    """Write the file, keeping the per-relay limit sections of the old one; `limits` adds or
+    replaces sections (a stack declares the limits of the relays it runs itself)."""
     path = config_path(home or pylon_home())
     try:
         old = load(home)
     except ConfigError:
         old = HomeConfig()
+    sections = {**old.relay, **(limits or {})}
     lines = [
         "# Pylon configuration for this PYLON_HOME (see README: Configuration).",
         "# Flags (--relay, --mint) and the environment (PYLON_RELAYS, PYLON_MINT) override it.",
@@ -98,7 +106,7 @@ def write(relay_urls: list[str], mint_url: str | None, home: Path | None = None)
     ]
     if mint_url:
         lines.append(f"mint = {json.dumps(mint_url)}")
-    for url, lim in old.relay.items():
+    for url, lim in sections.items():
         fields: dict[str, Any] = msgspec.to_builtins(lim)
         if fields:
             lines += ["", f"[relay.{json.dumps(url)}]"]

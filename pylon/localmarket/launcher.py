@@ -175,8 +175,10 @@ class LocalMarket:
     def write_config(self) -> None:
         """PYLON_HOME/config.toml for this stack, so `pylon trail JOB` needs no --relay."""
         from pylon.home_config import write
+        from pylon.relay.embedded import declared_limits
 
-        write(self.relay_urls, self.mint_url, self.home)
+        ours = [] if self.external_relays else self.relay_urls[: self.relays]
+        write(self.relay_urls, self.mint_url, self.home, {u: declared_limits() for u in ours})
 
     def start_mint(self) -> None:
         self._spawn("mint", pylon_argv("mint", "up", "--port", str(self.mint_port)))

@@ -23,6 +23,8 @@ import anyio
 
 from pylon.defaults import RELAY_PORT
 from pylon.logs import get_logger
+from pylon.nostr.budget import DEFAULT
+from pylon.nostr.nip11 import Limits
 from pylon.nostr.sdk_loop import bind_running_loop
 
 log = get_logger("pylon.relay")
@@ -30,6 +32,14 @@ log = get_logger("pylon.relay")
 MAX_EVENT_BYTES = 64 * 1024
 MAX_REQS_PER_CONN = 2_000
 NOTES_PER_MINUTE = 6_000_000
+
+
+def declared_limits() -> Limits:
+    """What this relay takes, for the config of a stack that runs it: it publishes no NIP-11
+    document, and a publisher that knows no limit waits for the OK of every event bigger than
+    any the relay took before (a map's first requests, one after another). The content limit
+    is the default budget's, so events are fitted exactly as before."""
+    return Limits(max_message_length=MAX_EVENT_BYTES, max_content_length=DEFAULT.content)
 
 
 def parse_pubkeys(keys: Iterable[str]) -> set[str]:
