@@ -26,6 +26,7 @@ from pylon.daemon.intake_limits import (
 )
 from pylon.daemon.node_cancel import honour_cancel
 from pylon.daemon.node_store import NodeStore
+from pylon.daemon.resync_window import RESYNC_INTERVAL_S, ResyncWindow
 from pylon.daemon.rpc_server import CallContext, RpcFailure, RpcServer
 from pylon.schemas import kinds, rpc
 from pylon.schemas.ask import ASK_REDUCE_TASK, ASK_TASK
@@ -63,8 +64,6 @@ log = get_logger("pylon.node")
 CHUNK_FETCH_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 30.0
 FLUSH_INTERVAL_S = 0.25
-RESYNC_INTERVAL_S = 2.0
-RESYNC_LOOKBACK_S = 20
 
 
 @dataclass
@@ -116,7 +115,7 @@ class ProviderNode:
         self._tg: TaskGroup | None = None
         self.payments: Any = None  # set by the payments wiring (pylon.daemon.node_payments)
         self.announced_models: list[str] = []
-        self._newest_request = 0  # newest request created_at seen (buyer clock, capped at ours)
+        self._resync = ResyncWindow()  # how far back the next resync reaches
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -227,7 +226,7 @@ class ProviderNode:
     def _on_request(self, ev: NostrEvent) -> None:
         if ev.id in self._seen_set:
             return
-        self._newest_request = max(self._newest_request, clock.clamp_to_now(ev.created_at))
+        self._resync.saw(ev.created_at)
         self._remember(ev.id)
         if nip90.is_chunk(ev) or nip90.is_run_root(ev):
             return
@@ -524,7 +523,7 @@ class ProviderNode:
         """Catch requests the relay failed to push live (it drops events for lagging subscribers)."""
         while True:
             await anyio.sleep(RESYNC_INTERVAL_S)
-            since = self._resync_since()
+            mark, since = self._resync.begin(), self._resync.since()
             try:
                 late = await self.pool.resync(
                     "assigned", [Filter(kinds=[kinds.JOB_REQUEST], p=[self.pubkey], since=since)]
@@ -532,15 +531,9 @@ class ProviderNode:
             except Exception as exc:  # a resync is best effort; the next one tries again
                 log.warning("resync_failed", error=str(exc))
                 continue
+            self._resync.done(mark)
             if late:
                 log.info("resync_recovered", requests=late)
-
-    def _resync_since(self) -> int:
-        # On the buyers' clock where we have seen one of their requests (a look-back on ours
-        # would miss a buyer behind us); until then, widened by the clock slack.
-        if self._newest_request:
-            return self._newest_request - RESYNC_LOOKBACK_S
-        return clock.since(RESYNC_LOOKBACK_S)
 
     async def _flush_loop(self) -> None:
         assert self.store is not None

@@ -240,3 +240,29 @@ def test_one_node_falling_silent_is_no_stall(clock: Clock) -> None:
     # Alone: nobody to tell a dead node from a stalled relay by; it is judged on its own.
     reg, lost_at = simulate(clock, 1, 10.0, lambda sent, seq: sent, dies={0: 3.0})
     assert set(lost_at) == {0} and not reg.news_stalled(clock.now)
+
+
+def test_news_later_than_the_loss_window_is_a_backlog_not_their_loss(clock: Clock) -> None:
+    """The soak's other failure: a relay 9–15 s behind, and not alike for everyone (some
+    connections' heartbeats passed others'), had the buyer take back the jobs of every live
+    node of 50 at once: a node's heartbeat 5 s behind the freshest one looked like its silence.
+    News later than the loss window is a backlog: the scheduler holds every clock, as for a
+    stall, instead of judging nodes by it."""
+    nodes = 10
+
+    def two_lanes(sent: float, seq: int) -> float:
+        if sent < 3.0:
+            return sent
+        i = round((sent % INTERVAL) * nodes / INTERVAL) % nodes
+        return sent + (9.0 if i < nodes // 2 else 15.0)
+
+    reg, _ = simulate(clock, nodes, 17.5, two_lanes)
+    # All alive, the slow lane unheard since t=3 (its heartbeats come at 18 on): by how far it
+    # is behind the freshest heartbeat it looks lost.
+    assert sum(reg.lost(pk, clock.now) for pk in reg.nodes) == nodes // 2
+    assert reg.news_backlogged(clock.now)
+    # A prompt relay, or one behind by less than the window, is no backlog.
+    reg, _ = simulate(clock, nodes, 25.0, lambda sent, seq: sent)
+    assert not reg.news_backlogged(clock.now)
+    reg, lost_at = simulate(clock, nodes, 25.0, lambda sent, seq: sent + 1.5)
+    assert lost_at == {} and not reg.news_backlogged(clock.now)

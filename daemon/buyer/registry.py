@@ -16,8 +16,10 @@ silence is time since we last heard it. So a backlog on the way to us never make
 lost, and a dead node among live ones is lost exactly as before when there is none.
 
 When nothing comes in at all from several nodes heard just before (`news_stalled`), the relay
-or our link has stalled: the scheduler then calls the swarm out of sight, as for a relay
-restart, and judges no node until news flows again (`Outage`).
+or our link has stalled; when what comes in is later than a node's loss window
+(`news_backlogged`), it is too far behind to tell who is gone. Either way the scheduler calls
+the swarm out of sight, as for a relay restart, and judges no node until news flows promptly
+again (`Outage`).
 """
 
 from __future__ import annotations
@@ -314,6 +316,14 @@ class NodeRegistry:
             if e.last_heartbeat is not None and news.advanced_at - e.last_heartbeat <= window
         )
         return heard >= STALL_NODES
+
+    def news_backlogged(self, now: float) -> bool:
+        """The news comes in later than a node's loss window: the relay is that far behind,
+        and not alike for everyone (heartbeats queued on some connections pass others'), so a
+        node's heartbeat being seconds behind the freshest one no longer says it is gone. In
+        the soak a relay 9–15 s behind had every live node of 50 taken for lost at once."""
+        window = LOST_INTERVALS * (self.news.newest_interval or self.heartbeat_s) + LOST_SLACK_S
+        return self.news.lag(now, window) > window
 
     def stall_window(self) -> float:
         """How long no news from anyone takes to be a stall: a fresh node's silence."""

@@ -1111,15 +1111,28 @@ class Scheduler:
             # just before: the swarm is out of sight (a relay restart or stall, our own
             # network) and that is no node's fault. Hold every job's clock instead of burning
             # its attempts, for up to OUTAGE_HOLD_S; after that fail over as usual.
-            if (
-                not self.pool.is_connected()
-                or self.registry.online_count() == 0
-                or self.registry.news_stalled(now)
-            ):
+            why = (
+                "disconnected"
+                if not self.pool.is_connected()
+                else "no_node_online"
+                if self.registry.online_count() == 0
+                else "stalled"
+                if self.registry.news_stalled(now)
+                else "backlogged"
+                if self.registry.news_backlogged(now)
+                else None
+            )
+            if why is not None:
                 if held_since is None:
                     # Out of sight from the last news on: a stall is noticed only a fresh
                     # node's silence after it, and nothing missed since proves anything.
                     held_since = self.registry.quiet_since(now)
+                    log.info(
+                        "swarm_out_of_sight",
+                        reason=why,
+                        news_lag_s=round(self.registry.news_lag(now), 2),
+                        active=len(self.active),
+                    )
                 self._held = True
                 if now - held_since < OUTAGE_HOLD_S:
                     continue
