@@ -1,8 +1,9 @@
 """Fault benchmark: paid repo maps where nodes die or freeze mid-job, and the relay restarts.
 
 For each workload — `model` (the Ollama executor against tests/ollama_fake.py, --delay s a
-chat, --model-slots chats at once a node) and `deterministic` (tree-sitter parsing) — the same map runs on a fresh paid market
-(LMDB relay, mint, buyer, --nodes nodes, heartbeat --heartbeat s):
+chat, --model-slots chats at once a node) and `deterministic` (tree-sitter parsing) — the
+same map runs on a fresh paid market (LMDB relay, mint, buyer, --nodes nodes, heartbeat
+--heartbeat s):
 
     clean    no fault: the reference wall
     nodes    one node killed -9 and one frozen (SIGSTOP) while they hold jobs; thawed at the end
