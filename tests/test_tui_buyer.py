@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from ollama_fake import FakeOllama
+from pylon.daemon.buyer.registry import START_SLOTS
 from pylon.schemas import rpc
 from pylon.tui.app import PylonApp
 from pylon.tui.screens.buyer import BuyerScreen
@@ -124,9 +125,9 @@ async def test_nodes_tab_lists_the_live_nodes(market: LocalMarket) -> None:
         for name in ("n0", "n1"):
             assert f" {name} " in text
         assert text.count("online") >= 2 and "ago" in text  # state and last heartbeat
-        # Our jobs over the slots we fill there: 2 on a node that has delivered nothing yet.
+        # Our jobs over the slots we fill there: a default node's 4 (START_SLOTS), its width.
         assert "ours/slots" in text and "service" in text
-        assert text.count("/2 ") + text.count("/3 ") >= 2
+        assert text.count(f"/{START_SLOTS} ") >= 2
         assert "ollama" in text
 
         # Enter drills into a provider; Esc comes back.

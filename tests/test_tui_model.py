@@ -244,6 +244,40 @@ async def test_link_retries_with_backoff_then_loads_and_reconnects_after_a_drop(
         tg.cancel_scope.cancel()
 
 
+class DiesMidLoad(NodeFeed):
+    """The daemon answers the status, then is killed before the rest of the first load."""
+
+    async def load(self, call: Any) -> None:
+        await self.poll_status(call)
+        raise OSError("connection reset by peer")
+
+
+@pytest.mark.anyio
+async def test_a_daemon_that_dies_while_the_first_picture_loads_went_away() -> None:
+    # Seen in CI under load: the node's state was on screen, the node was killed before the
+    # first load ended, and the bar said "not reachable" (25 tries) instead of "went away".
+    model = NodeModel(Clock())
+    states: list[LinkState] = []
+    dropped = anyio.Event()
+
+    def on_state(s: LinkState) -> None:
+        states.append(s)
+        if not s.connected and s.lost_at is not None:
+            dropped.set()
+
+    link = Link(
+        FlakySource(down=0), feed_for=lambda w: DiesMidLoad(model), on_state=on_state, backoff=(0.01,)
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(link.run)
+        with anyio.fail_after(5):
+            await dropped.wait()
+        tg.cancel_scope.cancel()
+    assert model.status is not None and model.status["name"] == "n0"  # the picture it showed
+    lost = next(s for s in states if s.lost_at is not None)
+    assert lost.ever_connected and not lost.connected
+
+
 @pytest.mark.anyio
 async def test_link_calls_fail_cleanly_while_disconnected() -> None:
     link = Link(FlakySource(down=10**6), feed_for=lambda w: NodeFeed(NodeModel()), on_state=lambda s: None)

@@ -104,8 +104,15 @@ class Link:
                 self.client = None
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
+            # The daemon answered (its welcome came): whatever failed after that, even while the
+            # first picture was still loading, it went away; it was not unreachable.
             self._set(
-                connected=False, reason=reason, retry_in=self.backoff[0], attempts=0, lost_at=self.clock()
+                connected=False,
+                reason=reason,
+                retry_in=self.backoff[0],
+                attempts=0,
+                lost_at=self.clock(),
+                ever_connected=True,
             )
             await anyio.sleep(self.backoff[0])
 
