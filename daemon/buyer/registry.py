@@ -53,6 +53,11 @@ def fresh_window(interval: float) -> float:
     return FRESH_INTERVALS * interval + LOST_SLACK_S
 
 
+def loss_window(interval: float) -> float:
+    """Silence after which a node's jobs are taken back (and lateness past which news is a backlog)."""
+    return LOST_INTERVALS * interval + LOST_SLACK_S
+
+
 @dataclass(frozen=True)
 class Outage:
     """A span in which the swarm was out of sight (no relay, not one node heard, or the news
@@ -171,7 +176,7 @@ class NodeEntry:
         if self.last_heartbeat is None:
             return False
         interval = self.interval(default_interval)
-        window = LOST_INTERVALS * interval + LOST_SLACK_S
+        window = loss_window(interval)
         return self.silence(now, news, window, outage, credit=LOST_INTERVALS * interval) > window
 
 
@@ -298,7 +303,7 @@ class NodeRegistry:
     def news_lag(self, now: float) -> float:
         """Seconds the relays are behind in bringing us heartbeats (see HeartbeatNews.lag): what
         travels through them now, requests and their answers, is that much late too."""
-        return self.news.lag(now, LOST_INTERVALS * self.heartbeat_s + LOST_SLACK_S)
+        return self.news.lag(now, loss_window(self.heartbeat_s))
 
     def news_stalled(self, now: float) -> bool:
         """No heartbeat from anyone for longer than a fresh node's silence, where several
@@ -322,7 +327,7 @@ class NodeRegistry:
         and not alike for everyone (heartbeats queued on some connections pass others'), so a
         node's heartbeat being seconds behind the freshest one no longer says it is gone. In
         the soak a relay 9–15 s behind had every live node of 50 taken for lost at once."""
-        window = LOST_INTERVALS * (self.news.newest_interval or self.heartbeat_s) + LOST_SLACK_S
+        window = loss_window(self.news.newest_interval or self.heartbeat_s)
         return self.news.lag(now, window) > window
 
     def stall_window(self) -> float:

@@ -1111,17 +1111,7 @@ class Scheduler:
             # just before: the swarm is out of sight (a relay restart or stall, our own
             # network) and that is no node's fault. Hold every job's clock instead of burning
             # its attempts, for up to OUTAGE_HOLD_S; after that fail over as usual.
-            why = (
-                "disconnected"
-                if not self.pool.is_connected()
-                else "no_node_online"
-                if self.registry.online_count() == 0
-                else "stalled"
-                if self.registry.news_stalled(now)
-                else "backlogged"
-                if self.registry.news_backlogged(now)
-                else None
-            )
+            why = self._out_of_sight(now)
             if why is not None:
                 if held_since is None:
                     # Out of sight from the last news on: a stall is noticed only a fresh
@@ -1147,6 +1137,18 @@ class Scheduler:
                 log.info("swarm_back", held_s=round(paused, 2), active=len(self.active))
             self._expire(now)
             await self._send_backups(now)
+
+    def _out_of_sight(self, now: float) -> str | None:
+        """Why the swarm cannot be judged now (the scan loop holds every clock), or None."""
+        if not self.pool.is_connected():
+            return "disconnected"
+        if self.registry.online_count() == 0:
+            return "no_node_online"
+        if self.registry.news_stalled(now):
+            return "stalled"
+        if self.registry.news_backlogged(now):
+            return "backlogged"
+        return None
 
     def _expire(self, now: float) -> None:
         """Attempts past their deadline, or on a node that stopped heartbeating, are lost.
