@@ -278,6 +278,41 @@ async def test_a_daemon_that_dies_while_the_first_picture_loads_went_away() -> N
     assert lost.ever_connected and not lost.connected
 
 
+class SlowFirstLoad(NodeFeed):
+    """The node's state loads, then the rest of the first picture waits until `rest` is set."""
+
+    def __init__(self, model: NodeModel, rest: anyio.Event, shown: anyio.Event) -> None:
+        super().__init__(model)
+        self.rest = rest
+        self.shown = shown
+
+    async def load(self, call: Any) -> None:
+        await self.poll_status(call)
+        self.shown.set()
+        await self.rest.wait()
+        await self.poll_jobs(call)
+
+
+@pytest.mark.anyio
+async def test_a_switch_pressed_while_the_first_picture_loads_reaches_the_daemon() -> None:
+    # Seen in CI under load: ONLINE was on screen, `p` was pressed before the node's jobs had
+    # loaded, and the pause failed as "not connected" although the daemon had answered.
+    model = NodeModel(Clock())
+    rest, shown = anyio.Event(), anyio.Event()
+    link = Link(
+        FlakySource(down=0), feed_for=lambda w: SlowFirstLoad(model, rest, shown), on_state=lambda s: None
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(link.run)
+        with anyio.fail_after(5):
+            await shown.wait()
+        assert not link.connected  # the picture is not whole yet
+        status = await link.call(rpc.StatusReq())
+        assert status["name"] == "n0"
+        rest.set()
+        tg.cancel_scope.cancel()
+
+
 @pytest.mark.anyio
 async def test_link_calls_fail_cleanly_while_disconnected() -> None:
     link = Link(FlakySource(down=10**6), feed_for=lambda w: NodeFeed(NodeModel()), on_state=lambda s: None)

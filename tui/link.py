@@ -72,7 +72,8 @@ class Link:
         self.on_state = on_state
         self.clock = clock
         self.backoff = backoff
-        self.client: Client | None = None
+        self.client: Client | None = None  # set once the first picture has loaded
+        self._answering: Client | None = None  # set from the welcome on: calls may go out
         self.welcome: rpc.Welcome | None = None
         self.state = LinkState(
             connected=False, label=source.label, daemon=source.kind_hint, reason="connecting…", since=clock()
@@ -102,6 +103,7 @@ class Link:
                 reason = _why(_first_leaf(group))
             finally:
                 self.client = None
+                self._answering = None
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
             # The daemon answered (its welcome came): whatever failed after that, even while the
@@ -121,6 +123,10 @@ class Link:
         assert welcome is not None
         self.welcome = welcome
         feed = self.feed_for(welcome)
+        # The screens show what has loaded while the rest still loads (the node's state comes
+        # first): a switch pressed on what is shown must reach the daemon, not fail as "not
+        # connected".
+        self._answering = client
 
         async def call(req: rpc.Request, timeout: float | None = CALL_TIMEOUT_S) -> Any:
             return await client.call(req, timeout=timeout)
@@ -181,8 +187,9 @@ class Link:
         return self.client is not None
 
     async def call(self, req: rpc.Request, *, timeout: float | None = CALL_TIMEOUT_S) -> Any:
-        """One request on the live connection; raises NotConnected or RpcError."""
-        client = self.client
+        """One request on the live connection (from the daemon's welcome on, while the first
+        picture still loads); raises NotConnected or RpcError."""
+        client = self._answering
         if client is None:
             raise NotConnected(self.source.label)
         return await client.call(req, timeout=timeout)
