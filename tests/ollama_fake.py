@@ -91,6 +91,7 @@ class FakeOllama:
         self.version = version
         self.requests: list[RecordedRequest] = []
         self.peak_in_flight = 0
+        self.clients_gone = 0  # answers the client hung up on (not the fake's errors)
         self._in_flight = 0
         self._chats_seen = 0
         self._lock = threading.Lock()
@@ -107,7 +108,8 @@ class FakeOllama:
 
     def start(self) -> FakeOllama:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer((self._host, self._port), handler)
+        self._server = _Server((self._host, self._port), handler)
+        self._server.fake = self
         self._server.daemon_threads = True
         self._bound_port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -224,6 +226,19 @@ class FakeOllama:
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; True when the server is stopping instead."""
         return self._stopping.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    fake: FakeOllama
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client gone mid-answer (a node killed -9 in the fault tests) is not the fake's error:
+        # counted, not printed as a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            with self.fake._lock:
+                self.fake.clients_gone += 1
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -206,6 +206,32 @@ async def test_runs_are_concurrent() -> None:
     assert fake.peak_in_flight >= 2  # the executor does not serialise calls to Ollama
 
 
+def test_the_fake_counts_a_client_that_hangs_up_mid_chat_without_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import struct
+    import time
+
+    with FakeOllama(reply=REPLY, delay_s=0.5) as fake:  # the hang-up comes well before the answer
+        body = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % MODEL.encode()
+        with socket.create_connection(("127.0.0.1", fake.port)) as s:
+            s.sendall(
+                b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            deadline = time.monotonic() + 5
+            while not fake.chat_requests and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert fake.chat_requests, "the fake never read the chat"
+            # A reset, as a process killed -9 leaves it: the fake's answer then fails to write.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 5
+        while fake.clients_gone == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert fake.clients_gone == 1
+    assert "Traceback" not in capfd.readouterr().err
+
+
 async def test_reduce_writes_the_overview_without_a_schema() -> None:
     facts = "# Facts\n- app/greeter.py: Command-line greeter (Greeter, main)\n"
     with FakeOllama(reduce_reply="  Pylon greets people.\n\nStart at app/greeter.py.  ") as fake:
