@@ -66,6 +66,26 @@ def test_pick_free_fills_free_slots_only_and_spreads() -> None:
     assert reg.pick_free() == small.pubkey
 
 
+def test_a_swarm_at_full_load_is_judged_only_where_a_slot_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pick_free runs for every job: judging every node's liveness each time cost O(nodes)
+    # silence computations a job (107 us at 20 nodes), where only free slots can take it.
+    reg = NodeRegistry(heartbeat_s=1.0)
+    nodes = [heard(f"{i:064x}", 1) for i in range(20)]
+    reg.nodes = {e.pubkey: e for e in nodes}
+    for e in nodes[:-1]:
+        e.assigned_now = e.free_slots()
+    judged: list[str] = []
+    usable = reg.usable
+    monkeypatch.setattr(reg, "usable", lambda e, now: judged.append(e.pubkey) or usable(e, now))
+    assert reg.pick_free() == nodes[-1].pubkey
+    assert judged == [nodes[-1].pubkey]
+    assert reg.any_free() and not reg.any_free({nodes[-1].pubkey})
+    assert reg.any_online()
+    for e in nodes:
+        e.last_heartbeat = time.time() - 60
+    assert not reg.any_online() and reg.pick_free() is None
+
+
 def test_a_node_that_lets_an_assignment_expire_is_on_probation_until_it_delivers() -> None:
     e = heard("a" * 64, 16)
     e.completed_for_us = 4

@@ -296,6 +296,16 @@ class NodeRegistry:
         now = time.time()
         return sum(1 for e in self.nodes.values() if e.online(now, self.heartbeat_s, self.news))
 
+    def any_online(self) -> bool:
+        """Whether any node is online (stops at the first: asked for every job)."""
+        now = time.time()
+        return any(e.online(now, self.heartbeat_s, self.news) for e in self.nodes.values())
+
+    def any_free(self, exclude: set[str] | frozenset[str] = frozenset()) -> bool:
+        """Whether any node, usable or not, has a free slot: a counter, where usable is a
+        computation (and at full load only the node that has just delivered has one)."""
+        return any(e.free_slots() > 0 for e in self.nodes.values() if e.pubkey not in exclude)
+
     def is_online(self, pubkey: str, now: float | None = None) -> bool:
         e = self.nodes.get(pubkey)
         return e is not None and e.online(time.time() if now is None else now, self.heartbeat_s, self.news)
@@ -350,7 +360,13 @@ class NodeRegistry:
         now = time.time()
         best: list[NodeEntry] = []
         best_load = float("inf")
-        free = [e for e in self.usable_entries(now, exclude) if e.free_slots() > 0]
+        # Slots first, liveness only for those with one: picked for every job, and a swarm at
+        # full load has a free slot on one node or two, not on all of them.
+        free = [
+            e
+            for e in self.nodes.values()
+            if e.pubkey not in exclude and e.free_slots() > 0 and self.usable(e, now)
+        ]
         for e in self.fresh_first(free, now):
             load = e.assigned_now / e.slots()
             if load < best_load - 1e-9:

@@ -340,7 +340,7 @@ class Scheduler:
         while True:
             # Judged now, not by the scan loop's last verdict: a buyer that has just come up is
             # "held" until its next scan, and a job taken then must still respect the slots.
-            if not self.pool.is_connected() or self.registry.online_count() == 0:
+            if not self.pool.is_connected() or not self.registry.any_online():
                 # The swarm out of sight (a relay restart): no slot can free until it is back, so
                 # the job goes into the outbox for the node that was least loaded when last heard.
                 node = self.registry.pick(avoid) or self.registry.pick_recent(OUTAGE_HOLD_S, avoid)
@@ -380,6 +380,8 @@ class Scheduler:
         if tracker is None:
             node = self.registry.pick_free(avoid)
             return (node, True, 0.0) if node is not None else None
+        if not self.registry.any_free(avoid):
+            return None  # the common case under load, found without judging every node
         now = time.time()
         entries = self.registry.usable_entries(now, avoid)
         free = [e.pubkey for e in self.registry.fresh_first([e for e in entries if e.free_slots() > 0], now)]
@@ -1142,7 +1144,7 @@ class Scheduler:
         """Why the swarm cannot be judged now (the scan loop holds every clock), or None."""
         if not self.pool.is_connected():
             return "disconnected"
-        if self.registry.online_count() == 0:
+        if not self.registry.any_online():
             return "no_node_online"
         if self.registry.news_stalled(now):
             return "stalled"
