@@ -355,25 +355,28 @@ class NodeRegistry:
         return e is not None and e.lost(now, self.heartbeat_s, outage, self.news)
 
     def pick_free(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-        """A usable node with a free slot, the least loaded (our jobs per slot) first, ties broken
-        at random; None if every slot is taken."""
+        """A usable node with a free slot, the least loaded (our jobs per slot) first, heard
+        lately before not, ties broken at random; None if every slot is taken."""
         now = time.time()
-        best: list[NodeEntry] = []
-        best_load = float("inf")
-        # Slots first, liveness only for those with one: picked for every job, and a swarm at
-        # full load has a free slot on one node or two, not on all of them.
+        # Picked for every job, so the cheap tests go first: a free slot is a counter and the
+        # load a division, liveness a computation. In load order (ties at random) the first
+        # usable node heard lately wins, else the first usable one: the same choice as judging
+        # every node, after judging one or two.
         free = [
-            e
+            (round(e.assigned_now / e.slots(), 9), random.random(), e)
             for e in self.nodes.values()
-            if e.pubkey not in exclude and e.free_slots() > 0 and self.usable(e, now)
+            if e.pubkey not in exclude and e.free_slots() > 0
         ]
-        for e in self.fresh_first(free, now):
-            load = e.assigned_now / e.slots()
-            if load < best_load - 1e-9:
-                best, best_load = [e], load
-            elif abs(load - best_load) <= 1e-9:
-                best.append(e)
-        return random.choice(best).pubkey if best else None
+        free.sort(key=lambda c: (c[0], c[1]))
+        fallback: NodeEntry | None = None
+        for _, _, e in free:
+            if not self.usable(e, now):
+                continue
+            if e.fresh(now, self.heartbeat_s, self.news):
+                return e.pubkey
+            if fallback is None:
+                fallback = e
+        return fallback.pubkey if fallback is not None else None
 
     def usable_entries(self, now: float, exclude: set[str] | frozenset[str] = frozenset()) -> list[NodeEntry]:
         """Every node a job may go to now (some may have no free slot)."""
