@@ -19,6 +19,7 @@ test: setup
 # benchmarks: print figures and ratios (not pass/fail)
 bench: setup
     {{py}} bench/loop.py
+    {{py}} bench/pick.py
     {{py}} bench/repomap.py
     {{py}} bench/pay.py
     {{py}} bench/ask.py
