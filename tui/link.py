@@ -72,8 +72,8 @@ class Link:
         self.on_state = on_state
         self.clock = clock
         self.backoff = backoff
-        self.client: Client | None = None  # set once the first picture has loaded
-        self._answering: Client | None = None  # set from the welcome on: calls may go out
+        self._client: Client | None = None  # the session's, from the daemon's welcome on
+        self._loaded = False  # the session's first picture is whole
         self.welcome: rpc.Welcome | None = None
         self.state = LinkState(
             connected=False, label=source.label, daemon=source.kind_hint, reason="connecting…", since=clock()
@@ -102,8 +102,8 @@ class Link:
             except* (RpcError, OSError) as group:  # from the push stream or a poll, inside a task group
                 reason = _why(_first_leaf(group))
             finally:
-                self.client = None
-                self._answering = None
+                self._client = None
+                self._loaded = False
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
             # The daemon answered (its welcome came): whatever failed after that, even while the
@@ -126,7 +126,7 @@ class Link:
         # The screens show what has loaded while the rest still loads (the node's state comes
         # first): a switch pressed on what is shown must reach the daemon, not fail as "not
         # connected".
-        self._answering = client
+        self._client = client
 
         async def call(req: rpc.Request, timeout: float | None = CALL_TIMEOUT_S) -> Any:
             return await client.call(req, timeout=timeout)
@@ -135,7 +135,7 @@ class Link:
         # subscription's buffer instead of falling between the two.
         sub = await client.subscribe(feed.topics)
         await feed.load(call)
-        self.client = client
+        self._loaded = True
         self._set(
             connected=True,
             daemon=welcome.daemon,
@@ -184,12 +184,13 @@ class Link:
 
     @property
     def connected(self) -> bool:
-        return self.client is not None
+        """The session's first picture has loaded (calls go out before that: see `call`)."""
+        return self._loaded
 
     async def call(self, req: rpc.Request, *, timeout: float | None = CALL_TIMEOUT_S) -> Any:
         """One request on the live connection (from the daemon's welcome on, while the first
         picture still loads); raises NotConnected or RpcError."""
-        client = self._answering
+        client = self._client
         if client is None:
             raise NotConnected(self.source.label)
         return await client.call(req, timeout=timeout)
