@@ -20,9 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from pylon.daemon.buyer.registry import NodeRegistry  # noqa: E402
-from pylon.schemas.events import Heartbeat, NodeState  # noqa: E402
+from scheduler_support import idle_heartbeat  # noqa: E402
 
 
 def swarm(nodes: int) -> NodeRegistry:
@@ -30,10 +31,7 @@ def swarm(nodes: int) -> NodeRegistry:
     now = time.time()
     for i in range(nodes):
         e = reg.entry(f"{i:064x}")
-        e.heartbeat = Heartbeat(
-            name=f"n{i}", state=NodeState.ONLINE, queue_depth=0, running=0, completed=0, failed=0,
-            uptime_s=1.0, interval_s=2.0, slots=4,
-        )  # fmt: skip
+        e.heartbeat = idle_heartbeat(2.0, name=f"n{i}", slots=4)
         e.last_heartbeat = e.heard_at = now
         e.completed_for_us = 1
     reg.news.note(now, now, 2.0)

@@ -367,7 +367,7 @@ class NodeRegistry:
             for e in self.nodes.values()
             if e.pubkey not in exclude and e.free_slots() > 0
         ]
-        free.sort(key=lambda c: (c[0], c[1]))
+        free.sort(key=lambda c: c[:2])
         fallback: NodeEntry | None = None
         for _, _, e in free:
             if not self.usable(e, now):
