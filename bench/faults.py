@@ -64,10 +64,8 @@ PRICE_MSATS = 1000
 
 
 def busy(m: LocalMarket, name: str) -> bool:
-    """It holds a job of the map: queued, running, or run and its result not yet taken by the
-    relay (deterministic jobs run in milliseconds; the relay's answer takes longer)."""
     st = m.call(name, rpc.StatusReq())
-    return bool(st["running"] or st["queued"] or st.get("publishing"))
+    return bool(st["running"] or st["queued"])
 
 
 def run_once(
