@@ -239,10 +239,7 @@ class NodePayments:
     async def _completed(self, job_id: str) -> bool:
         """A job we finished; one still running gets the time it needs to finish first."""
         deadline = time.monotonic() + self.node.config.exec_timeout_s + 5
-        node = self.node
-        while (
-            job_id in node.running or job_id in node.queued or job_id in node.publishing
-        ) and time.monotonic() < deadline:
+        while (job_id in self.node.running or job_id in self.node.queued) and time.monotonic() < deadline:
             await anyio.sleep(0.05)
         store = self.node.store
         assert store is not None

@@ -64,7 +64,6 @@ log = get_logger("pylon.node")
 CHUNK_FETCH_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 30.0
 FLUSH_INTERVAL_S = 0.25
-PUBLISHING_PER_SLOT = 4  # results awaiting the relays' answer, per slot, before the workers wait
 
 
 @dataclass
@@ -73,7 +72,6 @@ class _Job:
     received_ms: int
     scope: anyio.CancelScope | None = None
     started_ms: int | None = None
-    finished_ms: int | None = None
     aborted: bool = False
 
 
@@ -106,12 +104,6 @@ class ProviderNode:
         self.counters = _Counters()
         self.running: dict[str, _Job] = {}
         self.queued: dict[str, _Job] = {}
-        # Run, their results on the way to the relays: a worker does not wait for the relays'
-        # answer (a slow relay among several held each job up to OK_GRACE_S, one across a WAN
-        # for its round trip) but takes its next job. Bounded: with that many unanswered, the
-        # workers wait for the relays before running more.
-        self.publishing: dict[str, _Job] = {}
-        self._publish_slots = anyio.Semaphore(PUBLISHING_PER_SLOT * max(1, config.max_concurrency))
         self._send, self._recv = anyio.create_memory_object_stream[_Job](max_buffer_size=math.inf)
         self._seen: deque[str] = deque(maxlen=50_000)
         self._seen_set: set[str] = set()
@@ -213,7 +205,7 @@ class ProviderNode:
         log.info("node_draining", running=len(self.running), queued=len(self.queued))
         with anyio.move_on_after(DRAIN_TIMEOUT_S):
             await self._publish_heartbeat()
-            while self.running or self.queued or self.publishing:
+            while self.running or self.queued:
                 self._idle = anyio.Event()
                 await self._idle.wait()
             await self._publish_heartbeat()
@@ -310,25 +302,16 @@ class ProviderNode:
         async for job in self._recv:
             if job.aborted:
                 continue
-            job_id = job.request.job_id
-            self.queued.pop(job_id, None)
-            self.running[job_id] = job
+            self.queued.pop(job.request.job_id, None)
+            self.running[job.request.job_id] = job
             try:
-                outcome = await self._execute(job)
-                # In `publishing` before it leaves `running`, with no await between: a payment
-                # for it always finds it in one of them (node_payments waits on both).
-                self.publishing[job_id] = job
+                await self._execute(job)
             finally:
-                self.running.pop(job_id, None)
-            await self._publish_slots.acquire()
-            self._spawn(self._deliver(job, outcome))
+                self.running.pop(job.request.job_id, None)
+                if not self.running and not self.queued:
+                    self._idle.set()
 
-    def _note_idle(self) -> None:
-        if not self.running and not self.queued and not self.publishing:
-            self._idle.set()
-
-    async def _execute(self, job: _Job) -> FileResult | ExecError:
-        """Run a job: its result, or why it failed."""
+    async def _execute(self, job: _Job) -> None:
         req = job.request
         job.started_ms = now_ms()
         self._record(job, "running")
@@ -354,28 +337,11 @@ class ProviderNode:
                 error = ExecError(ErrorCode.EXEC_ERROR, f"{type(exc).__name__}: {exc}"[:300])
         if scope.cancelled_caught or job.aborted:
             error = ExecError(ErrorCode.CANCELLED, "aborted by the node operator")
-        job.finished_ms = now_ms()
-        return error if error is not None else result
-
-    async def _deliver(self, job: _Job, outcome: FileResult | ExecError) -> None:
-        """Publish a run job's result (or its failure), then free its publishing slot."""
-        try:
-            await self._publish_outcome(job, outcome)
-        finally:
-            self.publishing.pop(job.request.job_id, None)
-            self._publish_slots.release()
-            self._note_idle()
-
-    async def _publish_outcome(self, job: _Job, outcome: FileResult | ExecError) -> None:
-        req = job.request
-        finished_ms = job.finished_ms or now_ms()
-        if isinstance(outcome, ExecError):
-            self._fail(job, outcome, finished_ms)
-            await self._publish_feedback(
-                req, FeedbackStatus.ERROR, error=outcome.code, message=outcome.message
-            )
+        finished_ms = now_ms()
+        if error is not None:
+            self._fail(job, error, finished_ms)
+            await self._publish_feedback(req, FeedbackStatus.ERROR, error=error.code, message=error.message)
             return
-        result = outcome
         timing = ResultTiming(received_ms=job.received_ms, started_ms=job.started_ms, finished_ms=finished_ms)
         # Fitted to the relays' limits, re-fitted when one refuses it as too large (issue 9).
         out = await fitting.publish_result(
@@ -595,7 +561,6 @@ class ProviderNode:
             loop_stalls=self.loop_watch.stalls,
             loop_max_ms=round(self.loop_watch.max_ms, 1),
             warming=self.warming,
-            publishing=len(self.publishing),
         )
 
     async def set_state(self, state: NodeState) -> rpc.NodeStatus:

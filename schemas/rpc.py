@@ -268,7 +268,6 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     loop_stalls: int = 0  # times the event loop woke >100 ms late (pylon.loopwatch)
     loop_max_ms: float = 0.0  # the worst of them
     warming: bool = False  # still starting its parse workers (it takes jobs meanwhile)
-    publishing: int = 0  # run, their results not yet answered by the relays
 
 
 class NodeJob(msgspec.Struct, kw_only=True):

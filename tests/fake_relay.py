@@ -1,5 +1,5 @@
 """A tiny scriptable NIP-01 relay for tests: it stores and serves events like a relay, and can
-misbehave on purpose (garbage frames, a lying NIP-11 document, no OK or a late one, CLOSED for every REQ,
+misbehave on purpose (garbage frames, a lying NIP-11 document, no OK, CLOSED for every REQ,
 size limits with nostr-relay's answer style, NIP-42 auth, rate limits, blocking).
 
 Runs in a thread with its own asyncio loop, so both async tests and daemons in other
@@ -53,7 +53,6 @@ class FakeRelay:
     auth: bool = False  # NIP-42: nothing is read or written before AUTH
     rate_limit_first: int = 0  # refuse the first N events with rate-limited:
     block_all: bool = False
-    hold_ok_kinds: frozenset[int] = frozenset()  # store and serve these, answer OK only on release_oks()
     events: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     refused_ids: list[str] = field(default_factory=list)
@@ -64,7 +63,6 @@ class FakeRelay:
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._subs: list[tuple[Any, str, list[dict[str, Any]]]] = []
-        self._held_oks: list[tuple[Any, str]] = []
         self._stop: asyncio.Future[None] | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -84,19 +82,6 @@ class FakeRelay:
         if self._stop is not None and not self._stop.done():
             self._loop.call_soon_threadsafe(self._stop.set_result, None)
         self._thread.join(10)
-
-    def release_oks(self) -> None:
-        """Send the OKs held back for `hold_ok_kinds`, and answer those kinds at once from now on."""
-        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._release()))
-
-    async def _release(self) -> None:
-        self.hold_ok_kinds = frozenset()
-        held, self._held_oks = self._held_oks, []
-        for ws, eid in held:
-            try:
-                await ws.send(json.dumps(["OK", eid, True, ""]))
-            except websockets.ConnectionClosed:
-                pass
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -182,10 +167,7 @@ class FakeRelay:
             await ws.send(json.dumps(["OK", eid, True, "duplicate: have it"]))
             return
         self.events.append(ev)
-        if ev["kind"] in self.hold_ok_kinds:
-            self._held_oks.append((ws, eid))
-        else:
-            await ws.send(json.dumps(["OK", eid, True, ""]))
+        await ws.send(json.dumps(["OK", eid, True, ""]))
         for sws, sid, filters in list(self._subs):
             if any(matches(f, ev) for f in filters):
                 try:
