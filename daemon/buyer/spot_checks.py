@@ -88,18 +88,20 @@ class SpotChecks:
         self._tg.start_soon(self._check_then_settle, tele, forced)
 
     async def _check_then_settle(self, tele: JobTelemetry, forced: bool) -> None:
-        run = tele.run_id or ""
         try:
             await self._check(tele, forced)
         except Exception as exc:  # a check that breaks must not take the buyer down
             log.warning("spot_check_failed", job_id=tele.job_id, error=str(exc))
         finally:
-            self._pending[run] -= 1
-            if self._pending[run] <= 0:
-                self._pending.pop(run, None)
-                ev = self._settled.pop(run, None)
-                if ev is not None:
-                    ev.set()
+            self._one_done(tele.run_id or "")
+
+    def _one_done(self, run: str) -> None:
+        self._pending[run] -= 1
+        if self._pending[run] <= 0:
+            self._pending.pop(run, None)
+            ev = self._settled.pop(run, None)
+            if ev is not None:
+                ev.set()
 
     async def settle(self, run_id: str) -> None:
         """Wait until every check of the run's results is decided."""
@@ -234,7 +236,13 @@ class SpotChecks:
         self._store().put_standing(provider, s.passed, s.failed)
         self.buyer.registry.entry(provider).checks = (s.passed, s.failed)
         if not agreed and not was_suspect and self._tg is not None:
-            self._tg.start_soon(self._recheck_all_of, provider)
+            # Pending in every open run from now: the re-checks are found in the store only
+            # once the task runs, and a run whose last check ends meanwhile must not settle
+            # (and write the provider's other results) before they are counted.
+            runs = set(self.buyer.scheduler.runs)
+            for run in runs:
+                self._pending[run] = self._pending.get(run, 0) + 1
+            self._tg.start_soon(self._recheck_all_of, provider, runs)
         self._apply_distrust(provider)
 
     def _apply_distrust(self, provider: str) -> None:
@@ -245,12 +253,15 @@ class SpotChecks:
             entry.banned = True
             log.warning("provider_distrusted", pubkey=provider[:12], mode=self.mode)
 
-    async def _recheck_all_of(self, provider: str) -> None:
+    async def _recheck_all_of(self, provider: str, runs: set[str]) -> None:
         """A provider just failed a check: every other result it gave in open runs gets one too."""
-        runs = set(self.buyer.scheduler.runs)
-        for tele in await self._store().completed_jobs_of(provider, runs):
-            if tele.job_id not in self._checked:
-                self._spawn(tele, forced=True)
+        try:
+            for tele in await self._store().completed_jobs_of(provider, runs):
+                if tele.job_id not in self._checked:
+                    self._spawn(tele, forced=True)
+        finally:
+            for run in runs:
+                self._one_done(run)
 
     def may_pay(self, provider: str) -> bool:
         return not self.policy.distrusted(provider)
