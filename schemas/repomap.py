@@ -63,6 +63,9 @@ class RepoMap(msgspec.Struct):
     failed: dict[str, str] = {}  # path -> error code
     skipped: dict[str, int] = {}  # reason -> count
     skipped_files: dict[str, list[str]] = {}  # reason -> paths (Snapshot.skipped_files)
+    # Files whose result a spot check disagreed with and no majority settled: their entry is the
+    # first node's answer, which nobody could confirm (pylon.daemon.buyer.spot_checks).
+    disputed: list[str] = []
 
 
 class HitSymbol(msgspec.Struct):

@@ -369,9 +369,13 @@ class CheckSummary(msgspec.Struct, kw_only=True):
 
     checked: int = 0  # files whose result was computed again elsewhere
     agreed: int = 0  # of those, files no check disagreed on
-    disagreed: int = 0  # files where some node disagreed (a third node settled it)
+    disagreed: int = 0  # files where some node disagreed (a third node was asked to settle it)
     check_jobs: int = 0  # second and third opinions sent out
     cost_msats: int = 0  # what the answered check jobs cost at the bid
+    overturned: int = 0  # files whose first result lost the vote: the majority's result is in the map
+    # Files whose result a check disagreed with and no majority settled (no third node was free,
+    # or all three differed): the map keeps the first result, marked "disputed" in repo_map.json.
+    disputed: list[str] = msgspec.field(default_factory=list)
 
 
 class MapSummary(msgspec.Struct, kw_only=True):

@@ -319,8 +319,11 @@ class MapCoordinator:
 
         The facts are gathered once; the map, its Markdown and the index are written while the
         model writes the narrative, and only the overview waits for it."""
+        disputed = (await self._store().run_disputes(run_id))[1] if self.buyer.spot_checks else []
         facts = await anyio.to_thread.run_sync(
-            lambda: gather_facts(out, run_id=run_id, snapshot=snap, results=results, failed=failed)
+            lambda: gather_facts(
+                out, run_id=run_id, snapshot=snap, results=results, failed=failed, disputed=disputed
+            )
         )
         data: dict[str, str] = {}
 

@@ -6,7 +6,9 @@ answered. Agreement is recorded for both. A disagreement goes to a third node an
 wins: the out-voted result is replaced in the store (so it never reaches `repo_map.json`), its
 provider loses standing, and once a provider failed a check every other result it gave in the
 runs still open is checked too. After `distrust_after` failed checks a provider gets no more jobs
-(`distrusted = "exclude"`) or keeps getting them unpaid (`"unpaid"`).
+(`distrusted = "exclude"`) or keeps getting them unpaid (`"unpaid"`). A disagreement no majority
+settles (no third node free, or three different answers) leaves the first result in place: the
+run's summary names the file and `repo_map.json` marks it `disputed`.
 
 A check is an ordinary job of the scheduler: assigned, paid and trailed like any other; it has
 no run of its own (the run's counts stay the files'), and the run's summary says what checking
@@ -146,7 +148,9 @@ class SpotChecks:
         log.warning("spot_check_disagreed", job_id=tele.job_id, path=tele.path, subject=subject[:12])
         third = await self._run_check(tele, original, text, avoid=frozenset({subject, checker}))
         if third is None:
-            return  # no third node: the disagreement stays on record, nobody is out-voted
+            # No third node: nobody is out-voted, and the run's summary names the file.
+            self._outcome(tele, "undecided")
+            return
         referee, tie_break, _ = third
         parties = [
             (subject, original, tele.job_id),
@@ -156,11 +160,21 @@ class SpotChecks:
         outcome = vote([r for _, r, _ in parties])
         if outcome.winner is None:
             log.warning("spot_check_no_majority", job_id=tele.job_id, path=tele.path)
+            self._outcome(tele, "undecided")
             return
         for i, (provider, _, _) in enumerate(parties):
             self._record(provider, i not in outcome.losers)
-        if 0 in outcome.losers:
-            await self._overturn(tele, parties[outcome.winner][2], subject)
+        if 0 not in outcome.losers:
+            self._outcome(tele, "upheld")
+        elif await self._overturn(tele, parties[outcome.winner][2], subject):
+            self._outcome(tele, "overturned")
+        else:  # the winner's result is not in the store: the loser's stays, in dispute
+            self._outcome(tele, "undecided")
+
+    def _outcome(self, tele: JobTelemetry, outcome: str) -> None:
+        self._store().put_check_outcome(
+            job_id=tele.job_id, run_id=tele.run_id, path=tele.path, outcome=outcome, at=time.time()
+        )
 
     async def _run_check(
         self, tele: JobTelemetry, original: FileResult, text: str, *, avoid: frozenset[str]
@@ -217,15 +231,17 @@ class SpotChecks:
         note(done.provider_pubkey, compare(original, result).value)
         return done.provider_pubkey, result, check_id
 
-    async def _overturn(self, tele: JobTelemetry, winner_job: str, loser: str) -> None:
-        """The original result lost the vote: the winning check's result takes its place."""
+    async def _overturn(self, tele: JobTelemetry, winner_job: str, loser: str) -> bool:
+        """The original result lost the vote: the winning check's result takes its place (False
+        when that result is not in the store, and the original stays)."""
         store = self._store()
         row = await store.result_row(winner_job)
         if row is None:
-            return
+            return False
         result_id, provider, content = row
         store.put_result(tele.job_id, result_id, provider, content)
         log.warning("spot_check_overturned", job_id=tele.job_id, path=tele.path, loser=loser[:12])
+        return True
 
     # --- standing -------------------------------------------------------------------------
 
@@ -272,8 +288,15 @@ class SpotChecks:
 
     async def run_summary(self, run_id: str) -> rpc.CheckSummary:
         checked, agreed, disagreed, jobs, cost = await self._store().run_check_totals(run_id)
+        overturned, disputed = await self._store().run_disputes(run_id)
         return rpc.CheckSummary(
-            checked=checked, agreed=agreed, disagreed=disagreed, check_jobs=jobs, cost_msats=cost
+            checked=checked,
+            agreed=agreed,
+            disagreed=disagreed,
+            check_jobs=jobs,
+            cost_msats=cost,
+            overturned=overturned,
+            disputed=disputed,
         )
 
 

@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS checks (
     checker TEXT, verdict TEXT NOT NULL, at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checks_job ON checks(job_id);
+CREATE TABLE IF NOT EXISTS check_outcomes (
+    job_id TEXT PRIMARY KEY, run_id TEXT, path TEXT NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS standing (
     provider TEXT PRIMARY KEY, passed INTEGER NOT NULL, failed INTEGER NOT NULL
 );
@@ -309,6 +312,24 @@ class BuyerStore:
             "INSERT OR REPLACE INTO checks VALUES (?,?,?,?,?,?,?)",
             (check_job_id, job_id, run_id, subject, checker, verdict, at),
         )
+
+    def put_check_outcome(
+        self, *, job_id: str, run_id: str | None, path: str, outcome: str, at: float
+    ) -> None:
+        """How a disagreement over `job_id`'s result ended: upheld, overturned or undecided."""
+        self._write(
+            "INSERT OR REPLACE INTO check_outcomes VALUES (?,?,?,?,?)", (job_id, run_id, path, outcome, at)
+        )
+
+    async def run_disputes(self, run_id: str) -> tuple[int, list[str]]:
+        """(results overturned by a vote, paths whose disagreement no vote settled) in a run."""
+        rows = await self._fetch(
+            "SELECT outcome, path FROM check_outcomes WHERE run_id = ? AND outcome IN "
+            "('overturned', 'undecided') ORDER BY path",
+            (run_id,),
+        )
+        overturned = sum(1 for outcome, _ in rows if outcome == "overturned")
+        return overturned, [str(path) for outcome, path in rows if outcome == "undecided"]
 
     def put_standing(self, provider: str, passed: int, failed: int) -> None:
         self._write("INSERT OR REPLACE INTO standing VALUES (?,?,?)", (provider, passed, failed))

@@ -249,6 +249,23 @@ def map_cmd(
         stdout.print(
             "skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(res["skipped"].items())), markup=False
         )
+    checks = res.get("checks")
+    if checks and checks.get("check_jobs"):
+        disputed = checks.get("disputed", [])
+        stdout.print(
+            f"spot checks: {checks['checked']} files computed again elsewhere, {checks['agreed']} agreed, "
+            f"{checks.get('overturned', 0)} out-voted and replaced, {len(disputed)} disputed "
+            f"({checks['check_jobs']} check jobs, {checks['cost_msats'] // 1000} sats)",
+            markup=False,
+            highlight=False,
+        )
+        if disputed:
+            more = f" and {len(disputed) - 10} more" if len(disputed) > 10 else ""
+            stdout.print(
+                "  disputed (no majority; the first answer is kept): " + ", ".join(disputed[:10]) + more,
+                markup=False,
+                highlight=False,
+            )
     for name, path in res["artifacts"].items():
         stdout.print(f"  {name:<11} {path}", markup=False, highlight=False)
 

@@ -55,6 +55,7 @@ def build_repo_map(
     results: Mapping[str, tuple[FileResult, str, str]],
     failed: Mapping[str, str],
     graph: FileGraph,
+    disputed: Iterable[str] = (),
 ) -> RepoMap:
     ranks = pagerank(graph.nodes, graph.edges)
     used_by = graph.used_by()
@@ -94,6 +95,7 @@ def build_repo_map(
         failed=dict(sorted(failed.items())),
         skipped=dict(snapshot.skipped),
         skipped_files=dict(snapshot.skipped_files),
+        disputed=sorted(p for p in set(disputed) if p in files),
     )
 
 
@@ -120,11 +122,15 @@ def gather_facts(
     snapshot: Snapshot,
     results: Mapping[str, tuple[FileResult, str, str]],
     failed: Mapping[str, str] | None = None,
+    disputed: Iterable[str] = (),
 ) -> MapFacts:
-    """The repo map (graph and ranks included), its entry points and commands; writes nothing."""
+    """The repo map (graph and ranks included), its entry points and commands; writes nothing.
+    `disputed`: files whose result a spot check disagreed with and no vote settled."""
     failed = dict(failed or {})
     graph = build_graph({p: r for p, (r, _, _) in results.items()}, paths=failed)
-    repo_map = build_repo_map(run_id=run_id, snapshot=snapshot, results=results, failed=failed, graph=graph)
+    repo_map = build_repo_map(
+        run_id=run_id, snapshot=snapshot, results=results, failed=failed, graph=graph, disputed=disputed
+    )
     root = Path(snapshot.root)
     return MapFacts(
         out_dir=Path(out_dir),
@@ -502,6 +508,17 @@ def render_overview(
     else:
         out.append("- none found")
     out.append("")
+
+    if repo_map.disputed:
+        out += [
+            "## Disputed",
+            "",
+            f"Spot checks disagreed over the results of {_count(len(repo_map.disputed), 'file')} and no "
+            "majority settled it; the map keeps the first node's answer:",
+            "",
+            f"- {_names(repo_map.disputed, len(repo_map.disputed))}",
+            "",
+        ]
 
     if repo_map.failed or repo_map.skipped:
         out += ["## Not mapped", ""]
