@@ -47,15 +47,20 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMarket]:
         yield m
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("repo")
+def make_repo(root: Path, salt: str = "") -> Path:
     for i in range(8):  # two symbols each: a dropped one always shows
-        (root / f"m{i}.py").write_text(f"def f{i}(x):\n    return x + {i}\n\n\nclass K{i}:\n    pass\n")
+        (root / f"m{i}.py").write_text(
+            f"def f{i}{salt}(x):\n    return x + {i}\n\n\nclass K{i}{salt}:\n    pass\n"
+        )
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "x")
     return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("repo"))
 
 
 def test_files_whose_check_no_majority_settled_are_named_in_the_summary_and_the_map(
@@ -92,3 +97,21 @@ def test_the_human_summary_says_what_checking_found(market: LocalMarket, repo: P
     named = next((x for x in res.stdout.splitlines() if "disputed (no majority" in x), None)
     assert named is not None, res.stdout
     assert any(f"m{i}.py" in named for i in range(8)), named
+
+
+def test_a_disputed_result_is_not_reused_by_the_next_run(market: LocalMarket, tmp_path: Path) -> None:
+    # Contents of their own: no earlier run of this module cached any of these files.
+    (tmp_path / "repo").mkdir()
+    repo = make_repo(tmp_path / "repo", salt="_again")
+
+    def run_map(*flags: str) -> dict:
+        res = market.cli("map", str(repo), "--out", str(tmp_path / "out"), "--json", *flags, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    first = run_map()
+    disputed = first["checks"]["disputed"]
+    assert disputed, first["checks"]
+    again = run_map()
+    # Every undisputed file comes from the cache; the disputed ones are mapped (and checked) again.
+    assert again["cached"] == 8 - len(disputed) and again["sent"] == len(disputed), again

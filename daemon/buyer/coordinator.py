@@ -236,7 +236,9 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
-        await self.cache.store(snap.files, results)
+        # A disputed result is not reused: the next run maps (and checks) the file again.
+        disputed = set(await self.disputed(run_id))
+        await self.cache.store(snap.files, {p: r for p, r in results.items() if p not in disputed})
         results.update(cached)
         artifacts = await self.reduce(run_id, snap, out, results, failed, tokens=req.tokens)
         await store.flush()
@@ -319,7 +321,7 @@ class MapCoordinator:
 
         The facts are gathered once; the map, its Markdown and the index are written while the
         model writes the narrative, and only the overview waits for it."""
-        disputed = (await self._store().run_disputes(run_id))[1] if self.buyer.spot_checks else []
+        disputed = await self.disputed(run_id)
         facts = await anyio.to_thread.run_sync(
             lambda: gather_facts(
                 out, run_id=run_id, snapshot=snap, results=results, failed=failed, disputed=disputed
@@ -361,6 +363,10 @@ class MapCoordinator:
             else:
                 failed[path] = error or state
         return results, failed
+
+    async def disputed(self, run_id: str) -> list[str]:
+        """Files of the run whose result a spot check disagreed with and no vote settled."""
+        return (await self._store().run_disputes(run_id))[1] if self.buyer.spot_checks else []
 
     async def narrative(self, facts: MapFacts, run_id: str) -> Narrative | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
