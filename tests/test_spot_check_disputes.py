@@ -10,26 +10,17 @@ the files whose results are in dispute, so a reader knows which entries nobody c
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_spot_checks import git
 
 from pylon.localmarket.launcher import LocalMarket
 
 pytestmark = pytest.mark.integration
 
 LIAR = "n1"
-
-
-def git(root: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=root,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="module")
