@@ -236,11 +236,13 @@ class MapCoordinator:
 
         results, failed = await self.collect(run_id)
         failed.update(local_failures)
+        checks = await self.checks(run_id)
+        disputed = checks.disputed if checks else []
         # A disputed result is not reused: the next run maps (and checks) the file again.
-        disputed = set(await self.disputed(run_id))
-        await self.cache.store(snap.files, {p: r for p, r in results.items() if p not in disputed})
+        unsure = set(disputed)
+        await self.cache.store(snap.files, {p: r for p, r in results.items() if p not in unsure})
         results.update(cached)
-        artifacts = await self.reduce(run_id, snap, out, results, failed, tokens=req.tokens)
+        artifacts = await self.reduce(run_id, snap, out, results, failed, disputed, tokens=req.tokens)
         await store.flush()
         providers = len({prov for _, prov, _ in results.values()})
         summary = rpc.MapSummary(
@@ -253,7 +255,7 @@ class MapCoordinator:
             artifacts=artifacts,
             skipped=snap.skipped,
             private=private,
-            checks=await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None,
+            checks=checks,
             sent=len(to_send),
             cached=len(cached),
         )
@@ -302,7 +304,8 @@ class MapCoordinator:
             with anyio.move_on_after(RUN_TIMEOUT_S):
                 await tracker.done.wait()
             results, failed = await self.collect(run_id)
-            await self.reduce(run_id, snap, Path(out_dir), results, failed)
+            checks = await self.checks(run_id)
+            await self.reduce(run_id, snap, Path(out_dir), results, failed, checks.disputed if checks else [])
             await drop_clone(snap)
             log.info("resumed_run_finished", run_id=run_id, completed=len(results), failed=len(failed))
 
@@ -313,6 +316,7 @@ class MapCoordinator:
         out: Path,
         results: dict[str, tuple[FileResult, str, str]],
         failed: dict[str, str],
+        disputed: list[str],
         *,
         tokens: int = DEFAULT_TOKENS,
     ) -> dict[str, str]:
@@ -321,7 +325,6 @@ class MapCoordinator:
 
         The facts are gathered once; the map, its Markdown and the index are written while the
         model writes the narrative, and only the overview waits for it."""
-        disputed = await self.disputed(run_id)
         facts = await anyio.to_thread.run_sync(
             lambda: gather_facts(
                 out, run_id=run_id, snapshot=snap, results=results, failed=failed, disputed=disputed
@@ -364,9 +367,9 @@ class MapCoordinator:
                 failed[path] = error or state
         return results, failed
 
-    async def disputed(self, run_id: str) -> list[str]:
-        """Files of the run whose result a spot check disagreed with and no vote settled."""
-        return (await self._store().run_disputes(run_id))[1] if self.buyer.spot_checks else []
+    async def checks(self, run_id: str) -> rpc.CheckSummary | None:
+        """What spot-checking the run did (its disputes included), or None with checks off."""
+        return await self.buyer.spot_checks.run_summary(run_id) if self.buyer.spot_checks else None
 
     async def narrative(self, facts: MapFacts, run_id: str) -> Narrative | None:
         """The LLM reduce step, when a node with a model is in the swarm (pylon.daemon.narrator)."""
