@@ -64,6 +64,7 @@ log = get_logger("pylon.node")
 CHUNK_FETCH_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 30.0
 FLUSH_INTERVAL_S = 0.25
+REBEAT_GAP_S = 0.2  # the least time between two heartbeats, however often the relays come back
 
 
 @dataclass
@@ -90,6 +91,7 @@ class ProviderNode:
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
         self.loop_watch = LoopWatch("node")
+        self._beat_now: anyio.Event | None = None  # set: heartbeat now (a relay came back)
         self.warming = True  # until _warm_executor has started the parse workers (or given up)
         self.sealer = private_jobs.Sealer(self.keys)  # NIP-44: private jobs' inputs and results
         self.executor = executor or make_executor(
@@ -505,9 +507,20 @@ class ProviderNode:
     async def _publish_heartbeat(self) -> None:
         await self.pool.publish(build_heartbeat(self.keys, self.config.name, self.heartbeat()))
 
+    def _beat_soon(self, _url: str) -> None:
+        if self._beat_now is not None:
+            self._beat_now.set()
+
     async def _heartbeat_loop(self) -> None:
+        # A relay that comes back is told at once that we are alive: the buyer judges the
+        # swarm again only once news flows after an outage, and a heartbeat stored before it
+        # is no news (a dead node's is there too). Without this, a restart cost the swarm up
+        # to one more interval of silence on top of the outage.
+        self.pool.on_reconnect(self._beat_soon)
         ticks = 0
         while True:
+            self._beat_now = beat_now = anyio.Event()  # before publishing: a reconnect meanwhile beats again
+            last_beat = time.monotonic()
             await self._publish_heartbeat()
             if self.rpc is not None:
                 self.rpc.publish("node_state", self.status())
@@ -517,7 +530,10 @@ class ProviderNode:
                 await self._refresh_capabilities()
                 if (self._executors(), self.announced_models) != before:
                     await self._announce()
-            await anyio.sleep(self.config.heartbeat_s)
+            with anyio.move_on_after(self.config.heartbeat_s):
+                await beat_now.wait()
+                # A relay that accepts and drops us over and over gets one beat a REBEAT_GAP_S.
+                await anyio.sleep(max(0.0, last_beat + REBEAT_GAP_S - time.monotonic()))
 
     async def _resync_loop(self) -> None:
         """Catch requests the relay failed to push live (it drops events for lagging subscribers)."""

@@ -28,6 +28,7 @@ from pylon.schemas import kinds, rpc
 
 from pylon.localmarket.launcher import LocalMarket
 from pylon.nostr.filters import Filter
+from pylon.nostr.heartbeat import parse_heartbeat
 from pylon.rpc.client import RpcClient
 
 pytestmark = pytest.mark.integration
@@ -158,6 +159,28 @@ def test_relay_restart_keeps_events_and_daemons_reconnect(tmp_path: Path) -> Non
         assert set(accepted_results_per_job(m).values()) == {1}
         for name in ("n0", "n1"):
             assert m.procs[f"node-{name}"].alive()
+    finally:
+        m.stop()
+
+
+def test_nodes_heartbeat_as_soon_as_a_restarted_relay_is_back(tmp_path: Path) -> None:
+    """After a relay restart each node is heard again within a reconnect, not an interval: the
+    buyer judges the swarm again only once news flows, so a node that waited for its next beat
+    stretched every outage by up to one interval. The interval here is 60 s."""
+    m = LocalMarket(home=tmp_path / "home", nodes=2, memory_relay=False, heartbeat_s=60.0)
+    try:
+        m.start(timeout=60)
+        pubkeys = [node_pubkey(m, name) for name in ("n0", "n1")]
+        m.kill("relay", signal.SIGKILL)
+        killed_ms = int(time.time() * 1000)
+        m.start_relay()
+
+        def beaten_since_the_kill() -> bool:
+            beats = relay_query(m.relay_url, [Filter(kinds=[kinds.HEARTBEAT], authors=pubkeys)], timeout=5)
+            fresh = {ev.pubkey for ev in beats if parse_heartbeat(ev).sent_ms > killed_ms}
+            return fresh == set(pubkeys)
+
+        wait_for("a heartbeat from each node after the restart", beaten_since_the_kill, 20, 0.2)
     finally:
         m.stop()
 

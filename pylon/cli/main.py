@@ -1,6 +1,7 @@
 """`pylon`: the face of the system (DESIGN §5). Every command takes --json.
 
-The commands live by group in `pylon/cli/*_cmds.py`; this module gathers them under `cli`.
+The commands live by group in `pylon/cli/*_cmds.py`; `cli` imports each one's module when it
+runs (`pylon.cli.group.COMMAND_MODULES`).
 """
 
 from __future__ import annotations
@@ -16,24 +17,6 @@ def main() -> None:
     except BrokenPipeError:
         sys.exit(0)
 
-
-def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `cli`.
-    from pylon.cli import (  # noqa: F401
-        ask_cmds,
-        audit_cmds,
-        buyer_cmds,
-        job_cmds,
-        map_cmds,
-        market_cmds,
-        node_cmds,
-        ops_cmds,
-        pay_cmds,
-        relay_cmds,
-    )
-
-
-_register_commands()
 
 if __name__ == "__main__":
     main()

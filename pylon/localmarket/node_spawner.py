@@ -35,6 +35,7 @@ from typing import Any
 # a market with a mint opens a nutshell wallet).
 PRELOAD = (
     "pylon.cli.main",
+    "pylon.cli.node_cmds",
     "pylon.daemon.provider",
     "pylon.daemon.node_payments",
     "pylon.payments.wallet",

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import msgspec
 
 from pylon.logs import get_logger
@@ -121,6 +120,8 @@ def parse_info(body: bytes) -> RelayInfo:
 
 async def fetch_info(ws_url: str, *, timeout: float = FETCH_TIMEOUT_S) -> RelayInfo:
     """GET the relay's document with `Accept: application/nostr+json`; never raises."""
+    import httpx  # here, not at the top: the relay imports Limits, and starts faster without it
+
     url = http_url(ws_url)
     try:
         async with (

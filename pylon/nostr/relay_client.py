@@ -450,6 +450,7 @@ class RelayPool:
         self.received = 0
         self.published = 0
         self.resynced = 0  # events a live subscription missed and a resync delivered
+        self._reconnect_hooks: list[Callable[[str], None]] = []
 
     @property
     def urls(self) -> list[str]:
@@ -476,6 +477,12 @@ class RelayPool:
 
     def is_connected(self) -> bool:
         return any(c.ws is not None for c in self.conns)
+
+    def on_reconnect(self, hook: Callable[[str], None]) -> None:
+        """Call `hook(url)` each time a relay connection comes back (not on its first connect),
+        once its subscriptions and unacknowledged events have been sent again. The hook runs on
+        the connection's task: it must not block (set an event, start a task)."""
+        self._reconnect_hooks.append(hook)
 
     def _count(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -520,6 +527,9 @@ class RelayPool:
                 await conn.send(q.frame)
         for frame in list(conn.unacked.values()):
             await conn.send(frame)
+        if conn.connects > 1:
+            for hook in self._reconnect_hooks:
+                hook(conn.url)
 
     def _on_message(self, conn: _RelayConn, message: str | bytes) -> None:
         # A frame that does not decode is counted and dropped: raising here would end the
