@@ -92,6 +92,7 @@ class ProviderNode:
         self.pubkey = self.keys.pubkey
         self.loop_watch = LoopWatch("node")
         self._beat_now: anyio.Event | None = None  # set: heartbeat now (a relay came back)
+        self._beat_created_at = 0  # the last heartbeat's created_at
         self.warming = True  # until _warm_executor has started the parse workers (or given up)
         self.sealer = private_jobs.Sealer(self.keys)  # NIP-44: private jobs' inputs and results
         self.executor = executor or make_executor(
@@ -505,7 +506,9 @@ class ProviderNode:
         )
 
     async def _publish_heartbeat(self) -> None:
-        await self.pool.publish(build_heartbeat(self.keys, self.config.name, self.heartbeat()))
+        ev = build_heartbeat(self.keys, self.config.name, self.heartbeat(), after=self._beat_created_at)
+        self._beat_created_at = ev.created_at
+        await self.pool.publish(ev)
 
     def _beat_soon(self, _url: str) -> None:
         if self._beat_now is not None:

@@ -1107,7 +1107,13 @@ class Scheduler:
     async def scan_loop(self) -> None:
         held_since: float | None = None
         while True:
-            await anyio.sleep(SCAN_INTERVAL_S)
+            if self._held:
+                # Out of sight: look again as soon as a heartbeat comes in (the news may flow
+                # again), not a tick later; the outage ends, and every clock restarts, sooner.
+                with anyio.move_on_after(SCAN_INTERVAL_S):
+                    await self._slots.wait()
+            else:
+                await anyio.sleep(SCAN_INTERVAL_S)
             now = time.time()
             # No relay, not one node heard from, or news from nobody of several nodes heard
             # just before: the swarm is out of sight (a relay restart or stall, our own

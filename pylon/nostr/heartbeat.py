@@ -17,14 +17,26 @@ _decoder = msgspec.json.Decoder(Heartbeat)
 ONLINE_INTERVALS = 3  # a node is online while its last heartbeat is this many intervals old or newer
 
 
-def build_heartbeat(keys: NostrKeys, node_id: str, hb: Heartbeat) -> NostrEvent:
+MAX_AHEAD_S = 2  # how far past our clock a heartbeat is stamped to come after the last one
+
+
+def build_heartbeat(keys: NostrKeys, node_id: str, hb: Heartbeat, *, after: int = 0) -> NostrEvent:
+    """A signed heartbeat; `after` is the created_at of the last one this node sent.
+
+    Heartbeats are replaceable (NIP-01): of two with one created_at the relay keeps the lower
+    id and refuses the other, so one sent in the same second as the last (a relay that came
+    back, a state change) would be dropped. It is stamped a second after the last instead, up
+    to MAX_AHEAD_S ahead of our clock."""
     now = time.time()
     hb = msgspec.structs.replace(hb, sent_ms=int(now * 1000))
+    created_at = int(now)
+    if created_at <= after < now + MAX_AHEAD_S - 1:
+        created_at = after + 1
     # Generous: a relay (or buyer) whose clock is minutes ahead of ours must not see this as
     # expired on arrival. Liveness is the buyer's receive time, never this tag.
     expires = expires_at(hb.interval_s * ONLINE_INTERVALS, now)
     tags = [["d", node_id], ["expiration", str(expires)], ["status", hb.state.value]]
-    return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), tags)
+    return sign_event(keys, kinds.HEARTBEAT, msgspec.json.encode(hb).decode(), tags, created_at=created_at)
 
 
 def parse_heartbeat(ev: NostrEvent) -> Heartbeat:

@@ -71,6 +71,10 @@ OK_GRACE_S = 1.0  # once one relay accepted, how long the others get to answer
 STALLED_AFTER = 3  # OK timeouts in a row: a relay not waited for until it answers again
 QUERY_GRACE_S = 2.0  # once one relay finished a query, how long the others get
 MAX_RATE_RETRIES = 3
+# The first wait before connecting again, growing 1.5× a try to 10 s: a relay restarted in a
+# fraction of a second (`pylon relay up` listens in ~0.2 s) is found again within ~0.1 s, and a
+# refused connection costs the relay nothing.
+RECONNECT_FIRST_S = 0.1
 MIN_FIT_BYTES = 1024  # below this a learned limit is not worth fitting to: give up instead
 _DECODE_ERRORS = (
     msgspec.DecodeError,
@@ -178,9 +182,10 @@ class _Query:
 class _Pub:
     """What the pool remembers of an event it published, for learning from its OKs."""
 
-    __slots__ = ("changed", "content_len", "frame_len", "outcomes", "tags")
+    __slots__ = ("changed", "content_len", "frame_len", "kind", "outcomes", "tags")
 
     def __init__(self, ev: NostrEvent, frame_len: int) -> None:
+        self.kind = ev.kind
         self.content_len = len(ev.content.encode())
         self.frame_len = frame_len
         self.tags = len(ev.tags)
@@ -368,7 +373,7 @@ class _RelayConn:
             )
 
     async def run(self) -> None:
-        delay = 0.2
+        delay = RECONNECT_FIRST_S
         while True:
             await self._fetch_info()
             try:
@@ -389,7 +394,7 @@ class _RelayConn:
                     self.ws = ws
                     self.connects += 1
                     self.connected.set()
-                    delay = 0.2
+                    delay = RECONNECT_FIRST_S
                     if self.connects > 1:
                         log.info("relay_reconnected", relay=self.url, connects=self.connects)
                     self.last_error = "closed by relay"
@@ -667,7 +672,12 @@ class RelayPool:
             conn.recycle()
         self._count("rejected_by_relay")
         log.warning(
-            "event_rejected", relay=conn.url, event_id=event_id, refusal=refusal.value, reason=msg[:200]
+            "event_rejected",
+            relay=conn.url,
+            event_id=event_id,
+            kind=pub.kind if pub is not None else None,
+            refusal=refusal.value,
+            reason=msg[:200],
         )
         self._final(conn, event_id, RelayOutcome(conn.url, False, refusal, msg))
 
