@@ -266,3 +266,23 @@ def test_news_later_than_the_loss_window_is_a_backlog_not_their_loss(clock: Cloc
     assert not reg.news_backlogged(clock.now)
     reg, lost_at = simulate(clock, nodes, 25.0, lambda sent, seq: sent + 1.5)
     assert lost_at == {} and not reg.news_backlogged(clock.now)
+
+
+def test_a_dropped_link_puts_the_outage_at_the_drop_while_the_news_still_flowed(clock: Clock) -> None:
+    """Nodes started together beat together: the last heartbeat before a relay crash can be most
+    of an interval older than the crash. The swarm went out of sight when the link dropped; from
+    the last heartbeat on, a node killed before it would have been given that much more time."""
+    reg = NodeRegistry(heartbeat_s=1.0)
+    a, b, dead = NostrKeys.generate(), NostrKeys.generate(), NostrKeys.generate()
+    for k in (a, b, dead):
+        beat(reg, clock, k, 0.0, interval=1.0)
+    for k in (a, b):
+        beat(reg, clock, k, 1.0, interval=1.0)  # `dead` was killed in between
+    last = T0 + 1.0
+    dropped = last + 0.9  # the relay crashed just before the next round of heartbeats
+    now = dropped + 0.2  # noticed at the next scan
+    assert reg.quiet_since(now) == pytest.approx(last)  # no link news: from the last heartbeat
+    assert reg.quiet_since(now, dropped) == pytest.approx(dropped)
+    # The news had stopped well before the drop (a relay that hung, then went): from the last
+    # heartbeat, as for a stall; every node's silence inside the hang proves nothing.
+    assert reg.quiet_since(last + 1.6, last + 1.5) == pytest.approx(last)

@@ -344,10 +344,18 @@ class NodeRegistry:
         """How long no news from anyone takes to be a stall: a fresh node's silence."""
         return fresh_window(self.news.newest_interval or self.heartbeat_s)
 
-    def quiet_since(self, now: float) -> float:
+    def quiet_since(self, now: float, dropped: float | None = None) -> float:
         """When the news stopped, for a swarm going out of sight now: the last heartbeat from
-        anyone, if that is no older than a stall is when noticed; else now."""
+        anyone, if that is no older than a stall is when noticed; else now.
+
+        `dropped`: when our last relay connection dropped, if that is why. Where the news still
+        flowed then (its last heartbeat within an interval of the drop), the swarm went out of
+        sight at the drop, not at the last heartbeat before it: nodes started together beat
+        together, so that heartbeat can be most of an interval older, and a node dead since
+        before it would be given that much longer to be heard again."""
         last = self.news.advanced_at
+        if dropped is not None and last and 0 <= dropped - last <= self.news.newest_interval:
+            return min(dropped, now)
         return last if last and now - last <= self.stall_window() + LOST_SLACK_S else now
 
     def lost(self, pubkey: str, now: float, outage: Outage | None = None) -> bool:

@@ -1122,9 +1122,11 @@ class Scheduler:
             why = self._out_of_sight(now)
             if why is not None:
                 if held_since is None:
-                    # Out of sight from the last news on: a stall is noticed only a fresh
-                    # node's silence after it, and nothing missed since proves anything.
-                    held_since = self.registry.quiet_since(now)
+                    # Out of sight from the last news on (a stall is noticed only a fresh
+                    # node's silence after it, and nothing missed since proves anything), or
+                    # from the moment the link dropped, if the news flowed until then.
+                    dropped = self.pool.offline_since() if why == "disconnected" else None
+                    held_since = self.registry.quiet_since(now, dropped)
                     log.info(
                         "swarm_out_of_sight",
                         reason=why,

@@ -202,6 +202,7 @@ class _RelayConn:
         self.ws: Any = None
         self.connected = anyio.Event()
         self.connects = 0
+        self.down_at = 0.0  # when (wall clock) its last open connection dropped
         self.last_error: str | None = None
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
@@ -416,6 +417,8 @@ class _RelayConn:
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
+                if self.ws is not None:
+                    self.down_at = time.time()
                 self.ws = None
                 self._recycle = None
                 if self.connected.is_set():
@@ -482,6 +485,13 @@ class RelayPool:
 
     def is_connected(self) -> bool:
         return any(c.ws is not None for c in self.conns)
+
+    def offline_since(self) -> float | None:
+        """When (wall clock) the last open relay connection dropped, while none is open; None
+        while one is, or if none ever was."""
+        if self.is_connected():
+            return None
+        return max((c.down_at for c in self.conns), default=0.0) or None
 
     def on_reconnect(self, hook: Callable[[str], None]) -> None:
         """Call `hook(url)` each time a relay connection comes back (not on its first connect),
