@@ -1,4 +1,4 @@
-"""`pylon node up|status|pause|resume|drain`: a provider node and its controls."""
+"""`pylon node up|status|refund`: a provider node and its controls."""
 
 from __future__ import annotations
 
@@ -201,3 +201,19 @@ for _verb, _req, _help in (
         return node.command(verb, help=help_text)(_cmd)
 
     _make(_req, _verb, _help)
+
+
+@node.command("refund")
+@click.argument("name")
+@click.option("--job_id", "--job-id", "job_id", required=True)
+@json_option
+def node_refund(name: str, job_id: str, as_json: bool) -> None:
+    """Give a job's payment back: node NAME sends what it redeemed to the buyer's refund key."""
+    res = call(node_socket(name), rpc.RefundReq(job_id=job_id), timeout=60)
+    if as_json:
+        emit_json(res)
+    else:
+        stdout.print(
+            f"{name}: refunded {res['amount_msats']} msats for {short(job_id)}: "
+            f"nutzap {res['refund_event_id']}"
+        )

@@ -1,5 +1,6 @@
-"""Testnet money: `pylon mint up`, `pylon wallet`, `pylon pay`, `pylon refund`, `pylon receipts`,
-`pylon node refund`. Everything but the mint and `receipts --from-relay` goes through a daemon."""
+"""Testnet money: `pylon mint up`, `pylon wallet`, `pylon pay`, `pylon refund`, `pylon receipts`
+(`pylon node refund` is with the node's commands). Everything but the mint and `receipts
+--from-relay` goes through a daemon."""
 
 from __future__ import annotations
 
@@ -210,27 +211,3 @@ async def _relay_receipts(relays: list[str], job_id: str | None, provider: str |
             )
         tg.cancel_scope.cancel()
     return {"receipts": out}
-
-
-def _node_refund_command() -> None:
-    node_group = cli.commands.get("node")
-    if not isinstance(node_group, click.Group):  # pragma: no cover - main.py defines it first
-        return
-
-    @node_group.command("refund")
-    @click.argument("name")
-    @click.option("--job_id", "--job-id", "job_id", required=True)
-    @json_option
-    def node_refund(name: str, job_id: str, as_json: bool) -> None:
-        """Give a job's payment back: node NAME sends what it redeemed to the buyer's refund key."""
-        res = call(node_socket(name), rpc.RefundReq(job_id=job_id), timeout=60)
-        if as_json:
-            emit_json(res)
-        else:
-            stdout.print(
-                f"{name}: refunded {res['amount_msats']} msats for {short(job_id)}: "
-                f"nutzap {res['refund_event_id']}"
-            )
-
-
-_node_refund_command()
