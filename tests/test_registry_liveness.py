@@ -286,3 +286,13 @@ def test_a_dropped_link_puts_the_outage_at_the_drop_while_the_news_still_flowed(
     # The news had stopped well before the drop (a relay that hung, then went): from the last
     # heartbeat, as for a stall; every node's silence inside the hang proves nothing.
     assert reg.quiet_since(last + 1.6, last + 1.5) == pytest.approx(last)
+
+
+def test_a_node_declaring_a_long_interval_does_not_stretch_the_drop_rule(clock: Clock) -> None:
+    reg = NodeRegistry(heartbeat_s=1.0)
+    honest, liar = NostrKeys.generate(), NostrKeys.generate()
+    beat(reg, clock, honest, 0.0, interval=1.0)
+    beat(reg, clock, liar, 0.5, interval=60.0)  # the freshest heartbeat, "every minute"
+    last = T0 + 0.5
+    dropped = last + 5.0  # the relay hung 5 s, then went
+    assert reg.quiet_since(dropped + 0.1, dropped) == pytest.approx(last)

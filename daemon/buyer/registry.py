@@ -354,7 +354,10 @@ class NodeRegistry:
         together, so that heartbeat can be most of an interval older, and a node dead since
         before it would be given that much longer to be heard again."""
         last = self.news.advanced_at
-        if dropped is not None and last and 0 <= dropped - last <= self.news.newest_interval:
+        # The interval is the freshest sender's, but no longer than ours: a node declaring a
+        # long one must not make a relay's hang before it dropped count against the others.
+        flowing = min(self.news.newest_interval, self.heartbeat_s)
+        if dropped is not None and last and 0 <= dropped - last <= flowing:
             return min(dropped, now)
         return last if last and now - last <= self.stall_window() + LOST_SLACK_S else now
 

@@ -1,4 +1,4 @@
-"""`pylon node up|status|refund`: a provider node and its controls."""
+"""`pylon node up|status|pause|resume|drain|refund`: a provider node and its controls."""
 
 from __future__ import annotations
 
