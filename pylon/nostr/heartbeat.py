@@ -26,12 +26,11 @@ def build_heartbeat(keys: NostrKeys, node_id: str, hb: Heartbeat, *, after: int 
     Heartbeats are replaceable (NIP-01): of two with one created_at the relay keeps the lower
     id and refuses the other, so one sent in the same second as the last (a relay that came
     back, a state change) would be dropped. It is stamped a second after the last instead, up
-    to MAX_AHEAD_S ahead of our clock."""
+    to MAX_AHEAD_S ahead of our clock (a longer burst shares that second)."""
     now = time.time()
     hb = msgspec.structs.replace(hb, sent_ms=int(now * 1000))
-    created_at = int(now)
-    if created_at <= after < now + MAX_AHEAD_S - 1:
-        created_at = after + 1
+    # Never earlier than the last either: a beat stamped back would be refused as older.
+    created_at = max(int(now), min(after + 1, int(now) + MAX_AHEAD_S))
     # Generous: a relay (or buyer) whose clock is minutes ahead of ours must not see this as
     # expired on arrival. Liveness is the buyer's receive time, never this tag.
     expires = expires_at(hb.interval_s * ONLINE_INTERVALS, now)
