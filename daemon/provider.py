@@ -1,9 +1,10 @@
 """The provider daemon (`pylon node up`): announce, heartbeat, take jobs, execute, publish.
 
 Flow per job: a 5931 request arrives (assigned to this node by its `p` tag, or untargeted) →
-checks (parse, allow-list, rate limit, duplicate, state, queue room) → `processing` feedback
-(the pickup) → a worker runs the executor → a 6931 result with the content hash and timing
-tags, or an `error` feedback carrying the error code.
+checks (parse, allow-list, rate limit, duplicate, state, queue room) → a worker runs the
+executor → a 6931 result with the content hash and timing tags, or an `error` feedback carrying
+the error code. A job not answered within ACK_DEFER_S gets a `processing` feedback (the pickup)
+then (pylon.daemon.node_acks).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pylon.daemon.intake_limits import (
     BuyerBuckets,
     TokenBucket,
 )
+from pylon.daemon.node_acks import DeferredAcks
 from pylon.daemon.node_cancel import honour_cancel
 from pylon.daemon.node_store import NodeStore
 from pylon.daemon.resync_window import RESYNC_INTERVAL_S, ResyncWindow
@@ -91,6 +93,7 @@ class ProviderNode:
         self.keys = load_or_create_keys(self.dir / "nostr.key")
         self.pubkey = self.keys.pubkey
         self.loop_watch = LoopWatch("node")
+        self.acks = DeferredAcks(self._acknowledge)
         self._beat_now: anyio.Event | None = None  # set: heartbeat now (a relay came back)
         self._beat_created_at = 0  # the last heartbeat's created_at
         self.warming = True  # until _warm_executor has started the parse workers (or given up)
@@ -170,6 +173,7 @@ class ProviderNode:
                 tg.start_soon(self._heartbeat_loop)
                 tg.start_soon(self._warm_executor)
                 tg.start_soon(self.loop_watch.run)
+                tg.start_soon(self.acks.run)
                 tg.start_soon(self._resync_loop)
                 tg.start_soon(self._flush_loop)
                 log.info(
@@ -274,7 +278,7 @@ class ProviderNode:
         self.queued[req.job_id] = job
         self._record(job, "queued")
         self._send.send_nowait(job)
-        self._feedback_now(req, FeedbackStatus.PROCESSING)
+        self.acks.expect(req, job.received_ms)
         self._push_job(job, "queued")
 
     def _remember(self, event_id: str) -> None:
@@ -341,6 +345,7 @@ class ProviderNode:
         if scope.cancelled_caught or job.aborted:
             error = ExecError(ErrorCode.CANCELLED, "aborted by the node operator")
         finished_ms = now_ms()
+        self.acks.answered(req.job_id)
         if error is not None:
             self._fail(job, error, finished_ms)
             await self._publish_feedback(req, FeedbackStatus.ERROR, error=error.code, message=error.message)
@@ -448,14 +453,29 @@ class ProviderNode:
     # --- publishing -------------------------------------------------------------------------
 
     def _feedback_now(
-        self, req: JobRequest, status: FeedbackStatus, *, error: ErrorCode | None = None, message: str = ""
+        self,
+        req: JobRequest,
+        status: FeedbackStatus,
+        *,
+        error: ErrorCode | None = None,
+        message: str = "",
+        at_ms: int | None = None,
     ) -> None:
         """Queue feedback from a synchronous path (intake) without spawning a task."""
         self.pool.publish_nowait(
             nip90.build_feedback(
-                self.keys, job_id=req.job_id, buyer=req.buyer, status=status, error=error, message=message
+                self.keys,
+                job_id=req.job_id,
+                buyer=req.buyer,
+                status=status,
+                error=error,
+                message=message,
+                at_ms=at_ms,
             )
         )
+
+    def _acknowledge(self, req: JobRequest, received_ms: int) -> None:
+        self._feedback_now(req, FeedbackStatus.PROCESSING, at_ms=received_ms)
 
     async def _publish_feedback(
         self, req: JobRequest, status: FeedbackStatus, *, error: ErrorCode | None = None, message: str = ""
@@ -557,7 +577,8 @@ class ProviderNode:
     async def _flush_loop(self) -> None:
         assert self.store is not None
         while True:
-            await anyio.sleep(FLUSH_INTERVAL_S)
+            await self.store.wait_dirty()
+            await anyio.sleep(FLUSH_INTERVAL_S)  # a batch: what else arrives meanwhile goes with it
             await self.store.flush()
 
     # --- control (RPC) ----------------------------------------------------------------------
@@ -579,6 +600,8 @@ class ProviderNode:
             dropped=dict(self.counters.dropped) | self.pool.dropped,
             loop_stalls=self.loop_watch.stalls,
             loop_max_ms=round(self.loop_watch.max_ms, 1),
+            acks_sent=self.acks.sent,
+            acks_spared=self.acks.spared,
             warming=self.warming,
         )
 
@@ -603,6 +626,7 @@ class ProviderNode:
             self.counters.failed += 1
             self.counters.failures["cancelled"] = self.counters.failures.get("cancelled", 0) + 1
             self._record(job, "aborted", now_ms(), "cancelled")
+            self.acks.answered(job_id)
             self._spawn(
                 self._publish_feedback(
                     job.request,

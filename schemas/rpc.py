@@ -268,6 +268,8 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     loop_stalls: int = 0  # times the event loop woke >100 ms late (pylon.loopwatch)
     loop_max_ms: float = 0.0  # the worst of them
     warming: bool = False  # still starting its parse workers (it takes jobs meanwhile)
+    acks_sent: int = 0  # `processing` feedback published (jobs not answered within ACK_DEFER_S)
+    acks_spared: int = 0  # jobs whose result or error went out first, their own acknowledgement
 
 
 class NodeJob(msgspec.Struct, kw_only=True):

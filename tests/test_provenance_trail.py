@@ -97,8 +97,9 @@ class Market:
         bid_msats: int = 5000,
         result_by: NostrKeys | None = None,
         bad_hash: bool = False,
+        acknowledged: bool = True,
     ) -> tuple[NostrEvent, NostrEvent]:
-        """Request, processing feedback and result: the first three links."""
+        """Request, processing feedback (unless the node answered first) and result."""
         req = nip90.build_request(
             self.buyer,
             path="hello.py",
@@ -134,7 +135,7 @@ class Market:
         if bad_hash:  # signed by the right node, but `x` is not the hash of the content
             tags = [["x", "0" * 64] if tg[0] == "x" else tg for tg in res.tags]
             res = sign_event(self.node, kinds.JOB_RESULT, res.content, tags)
-        await self.put(req, fb, res)
+        await self.put(req, *([fb] if acknowledged else []), res)
         return req, res
 
     async def pay(
@@ -246,6 +247,26 @@ async def test_paid_job_verifies_end_to_end_and_through_the_cli(market: Market, 
     )
     assert unknown.exit_code == 1 and unknown.stdout == ""
     assert "not_found" in unknown.stderr
+
+
+async def test_a_job_answered_before_its_acknowledgement_verifies_without_one(market: Market) -> None:
+    """A node acknowledges only a job it has not answered within half a second (node_acks)."""
+    req, res = await market.job(acknowledged=False)
+    zap, proofs = await market.pay(req, res, sats=2)
+    rec = await market.receipt(req, zap, proofs)
+    trail = await build_trail(market.pool, req.id)
+    assert trail.verified and trail.verified_through == "receipt" and trail.problems == [], trail.problems
+    assert [link.role for link in trail.chain] == ["request", "result", "payment", "receipt"]
+    assert [link.id for link in trail.chain] == [req.id, res.id, zap.id, rec.id]
+
+
+async def test_no_feedback_and_no_result_stops_the_chain_at_the_request(market: Market) -> None:
+    req, res = await market.job(acknowledged=False, result_by=market.stranger)
+    trail = await build_trail(market.pool, req.id)
+    assert not trail.verified and trail.verified_through == "request"
+    assert "no valid feedback on the last attempt" in trail.problems
+    (bad,) = links(trail, "result")
+    assert bad.id == res.id and not bad.valid
 
 
 async def test_result_signed_by_another_key_breaks_the_chain(market: Market) -> None:

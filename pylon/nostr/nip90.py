@@ -321,9 +321,11 @@ def build_feedback(
     message: str = "",
     amount_msats: int = 0,
     extra_tags: Sequence[list[str]] = (),
+    at_ms: int | None = None,
 ) -> NostrEvent:
+    """A 7000 feedback; `at_ms` (default now, by the node's clock) is when what it reports happened."""
     status_tag = ["status", status.value, message] if message else ["status", status.value]
-    tags = [status_tag, ["e", job_id], ["p", buyer], ["at_ms", str(now_ms())]]
+    tags = [status_tag, ["e", job_id], ["p", buyer], ["at_ms", str(now_ms() if at_ms is None else at_ms)]]
     if error is not None:
         tags.append(["error", error.value])
     if amount_msats:

@@ -5,7 +5,8 @@ the job (who may sign it, what it must tag). Nothing that fails is dropped: it a
 trail with `valid: false` and the reasons, so a forged or mismatched link is visible.
 
 The *path* is the chain that `verified` speaks for: the job's request and its attempts up to
-the winning one, feedback on that attempt, the attempt's result (signed by the node it was
+the winning one, feedback on that attempt (none for a job answered before its acknowledgement
+fell due: the result stands for it), the attempt's result (signed by the node it was
 assigned to, hash and payload intact), a payment of that result (by the buyer, to that node,
 at least the price, P2PK-locked to the node's kind-10019 key at a mint it accepts) and the
 node's receipt for that payment. Events off the path (a late result of a re-issued attempt, a
@@ -278,9 +279,11 @@ async def _build(
     fbs = [it for it, att in fb_items if att == win_attempt and it.valid]
     for it in fbs:
         it.on_path = True
-    if not fbs:
-        problems.append("no valid feedback on the " + ("winning attempt" if winner else "last attempt"))
-    stages.append(("feedback", bool(fbs)))
+    # A node acknowledges (`processing`) only a job it has not answered within ACK_DEFER_S
+    # (pylon.daemon.node_acks): the winning attempt's valid result is its own acknowledgement.
+    if not fbs and winner is None:
+        problems.append("no valid feedback on the last attempt")
+    stages.append(("feedback", bool(fbs) or winner is not None))
 
     if winner is not None:
         winner[0].on_path = True

@@ -165,11 +165,16 @@ class JobScreen(Screen[None]):
                 Text("✔ valid" if valid else "✖ INVALID", style="green" if valid else "bold red"),
                 key=f"{i}",
             )
+        answered = any(link.get("role") == "result" and link.get("on_path") for link in chain)
         for role in ROLES:
             if role not in present:
-                table.add_row(
-                    role, "", "", "", "", Text("missing", style="dim yellow"), key=f"missing-{role}"
-                )
+                # A node acknowledges only a job it has not answered within half a second: the
+                # result on the path stands for the pickup.
+                if role == "feedback" and answered:
+                    note = Text("in the result", style="dim")
+                else:
+                    note = Text("missing", style="dim yellow")
+                table.add_row(role, "", "", "", "", note, key=f"missing-{role}")
 
     def action_reload(self) -> None:
         self.run_worker(self.load(), exclusive=True, group="job-load")
