@@ -365,22 +365,31 @@ class NodeRegistry:
         e = self.nodes.get(pubkey)
         return e is not None and e.lost(now, self.heartbeat_s, outage, self.news)
 
-    def pick_free(self, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+    def pick_free(
+        self, exclude: set[str] | frozenset[str] = frozenset(), *, pack: bool = False
+    ) -> str | None:
         """A usable node with a free slot, the least loaded (our jobs per slot) first, heard
-        lately before not, ties broken at random; None if every slot is taken."""
+        lately before not, ties broken at random; None if every slot is taken. To `pack`, the
+        most loaded first, ties to the one that has delivered most: the same few nodes stay busy."""
         now = time.time()
         # Picked for every job, so the cheap tests go first: a free slot is a counter and the
         # load a division, liveness a computation. In load order (ties at random) the first
         # usable node heard lately wins, else the first usable one: the same choice as judging
         # every node, after judging one or two.
+        sign = -1 if pack else 1
         free = [
-            (round(e.assigned_now / e.slots(), 9), random.random(), e)
+            (
+                sign * round(e.assigned_now / e.slots(), 9),
+                -e.completed_for_us if pack else 0,
+                random.random(),
+                e,
+            )
             for e in self.nodes.values()
             if e.pubkey not in exclude and e.free_slots() > 0
         ]
-        free.sort(key=lambda c: c[:2])
+        free.sort(key=lambda c: c[:3])
         fallback: NodeEntry | None = None
-        for _, _, e in free:
+        for *_, e in free:
             if not self.usable(e, now):
                 continue
             if e.fresh(now, self.heartbeat_s, self.news):

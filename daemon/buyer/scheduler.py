@@ -41,6 +41,7 @@ from pylon.daemon import private_runs
 from pylon.daemon.buyer import forecast
 from pylon.daemon.buyer.registry import SLOT_CAP, NodeEntry, NodeRegistry, Outage
 from pylon.daemon.buyer.store import BuyerStore
+from pylon.daemon.buyer.window import InFlightWindow
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import kinds
 from pylon.schemas.errors import NO_RETRY, ErrorCode
@@ -240,6 +241,7 @@ class Scheduler:
         self.reissues: Counter[str] = Counter()  # by reason
         self.backups = Counter[str]()  # sent, won, lost; moved: queued jobs moved to idle slots
         self.slots_declined = 0  # free slots a job left for a node the forecast has finishing sooner
+        self.window = InFlightWindow()  # how many jobs go out at once, market-wide
         self.completed = 0
         self.failed = 0
         self.stopped = False
@@ -337,7 +339,9 @@ class Scheduler:
         """
         deadline = time.monotonic() + timeout
         patience_until: float | None = None
+        held = False
         while True:
+            window_wait: float | None = None
             # Judged now, not by the scan loop's last verdict: a buyer that has just come up is
             # "held" until its next scan, and a job taken then must still respect the slots.
             if not self.pool.is_connected() or not self.registry.any_online():
@@ -346,6 +350,8 @@ class Scheduler:
                 node = self.registry.pick(avoid) or self.registry.pick_recent(OUTAGE_HOLD_S, avoid)
                 if node is not None:
                     return self._reserve(node)
+            elif not self._requeue and not self._window_admits():
+                window_wait = self.window.wait_s(time.monotonic())
             elif not self._requeue:
                 choice = self._choose_free(avoid, run_id)
                 if choice is not None:
@@ -361,11 +367,26 @@ class Scheduler:
             if remaining <= 0:
                 break
             wait = min(remaining, SLOT_POLL_S)
+            if window_wait is not None:
+                wait = min(wait, window_wait)
+                if not held:
+                    held = True
+                    self.window.held += 1
             if patience_until is not None:
                 wait = max(0.0, min(wait, patience_until - time.monotonic()))
             await self._wait_slots(wait)
         node = self.registry.pick(avoid)
         return self._reserve(node) if node is not None else None
+
+    def _window_admits(self) -> bool:
+        return self.window.admits(sum(e.assigned_now for e in self.registry.nodes.values()), time.monotonic())
+
+    def _packing(self) -> bool:
+        """Whether new jobs go to the busiest node with a free slot rather than the idlest: while
+        the window holds jobs back, the bottleneck is shared (the buyer, the relay, a CPU), and
+        the fewer nodes hold the jobs, the fewer processes wake for each and the more each
+        wake-up carries. Otherwise the work is spread."""
+        return self.window.binding(time.monotonic())
 
     def _choose_free(self, avoid: frozenset[str], run_id: str | None) -> tuple[str, bool, float] | None:
         """The free slot for a job: (node, whether the forecast plans to use it, how long the
@@ -378,7 +399,7 @@ class Scheduler:
         service time and that of the node the plan gave the job."""
         tracker = self.runs.get(run_id) if run_id else None
         if tracker is None:
-            node = self.registry.pick_free(avoid)
+            node = self.registry.pick_free(avoid, pack=self._packing())
             return (node, True, 0.0) if node is not None else None
         if not self.registry.any_free(avoid):
             return None  # the common case under load, found without judging every node
@@ -405,6 +426,10 @@ class Scheduler:
             e = self.registry.entry(node)
             return (e.service.samples > 0, e.assigned_now / e.slots(), random.random())
 
+        def busiest(node: str) -> tuple[float, int, float]:
+            e = self.registry.entry(node)
+            return (-e.assigned_now / e.slots(), -e.completed_for_us, random.random())
+
         planned = [n for n in free if given[n] > 0]
         # Alike: every free slot finishes within `material` of the best any lane could (busy ones too).
         soonest = min(view.finish(n) for n in lanes_of)
@@ -414,6 +439,8 @@ class Scheduler:
             # Every free slot is to be filled whichever job takes it (mid-run), or they are all
             # alike (jobs of milliseconds, where measures are noise): the work is spread, least
             # loaded first, and speed decides only who waits near the end.
+            if self._packing():
+                return min(free, key=busiest), True, 0.0
             return min(free, key=measured_then_load), True, 0.0
         if planned:
             return min(planned, key=measured_then_finish), True, 0.0
@@ -1088,6 +1115,7 @@ class Scheduler:
         t.picked_up = to_local(att.picked_up_ms / 1000) if att.picked_up_ms else None
         apply_result(t, ev, parsed, to_local)
         t.received = now
+        self.window.delivered(now - att.issued, t.exec_time or 0.0, time.monotonic())
         if att.node:
             delivered = self.registry.entry(att.node)
             delivered.completed_for_us += 1
