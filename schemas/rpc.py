@@ -284,6 +284,16 @@ class NodeJob(msgspec.Struct, kw_only=True):
     paid_msats: int = 0
 
 
+class InFlight(msgspec.Struct, kw_only=True):
+    """The buyer's in-flight window as it stands."""
+
+    out: int  # jobs out now
+    limit: int | None  # jobs it lets out at once; None: no cap (slow jobs, or nothing queues)
+    held: int = 0  # submissions that waited for it
+    cuts: int = 0  # rounds of results that showed a queue and cut it
+    probes: int = 0  # rounds measured with few jobs out, to find the bare round trip again
+
+
 class BuyerStatus(msgspec.Struct, kw_only=True):
     name: str
     pubkey: str
@@ -301,6 +311,7 @@ class BuyerStatus(msgspec.Struct, kw_only=True):
     backups: dict[str, int] = {}
     slots_declined: int = 0  # free slots left for a node the forecast has finishing sooner
     reissued: dict[str, int] = {}  # attempts re-issued, by why the last one was lost
+    window: InFlight | None = None  # the market-wide cap on jobs out (pylon.daemon.buyer.window)
 
 
 class NodeInfo(msgspec.Struct, kw_only=True):
@@ -496,6 +507,7 @@ __all__ = [
     "FileResult",
     "GlobalStats",
     "Hello",
+    "InFlight",
     "JobList",
     "JobListItem",
     "JobTelemetry",

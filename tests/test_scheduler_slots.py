@@ -11,9 +11,11 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 from faults_support import attempts, wait_for
+from pylon.daemon.buyer import window
 from pylon.daemon.buyer.registry import SLOT_CAP, START_SLOTS, NodeEntry, NodeRegistry, Outage
 from pylon.daemon.buyer.scheduler import Scheduler
 from pylon.daemon.buyer.store import BuyerStore
+from pylon.daemon.buyer.window import FLOOR
 from pylon.daemon.config import BuyerConfig
 from pylon.schemas import rpc
 from pylon.schemas.events import Announce
@@ -225,3 +227,71 @@ def test_a_fake_node_declaring_huge_concurrency_does_not_attract_the_jobs(tmp_pa
         assert fake.pubkey not in providers
     finally:
         m.stop()
+
+
+def test_pick_free_packs_onto_the_busiest_node_that_has_delivered_most() -> None:
+    reg = NodeRegistry(heartbeat_s=1.0)
+    a, b, c = (heard(ch * 64, 4) for ch in "abc")
+    reg.nodes = {e.pubkey: e for e in (a, b, c)}
+    a.assigned_now, b.assigned_now = 1, 2
+    b.completed_for_us = c.completed_for_us = 5
+    assert reg.pick_free() == c.pubkey  # spread: the idlest
+    assert reg.pick_free(pack=True) == b.pubkey  # packed: the busiest with a slot free
+    b.assigned_now = 4 + 1  # its slots and the one it may hold beyond them
+    assert reg.pick_free(pack=True) == a.pubkey
+    a.assigned_now = 0
+    assert reg.pick_free(pack=True) == c.pubkey  # all idle but b: the one that delivered most
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_in_flight_window_holds_jobs_back_and_lets_them_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With slots to spare, a burst still goes out FLOOR jobs at first (the window, measured
+    afresh); the next goes when one comes back, and, when none comes back quickly (slow jobs), on
+    its own after SLOW_AFTER_S. While it holds jobs back they are packed onto the busiest node."""
+    # However slow this machine, the jobs are not taken for slow ones until this test says so.
+    monkeypatch.setattr(window, "SLOW_AFTER_S", 3600.0)
+    registry = NodeRegistry(heartbeat_s=60.0)
+    nodes = [heard(ch * 64, 32) for ch in "abcdefghijkl"]
+    for e in nodes:  # heard for as long as the test may take on a loaded machine
+        e.heartbeat = idle_heartbeat(60.0)
+    registry.nodes = {e.pubkey: e for e in nodes}
+    store = await BuyerStore.open(tmp_path / "telemetry.db")
+    try:
+        sched = Scheduler(
+            BuyerConfig(relays=["ws://r"]),
+            keys=NostrKeys.generate(),
+            pool=ConnectedPool(),
+            registry=registry,
+            store=store,
+        )  # type: ignore[arg-type]
+        first = [await sched._claim_slot(0.0) for _ in range(FLOOR)]
+        assert len(set(first)) == FLOOR  # not held back yet: spread, one a node
+        got: list[str | None] = []
+
+        async def claim() -> None:
+            got.append(await sched._claim_slot(60.0))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim)
+            await wait_all_tasks_blocked()
+            assert got == [] and sched.window.held == 1  # slots free, the window full
+            busiest = first[0]
+            registry.entry(busiest).assigned_now += 1  # one node holds two now...
+            sched._release(first[1])
+            sched._release(first[2])  # ...and two came back: one may go
+            with anyio.fail_after(10):
+                while not got:
+                    await wait_all_tasks_blocked()
+        assert got == [busiest]  # packed onto the node with most of ours
+        assert sched.window_status().out == FLOOR
+        # Nothing comes back: after SLOW_AFTER_S the jobs are taken to be slow, and go.
+        monkeypatch.setattr(window, "SLOW_AFTER_S", 0.2)
+        with anyio.fail_after(10):
+            lifted = await sched._claim_slot(60.0)
+        assert lifted is not None and sched.window.held == 2
+        assert sched.window_status().limit is None
+    finally:
+        await store.close()

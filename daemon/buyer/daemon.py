@@ -213,6 +213,7 @@ class BuyerDaemon:
             backups=dict(sched.backups),
             slots_declined=sched.slots_declined,
             reissued=dict(sched.reissues),
+            window=sched.window_status(),
         )
 
     async def stats(self, provider: str | None) -> rpc.GlobalStats | rpc.ProviderStats:

@@ -43,7 +43,7 @@ from pylon.daemon.buyer.registry import SLOT_CAP, NodeEntry, NodeRegistry, Outag
 from pylon.daemon.buyer.store import BuyerStore
 from pylon.daemon.buyer.window import InFlightWindow
 from pylon.daemon.config import BuyerConfig
-from pylon.schemas import kinds
+from pylon.schemas import kinds, rpc
 from pylon.schemas.errors import NO_RETRY, ErrorCode
 from pylon.schemas.events import DEFAULT_TASKS, REDUCE_TASK, Feedback, FeedbackStatus, FileResult
 from pylon.schemas.telemetry import TERMINAL_STATES, JobState, JobTelemetry
@@ -353,7 +353,7 @@ class Scheduler:
             elif not self._requeue and not self._window_admits():
                 window_wait = self.window.wait_s(time.monotonic())
             elif not self._requeue:
-                choice = self._choose_free(avoid, run_id)
+                choice = self._choose_free(avoid, run_id, pack=held or self._packing())
                 if choice is not None:
                     node, planned, patience_s = choice
                     now = time.monotonic()
@@ -378,17 +378,26 @@ class Scheduler:
         node = self.registry.pick(avoid)
         return self._reserve(node) if node is not None else None
 
+    def _out(self) -> int:
+        return sum(e.assigned_now for e in self.registry.nodes.values())
+
     def _window_admits(self) -> bool:
-        return self.window.admits(sum(e.assigned_now for e in self.registry.nodes.values()), time.monotonic())
+        return self.window.admits(self._out(), time.monotonic())
+
+    def window_status(self) -> rpc.InFlight:
+        w = self.window
+        return rpc.InFlight(out=self._out(), limit=w.limit, held=w.held, cuts=w.cuts, probes=w.probes)
 
     def _packing(self) -> bool:
         """Whether new jobs go to the busiest node with a free slot rather than the idlest: while
-        the window holds jobs back, the bottleneck is shared (the buyer, the relay, a CPU), and
-        the fewer nodes hold the jobs, the fewer processes wake for each and the more each
-        wake-up carries. Otherwise the work is spread."""
+        the window holds jobs back (this one, or others lately), the bottleneck is shared (the
+        buyer, the relay, a CPU), and the fewer nodes hold the jobs, the fewer processes wake
+        for each and the more each wake-up carries. Otherwise the work is spread."""
         return self.window.binding(time.monotonic())
 
-    def _choose_free(self, avoid: frozenset[str], run_id: str | None) -> tuple[str, bool, float] | None:
+    def _choose_free(
+        self, avoid: frozenset[str], run_id: str | None, *, pack: bool = False
+    ) -> tuple[str, bool, float] | None:
         """The free slot for a job: (node, whether the forecast plans to use it, how long the
         job may wait for a better one), or None when no slot is free.
 
@@ -399,7 +408,7 @@ class Scheduler:
         service time and that of the node the plan gave the job."""
         tracker = self.runs.get(run_id) if run_id else None
         if tracker is None:
-            node = self.registry.pick_free(avoid, pack=self._packing())
+            node = self.registry.pick_free(avoid, pack=pack)
             return (node, True, 0.0) if node is not None else None
         if not self.registry.any_free(avoid):
             return None  # the common case under load, found without judging every node
@@ -439,7 +448,7 @@ class Scheduler:
             # Every free slot is to be filled whichever job takes it (mid-run), or they are all
             # alike (jobs of milliseconds, where measures are noise): the work is spread, least
             # loaded first, and speed decides only who waits near the end.
-            if self._packing():
+            if pack:
                 return min(free, key=busiest), True, 0.0
             return min(free, key=measured_then_load), True, 0.0
         if planned:

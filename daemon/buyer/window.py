@@ -33,7 +33,8 @@ QUEUE_LOW = 2.0  # jobs waiting, below which a window that held jobs back grows
 QUEUE_HIGH = 4.0  # above which the window is cut to what the rate needs, plus this many
 GROWTH = 1.25
 RATE_ROUNDS = 4  # rounds a rate is taken over: results come back in bursts
-BEST_ROUNDS = 32  # rounds the best delay is the best of
+PROBE_EVERY_S = 2.0  # the best delay is measured again this often, at least
+PROBE_ROUNDS = 32  # and at least this many round trips apart
 SLOW_AFTER_S = 0.25  # nothing back for this long with the window full: the jobs are slow
 FORGET_AFTER_S = 1.0  # nothing out and nothing back for this long: the next burst starts afresh
 
@@ -60,7 +61,11 @@ class InFlightWindow:
         self.limit: int | None = FLOOR  # None: no cap (the jobs are slow, or nothing queues)
         self.held = 0  # submissions that waited for the window (counted by the scheduler)
         self.cuts = 0  # rounds that found a queue and cut the window
-        self._best: deque[float] = deque(maxlen=BEST_ROUNDS)  # each round's mean delay
+        self.probes = 0  # rounds measured at FLOOR to find the best delay again
+        self._best: float | None = None  # the least mean delay of a round since the last probe
+        self._best_at = 0.0
+        self._rate = 0.0  # the last round's rate (outside a probe)
+        self._probe_since: float | None = None
         self._spans: deque[tuple[float, int]] = deque(maxlen=RATE_ROUNDS)  # (start, results)
         self._round_start: float | None = None
         self._count = 0
@@ -96,9 +101,11 @@ class InFlightWindow:
 
     def delivered(self, rtt: float, work: float, now: float) -> None:
         """A job came back `rtt` seconds after it went out; its node reports `work` seconds on it."""
-        if self._round_start is None:
-            self._round_start = self._last_back if self._last_back is not None else now - rtt
         self._last_back = now
+        if self._probe_since is not None and now - rtt < self._probe_since:
+            return  # it went out before the probe, behind the larger window
+        if self._round_start is None:
+            self._round_start = now - rtt
         work = min(max(work, 0.0), rtt)  # a node's report, believed only as far as it can be true
         self._count += 1
         self._work += work
@@ -113,22 +120,43 @@ class InFlightWindow:
             delay=self._delay / self._count,
         )
         self._round_start, self._count, self._work, self._delay = now, 0, 0.0, 0.0
-        self._judge(done)
+        self._judge(done, now)
 
-    def _judge(self, done: Round) -> None:
-        self._best.append(done.delay)
-        best = min(self._best)
-        queued = done.queued(best)
+    def _judge(self, done: Round, now: float) -> None:
+        if self._probe_since is not None:
+            # The probe's round: the market's delay with few jobs out is the new best.
+            self._probe_since = None
+            self._best, self._best_at = done.delay, now
+            self._spans.clear()
+            if self.limit is not None:
+                self.limit = max(FLOOR, math.ceil(self._rate * (done.work + done.delay) + QUEUE_HIGH))
+            return
+        self._rate = done.rate
+        if self._best is None or done.delay < self._best:
+            self._best, self._best_at = done.delay, now
+        queued = done.queued(self._best)
         if queued > QUEUE_HIGH:
             self.cuts += 1
-            self.limit = max(FLOOR, math.ceil(done.needed(best) + QUEUE_HIGH))
+            self.limit = max(FLOOR, math.ceil(done.needed(self._best) + QUEUE_HIGH))
         elif queued < QUEUE_LOW and self._bound and self.limit is not None:
             self.limit = max(self.limit + 1, math.ceil(self.limit * GROWTH))
         self._bound = False
+        if self.limit is not None and now - self._best_at > max(
+            PROBE_EVERY_S, PROBE_ROUNDS * (done.work + done.delay)
+        ):
+            # The best delay is only ever the best since the last probe: a window that keeps a
+            # short queue finds no lower one, and taking the queue's delay for the best would let
+            # the window creep up. So it is measured again, at FLOOR, for one round.
+            self.probes += 1
+            self._probe_since = now
+            self.limit = FLOOR
+            self._round_start, self._count, self._work, self._delay = now, 0, 0.0, 0.0
 
     def _forget(self, now: float) -> None:
         """Nothing is out: what comes next may be another kind of job, measured afresh."""
-        self._best.clear()
+        self._best = None
+        self._best_at = now
+        self._probe_since = None
         self._spans.clear()
         self.limit = FLOOR
         self._round_start = None
