@@ -140,6 +140,7 @@ class RunTracker:
         self.completed = 0
         self.failed = 0
         self.turnarounds: list[float] = []  # issue → accepted result, of this run's jobs
+        self.nodes: set[str] = set()  # every node handed a job of this run
         self.done = anyio.Event()
         if total == 0:
             self.done.set()
@@ -435,9 +436,11 @@ class Scheduler:
             e = self.registry.entry(node)
             return (e.service.samples > 0, e.assigned_now / e.slots(), random.random())
 
-        def busiest(node: str) -> tuple[float, int, float]:
+        def newcomers_then_busiest(node: str) -> tuple[bool, float, int, float]:
+            # A node not handed a job of this run yet gets one first: each has a share of the
+            # run (and a measure); the rest are packed.
             e = self.registry.entry(node)
-            return (-e.assigned_now / e.slots(), -e.completed_for_us, random.random())
+            return (node in tracker.nodes, -e.assigned_now / e.slots(), -e.completed_for_us, random.random())
 
         planned = [n for n in free if given[n] > 0]
         # Alike: every free slot finishes within `material` of the best any lane could (busy ones too).
@@ -449,7 +452,7 @@ class Scheduler:
             # alike (jobs of milliseconds, where measures are noise): the work is spread, least
             # loaded first, and speed decides only who waits near the end.
             if pack:
-                return min(free, key=busiest), True, 0.0
+                return min(free, key=newcomers_then_busiest), True, 0.0
             return min(free, key=measured_then_load), True, 0.0
         if planned:
             return min(planned, key=measured_then_finish), True, 0.0
@@ -617,6 +620,9 @@ class Scheduler:
                 "no provider node is online; start a local stack with: pylon up --nodes 3 "
                 "(or one node beside this buyer: pylon node up)",
             )
+        tracker = self.runs.get(run_id) if run_id else None
+        if tracker is not None and check_of is None:
+            tracker.nodes.add(node)
         try:
             job = await self._publish_first(
                 path, text, lang, size, run_id, node, tasks, avoid, check_of, private
