@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 FLOOR = 8  # jobs out at first, and at least: a few nodes' worth
 ROUND = 16  # results a round is judged on (fewer while the window is smaller)
-QUEUE_LOW = 2.0  # jobs waiting, below which a window that held jobs back grows
-QUEUE_HIGH = 4.0  # above which the window is cut to what the rate needs, plus this many
+QUEUE_LOW = 3.0  # jobs waiting, below which a window that held jobs back grows
+QUEUE_HIGH = 6.0  # above which the window is cut to what the rate needs, plus this many
 GROWTH = 1.25
 RATE_ROUNDS = 4  # rounds a rate is taken over: results come back in bursts
 PROBE_EVERY_S = 2.0  # the best delay is measured again this often, at least
