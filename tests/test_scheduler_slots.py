@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -132,6 +133,36 @@ class ConnectedPool:
         return True
 
 
+async def claim_once_freed(sched: Scheduler, free: Callable[[], None]) -> str | None:
+    """Claim a slot in the background; once the claim is waiting for one, `free` frees one.
+    The node the claim got."""
+    got: list[str | None] = []
+
+    async def claim() -> None:
+        got.append(await sched._claim_slot(60.0))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claim)
+        await wait_all_tasks_blocked()
+        assert got == [], "the claim took a slot before one was freed"
+        free()
+        with anyio.fail_after(10):
+            while not got:
+                await wait_all_tasks_blocked()
+    return got[0]
+
+
+def scheduler_on(registry: NodeRegistry, store: BuyerStore) -> Scheduler:
+    """A scheduler over `registry` with a relay pool that is always connected and sends nothing."""
+    return Scheduler(
+        BuyerConfig(relays=["ws://r"]),
+        keys=NostrKeys.generate(),
+        pool=ConnectedPool(),  # type: ignore[arg-type]
+        registry=registry,
+        store=store,
+    )
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_buyer_just_up_respects_the_slots_before_its_first_scan(tmp_path: Path) -> None:
@@ -144,28 +175,15 @@ async def test_a_buyer_just_up_respects_the_slots_before_its_first_scan(tmp_path
     small.assigned_now, greedy.assigned_now = 2, START_SLOTS  # every slot taken
     store = await BuyerStore.open(tmp_path / "telemetry.db")
     try:
-        sched = Scheduler(
-            BuyerConfig(relays=["ws://r"]),
-            keys=NostrKeys.generate(),
-            pool=ConnectedPool(),
-            registry=registry,
-            store=store,
-        )  # type: ignore[arg-type]
+        sched = scheduler_on(registry, store)
         sched._held = True  # the scan loop's verdict from before the nodes were heard
-        got: list[str | None] = []
 
-        async def claim() -> None:
-            got.append(await sched._claim_slot(60.0))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(claim)
-            await wait_all_tasks_blocked()
-            assert got == [] and greedy.assigned_now == START_SLOTS  # it waits for a slot
+        def free_one() -> None:
+            assert greedy.assigned_now == START_SLOTS  # it waits for a slot
             sched._release(small.pubkey)
-            with anyio.fail_after(10):
-                while not got:
-                    await wait_all_tasks_blocked()
-        assert got == [small.pubkey] and greedy.assigned_now == START_SLOTS
+
+        got = await claim_once_freed(sched, free_one)
+        assert got == small.pubkey and greedy.assigned_now == START_SLOTS
     finally:
         await store.close()
 
@@ -260,32 +278,18 @@ async def test_the_in_flight_window_holds_jobs_back_and_lets_them_go(
     registry.nodes = {e.pubkey: e for e in nodes}
     store = await BuyerStore.open(tmp_path / "telemetry.db")
     try:
-        sched = Scheduler(
-            BuyerConfig(relays=["ws://r"]),
-            keys=NostrKeys.generate(),
-            pool=ConnectedPool(),
-            registry=registry,
-            store=store,
-        )  # type: ignore[arg-type]
+        sched = scheduler_on(registry, store)
         first = [await sched._claim_slot(0.0) for _ in range(FLOOR)]
         assert len(set(first)) == FLOOR  # not held back yet: spread, one a node
-        got: list[str | None] = []
+        busiest = first[0]
 
-        async def claim() -> None:
-            got.append(await sched._claim_slot(60.0))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(claim)
-            await wait_all_tasks_blocked()
-            assert got == [] and sched.window.held == 1  # slots free, the window full
-            busiest = first[0]
+        def free_one() -> None:
+            assert sched.window.held == 1  # slots free, the window full
             registry.entry(busiest).assigned_now += 1  # one node holds two now...
             sched._release(first[1])
             sched._release(first[2])  # ...and two came back: one may go
-            with anyio.fail_after(10):
-                while not got:
-                    await wait_all_tasks_blocked()
-        assert got == [busiest]  # packed onto the node with most of ours
+
+        assert await claim_once_freed(sched, free_one) == busiest  # packed onto the node with most of ours
         assert sched.window_status().out == FLOOR
         # Nothing comes back: after SLOW_AFTER_S the jobs are taken to be slow, and go.
         monkeypatch.setattr(window, "SLOW_AFTER_S", 0.2)
