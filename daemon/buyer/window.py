@@ -129,7 +129,7 @@ class InFlightWindow:
             self._best, self._best_at = done.delay, now
             self._spans.clear()
             if self.limit is not None:
-                self.limit = max(FLOOR, math.ceil(self._rate * (done.work + done.delay) + QUEUE_HIGH))
+                self._cap(Round(rate=self._rate, work=done.work, delay=done.delay).needed(done.delay))
             return
         self._rate = done.rate
         if self._best is None or done.delay < self._best:
@@ -137,7 +137,7 @@ class InFlightWindow:
         queued = done.queued(self._best)
         if queued > QUEUE_HIGH:
             self.cuts += 1
-            self.limit = max(FLOOR, math.ceil(done.needed(self._best) + QUEUE_HIGH))
+            self._cap(done.needed(self._best))
         elif queued < QUEUE_LOW and self._bound and self.limit is not None:
             self.limit = max(self.limit + 1, math.ceil(self.limit * GROWTH))
         self._bound = False
@@ -151,6 +151,10 @@ class InFlightWindow:
             self._probe_since = now
             self.limit = FLOOR
             self._round_start, self._count, self._work, self._delay = now, 0, 0.0, 0.0
+
+    def _cap(self, needed: float) -> None:
+        """Jobs out: what the rate needs with nothing waiting, and QUEUE_HIGH more."""
+        self.limit = max(FLOOR, math.ceil(needed + QUEUE_HIGH))
 
     def _forget(self, now: float) -> None:
         """Nothing is out: what comes next may be another kind of job, measured afresh."""
